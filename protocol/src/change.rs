@@ -1,0 +1,333 @@
+//! The change a game server asks for, and its validation.
+//!
+//! A [`Change`] is what arrives from outside; [`Change::validate`] turns it into
+//! a [`ValidChange`], the only form stores accept, so nothing malformed ever
+//! reaches a database.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ChangeId, Error, ItemId, OwnerId, UserId};
+
+/// The largest quantity one operation may grant or consume.
+pub const MAX_QUANTITY: u64 = 1_000_000_000;
+/// The largest balance a stack may hold (10^12). Far below 2^53, so every
+/// balance is exact as a JavaScript number, and reachable in a test. A grant
+/// that would exceed it is refused by the store with `balance_overflow`.
+pub const MAX_BALANCE: u64 = 1_000_000_000_000;
+/// The most operations one change may carry.
+pub const MAX_OPERATIONS: usize = 256;
+/// The most distinct owners one change may touch (a trade between two users,
+/// each with an account and a character, touches four).
+pub const MAX_OWNERS_PER_CHANGE: usize = 8;
+
+/// A positive quantity, `1..=MAX_QUANTITY`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Quantity(u64);
+
+impl Quantity {
+    /// Checks that `n` is within `1..=MAX_QUANTITY`.
+    pub const fn new(n: u64) -> Result<Self, Error> {
+        if n == 0 || n > MAX_QUANTITY {
+            Err(Error::InvalidQuantity(n))
+        } else {
+            Ok(Self(n))
+        }
+    }
+
+    /// The quantity as a number.
+    #[must_use]
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl TryFrom<u64> for Quantity {
+    type Error = Error;
+    fn try_from(n: u64) -> Result<Self, Error> {
+        Self::new(n)
+    }
+}
+
+impl From<Quantity> for u64 {
+    fn from(q: Quantity) -> u64 {
+        q.0
+    }
+}
+
+/// One operation of a change on one stack.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Operation {
+    /// Add `qty` of `item` to `owner`.
+    Grant {
+        /// The inventory that receives.
+        owner: OwnerId,
+        /// The item granted.
+        item: ItemId,
+        /// How many.
+        qty: Quantity,
+    },
+    /// Remove `qty` of `item` from `owner`; the whole change fails if the owner
+    /// holds fewer (the guard is checked by the store in the same atomic step).
+    Consume {
+        /// The inventory that gives up the items.
+        owner: OwnerId,
+        /// The item consumed.
+        item: ItemId,
+        /// How many.
+        qty: Quantity,
+    },
+}
+
+impl Operation {
+    /// The inventory this operation touches.
+    #[must_use]
+    pub fn owner(&self) -> &OwnerId {
+        match self {
+            Self::Grant { owner, .. } | Self::Consume { owner, .. } => owner,
+        }
+    }
+
+    /// The item this operation touches.
+    #[must_use]
+    pub fn item(&self) -> &ItemId {
+        match self {
+            Self::Grant { item, .. } | Self::Consume { item, .. } => item,
+        }
+    }
+
+    /// The quantity moved.
+    #[must_use]
+    pub fn qty(&self) -> Quantity {
+        match self {
+            Self::Grant { qty, .. } | Self::Consume { qty, .. } => *qty,
+        }
+    }
+
+    /// The signed change to the balance: `+qty` for a grant, `-qty` for a consume.
+    #[must_use]
+    pub fn delta(&self) -> i64 {
+        // MAX_QUANTITY fits in an i64, so the cast is exact.
+        let qty = self.qty().get() as i64;
+        match self {
+            Self::Grant { .. } => qty,
+            Self::Consume { .. } => -qty,
+        }
+    }
+}
+
+/// What a change means, for the audit. A trade must conserve items.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// Gameplay: grants and consumes decided by a game server.
+    #[default]
+    Adjust,
+    /// A trade between exactly two users; every item's net change is zero.
+    Trade,
+    /// Crafting: consumes inputs and grants a newly created unique item.
+    Craft,
+    /// Burning: consumes a unique item whose descriptor is removed.
+    Burn,
+}
+
+/// A change as requested: an id chosen by the caller and one or more operations.
+///
+/// Use the builder methods, then [`Change::validate`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    /// The caller's id for this change; a retry must reuse it.
+    pub id: ChangeId,
+    /// What the change means.
+    #[serde(default)]
+    pub kind: ChangeKind,
+    /// The operations, applied together or not at all.
+    pub ops: Vec<Operation>,
+}
+
+impl Change {
+    /// An empty gameplay change with the given id.
+    #[must_use]
+    pub fn new(id: ChangeId) -> Self {
+        Self {
+            id,
+            kind: ChangeKind::Adjust,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Sets what the change means.
+    #[must_use]
+    pub fn with_kind(mut self, kind: ChangeKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Adds a grant.
+    #[must_use]
+    pub fn grant(mut self, owner: OwnerId, item: ItemId, qty: Quantity) -> Self {
+        self.ops.push(Operation::Grant { owner, item, qty });
+        self
+    }
+
+    /// Adds a guarded consume.
+    #[must_use]
+    pub fn consume(mut self, owner: OwnerId, item: ItemId, qty: Quantity) -> Self {
+        self.ops.push(Operation::Consume { owner, item, qty });
+        self
+    }
+
+    /// A trade: `a` gives `a_gives` to `b`, and `b` gives `b_gives` to `a`.
+    #[must_use]
+    pub fn trade(
+        id: ChangeId,
+        (a, a_gives): (OwnerId, &[(ItemId, Quantity)]),
+        (b, b_gives): (OwnerId, &[(ItemId, Quantity)]),
+    ) -> Self {
+        let mut change = Self::new(id).with_kind(ChangeKind::Trade);
+        for (from, to, gives) in [(&a, &b, a_gives), (&b, &a, b_gives)] {
+            for (item, qty) in gives {
+                change = change.consume(from.clone(), item.clone(), *qty).grant(
+                    to.clone(),
+                    item.clone(),
+                    *qty,
+                );
+            }
+        }
+        change
+    }
+
+    /// Checks the structural rules a store relies on:
+    /// at least one and at most [`MAX_OPERATIONS`] operations, at most
+    /// [`MAX_OWNERS_PER_CHANGE`] owners, no stack (owner and item) touched twice,
+    /// and for a trade: exactly two distinct users and every item conserved.
+    pub fn validate(self) -> Result<ValidChange, Error> {
+        if self.ops.is_empty() {
+            return Err(Error::EmptyChange);
+        }
+        if self.ops.len() > MAX_OPERATIONS {
+            return Err(Error::TooManyOperations(self.ops.len()));
+        }
+        let mut stacks = BTreeSet::new();
+        for op in &self.ops {
+            if !stacks.insert((op.owner(), op.item())) {
+                return Err(Error::DuplicateItem {
+                    owner: op.owner().clone(),
+                    item: op.item().clone(),
+                });
+            }
+        }
+        let owners: Vec<OwnerId> = self
+            .ops
+            .iter()
+            .map(Operation::owner)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect();
+        if owners.len() > MAX_OWNERS_PER_CHANGE {
+            return Err(Error::TooManyOwners(owners.len()));
+        }
+        if self.kind == ChangeKind::Trade {
+            check_trade(&self.ops, &owners)?;
+        }
+        Ok(ValidChange {
+            change: self,
+            owners,
+        })
+    }
+}
+
+fn check_trade(ops: &[Operation], owners: &[OwnerId]) -> Result<(), Error> {
+    let users: BTreeSet<&UserId> = owners.iter().map(OwnerId::user).collect();
+    match users.len() {
+        2 => {}
+        1 => {
+            return Err(Error::TradeWithSelf(owners[0].user().clone()));
+        }
+        n => return Err(Error::TradeNotBetweenTwoUsers(n)),
+    }
+    let mut net: BTreeMap<&ItemId, i64> = BTreeMap::new();
+    for op in ops {
+        *net.entry(op.item()).or_default() += op.delta();
+    }
+    match net.into_iter().find(|(_, sum)| *sum != 0) {
+        Some((item, sum)) => Err(Error::TradeUnbalanced {
+            item: item.clone(),
+            net: sum,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A change that passed [`Change::validate`]: the only form a store accepts.
+///
+/// Deserializing a `ValidChange` validates it.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "Change", into = "Change")]
+pub struct ValidChange {
+    change: Change,
+    owners: Vec<OwnerId>,
+}
+
+impl ValidChange {
+    /// The change id.
+    #[must_use]
+    pub fn id(&self) -> ChangeId {
+        self.change.id
+    }
+
+    /// What the change means.
+    #[must_use]
+    pub fn kind(&self) -> ChangeKind {
+        self.change.kind
+    }
+
+    /// All operations, in request order.
+    #[must_use]
+    pub fn ops(&self) -> &[Operation] {
+        &self.change.ops
+    }
+
+    /// The distinct owners touched, in ascending order (a stable lock order).
+    pub fn owners(&self) -> impl ExactSizeIterator<Item = &OwnerId> + Clone {
+        self.owners.iter()
+    }
+
+    /// The operations on one owner, in request order.
+    pub fn ops_for<'a>(&'a self, owner: &'a OwnerId) -> impl Iterator<Item = &'a Operation> {
+        self.change.ops.iter().filter(move |op| op.owner() == owner)
+    }
+
+    /// The distinct users touched, in ascending order.
+    #[must_use]
+    pub fn users(&self) -> BTreeSet<&UserId> {
+        self.owners.iter().map(OwnerId::user).collect()
+    }
+
+    /// Gives back the plain change.
+    #[must_use]
+    pub fn into_inner(self) -> Change {
+        self.change
+    }
+}
+
+impl TryFrom<Change> for ValidChange {
+    type Error = Error;
+    fn try_from(change: Change) -> Result<Self, Error> {
+        change.validate()
+    }
+}
+
+impl From<ValidChange> for Change {
+    fn from(valid: ValidChange) -> Change {
+        valid.change
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,35 @@
+//! The wire contract shared by inventory servers and SDKs.
+//!
+//! Everything that crosses a process boundary is defined here: identifiers with
+//! their grammar ([`ItemId`], [`UserId`], [`OwnerId`], [`ChangeId`]), the
+//! [`Change`] a game server asks for, the [`ChangeEvent`] that propagates once
+//! it is applied, owner snapshots, and the one table of stable [`ErrorCode`]s
+//! used by HTTP and WebSocket alike.
+//!
+//! The crate is serde-only and does no IO, so it builds for
+//! `wasm32-unknown-unknown` (CI checks it).
+//!
+//! ```
+//! use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+//!
+//! let alice = OwnerId::account(UserId::parse("alice")?);
+//! let change = Change::new(ChangeId::nil())
+//!     .grant(alice.clone(), ItemId::parse("wood")?, Quantity::new(10)?)
+//!     .consume(alice, ItemId::parse("stone")?, Quantity::new(2)?)
+//!     .validate()?;
+//! assert_eq!(change.owners().count(), 1);
+//! # Ok::<(), protocol::Error>(())
+//! ```
+
+mod change;
+mod error;
+mod event;
+mod ids;
+
+pub use change::{
+    Change, ChangeKind, MAX_BALANCE, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY,
+    Operation, Quantity, ValidChange,
+};
+pub use error::{Error, ErrorBody, ErrorCode};
+pub use event::{ChangeEvent, DeltaOutcome, ItemDelta, OwnerDelta, OwnerSnapshot, Version};
+pub use ids::{ChangeId, CharacterId, ID_MAX_LEN, ItemId, OwnerId, UserId};
