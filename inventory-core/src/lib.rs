@@ -4,7 +4,7 @@
 //! event to propagate.
 //!
 //! Adapters live behind features: `sqlite` (the embedded default, on by
-//! default). `test-util` exposes the [`conformance`] suite that every
+//! default) and `mongodb` (the production source of truth, [`MongoStore`]). `test-util` exposes the [`conformance`] suite that every
 //! [`InventoryStore`] must pass.
 //!
 //! ```
@@ -30,6 +30,8 @@ mod error;
 mod inventory;
 mod ledger;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongo;
 mod store;
 
 #[cfg(feature = "test-util")]
@@ -38,4 +40,8 @@ pub mod conformance;
 pub use error::Error;
 pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
+#[cfg(all(feature = "mongodb", feature = "test-util"))]
+pub use mongo::{FaultInjector, FaultKind};
+#[cfg(feature = "mongodb")]
+pub use mongo::{MAX_RACES, MongoConfig, MongoStats, MongoStore};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};
