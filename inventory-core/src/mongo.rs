@@ -25,12 +25,12 @@
 //!   filter `{_id, recent: {$ne: <id>}, items.<c>: {$gte: n} per consume,
 //!   items.<g>: {$not: {$gt: MAX_BALANCE - n}} per grant}`,
 //!   update `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<id>],
-//!   $slice: -1024}}, $setOnInsert: {u}}`, upsert only when the part has no
-//!   consume. When it matches nothing (or the upsert hits E11000 because the
-//!   document exists), one read decides: the id is in `recent` ⇒
-//!   `AlreadyApplied` with the version its position implies; a guard fails on
-//!   the balances read ⇒ that refusal; neither (a concurrent change moved the
-//!   balances in between) ⇒ send the update again, at most [`MAX_RACES`] times.
+//!   $slice: -1024}}}`. No upsert: when it matches nothing, one read decides:
+//!   the id is in `recent` ⇒ `AlreadyApplied` with the version its position
+//!   implies; a guard fails on the balances read ⇒ that refusal; no document
+//!   yet ⇒ `insertOne({_id, u, v: 0, items: {}, recent: []})` (E11000
+//!   ignored) and again; neither (a concurrent change moved the balances in
+//!   between) ⇒ send the update again, at most [`MAX_RACES`] times.
 //! - **Zero-stack cleanup**: when a post-image shows a consumed stack at 0,
 //!   `updateOne({_id, items.<x>: 0}, {$unset: {items.<x>: ""}})`. It only
 //!   matches while the stack is still 0, so it never erases a concurrent
@@ -80,8 +80,8 @@ use self::database::{Database, Driver};
 pub use self::database::{FaultInjector, FaultKind};
 use self::document::{
     Diagnosis, ID, RECENT, USER, VERSION, applied_version, diagnose, emptied_items, first_refusal,
-    item_path, owner_update, post_image_version, snapshot, touched_projection, undo_update,
-    zero_cleanup,
+    item_path, owner_update, post_image_version, skeleton, snapshot, touched_projection,
+    undo_update, zero_cleanup,
 };
 use crate::{ApplyOutcome, Error, InventoryStore};
 
@@ -284,18 +284,27 @@ impl MongoStore {
                     return Ok(Part::Applied(version));
                 }
                 Ok(None) => {}
-                Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(backend(e)),
             }
             match diagnose(owner, change, self.read(owner, change).await?.as_ref())? {
                 Diagnosis::AlreadyApplied(version) => return Ok(Part::AlreadyApplied(version)),
                 Diagnosis::Refused(refusal) => return Err(refusal),
+                Diagnosis::Missing => self.create(owner).await?,
                 Diagnosis::Raced => {
                     tracing::debug!(%owner, id = %change.id(), "update raced, again")
                 }
             }
         }
         Err(lost_races(change))
+    }
+
+    /// Inserts the document of an owner never touched; a concurrent insert
+    /// winning the race is just as good.
+    async fn create(&self, owner: &OwnerId) -> Result<(), Error> {
+        match self.db().insert_one(skeleton(owner)).await {
+            Err(e) if !is_duplicate_key(&e) => Err(backend(e)),
+            _ => Ok(()),
+        }
     }
 
     /// The owner's version, window and touched balances.
@@ -343,11 +352,6 @@ impl MongoStore {
                                         owner.clone(),
                                     )));
                                 }
-                                Err(e) if is_duplicate_key(&e) => {
-                                    return Err(mongodb::error::Error::custom(NoMatch(
-                                        owner.clone(),
-                                    )));
-                                }
                                 Err(e) => return Err(e),
                             }
                         }
@@ -379,6 +383,7 @@ impl MongoStore {
                     ));
                 }
                 Diagnosis::Refused(refusal) => return Err(refusal),
+                Diagnosis::Missing => self.create(&owner).await?,
                 Diagnosis::Raced => {
                     tracing::debug!(%owner, id = %change.id(), "transaction raced, again")
                 }
@@ -469,36 +474,51 @@ impl MongoStore {
     }
 
     /// Undoes `owner`'s part of `change` if it is applied; a no-op otherwise.
+    /// Waits and tries again (bounded) while the granted items are spent or the
+    /// server is unreachable, so a blip does not leave the change half applied.
     async fn undo_part(&self, owner: &OwnerId, change: &ValidChange) -> Result<(), Error> {
+        let mut last = None;
         for attempt in 1..=UNDO_ATTEMPTS {
-            let doc = self.read(owner, change).await?;
-            match undo_update(owner, change, doc.as_ref()) {
-                Ok(None) => return Ok(()),
-                Ok(Some(undo)) => {
-                    let matched = self
-                        .db()
-                        .update_one(undo.filter, undo.update)
-                        .await
-                        .map_err(backend)?;
-                    if matched == 1 {
-                        self.inner.compensated.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(id = %change.id(), %owner, "part undone");
-                        self.clean_up(owner, undo.emptied.iter()).await;
-                        return Ok(());
-                    }
-                }
-                Err(Error::Insufficient { item, .. }) => {
-                    tracing::warn!(id = %change.id(), %owner, %item, attempt, "undo waits for spent items");
+            match self.try_undo_part(owner, change).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e @ (Error::Insufficient { .. } | Error::Unavailable(_))) => {
+                    tracing::warn!(id = %change.id(), %owner, attempt, error = %e, "undo waits");
                     tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+                    last = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Backend(format!(
-            "could not undo change {} on {owner}: its granted items were spent meanwhile; \
-             retry the change with the same id",
-            change.id()
-        )))
+        Err(match last {
+            Some(Error::Unavailable(why)) => Error::Unavailable(why),
+            _ => Error::Backend(format!(
+                "could not undo change {} on {owner}: its granted items were spent meanwhile; \
+                 retry the change with the same id",
+                change.id()
+            )),
+        })
+    }
+
+    /// One compare-and-set attempt at undoing; `Ok(false)` if the document
+    /// moved since it was read.
+    async fn try_undo_part(&self, owner: &OwnerId, change: &ValidChange) -> Result<bool, Error> {
+        let doc = self.read(owner, change).await?;
+        let Some(undo) = undo_update(owner, change, doc.as_ref())? else {
+            return Ok(true);
+        };
+        let matched = self
+            .db()
+            .update_one(undo.filter, undo.update)
+            .await
+            .map_err(backend)?;
+        if matched == 0 {
+            return Ok(false);
+        }
+        self.inner.compensated.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(id = %change.id(), %owner, "part undone");
+        self.clean_up(owner, undo.emptied.iter()).await;
+        Ok(true)
     }
 }
 
@@ -536,7 +556,10 @@ impl InventoryStore for MongoStore {
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         let docs = self
             .db()
-            .find(doc! { USER: user.as_str() }, doc! { RECENT: 0 })
+            .find(
+                doc! { USER: user.as_str(), VERSION: { "$gt": 0_i64 } },
+                doc! { RECENT: 0 },
+            )
             .await
             .map_err(backend)?;
         let mut snapshots = docs
@@ -555,7 +578,7 @@ fn lost_races(change: &ValidChange) -> Error {
     ))
 }
 
-/// E11000: an upsert found the document after all (its filter failed on it).
+/// E11000: the document exists already.
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     match &*e.kind {
         ErrorKind::Command(c) => c.code == 11000,

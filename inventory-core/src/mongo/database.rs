@@ -20,8 +20,7 @@ pub(crate) trait Database: Send + Sync + fmt::Debug + 'static {
     /// The client, to start sessions.
     fn client(&self) -> &Client;
 
-    /// `findAndModify` with the update's filter, update, upsert flag and
-    /// projection; the post-image, or `None` if nothing matched.
+    /// `findAndModify` with the update's filter, update and projection; the post-image, or `None` if nothing matched.
     async fn find_one_and_update(
         &self,
         session: Option<&mut ClientSession>,
@@ -41,6 +40,9 @@ pub(crate) trait Database: Send + Sync + fmt::Debug + 'static {
 
     /// `updateOne`; how many documents matched.
     async fn update_one(&self, filter: Document, update: Document) -> Result<u64>;
+
+    /// `insertOne`.
+    async fn insert_one(&self, doc: Document) -> Result<()>;
 }
 
 /// The real thing: one collection through the official driver.
@@ -70,7 +72,6 @@ impl Database for Driver {
         let action = self
             .collection
             .find_one_and_update(update.filter.clone(), update.update.clone())
-            .upsert(update.upsert)
             .projection(update.projection.clone())
             .return_document(ReturnDocument::After);
         match session {
@@ -108,6 +109,10 @@ impl Database for Driver {
             .update_one(filter, update)
             .await?
             .matched_count)
+    }
+
+    async fn insert_one(&self, doc: Document) -> Result<()> {
+        self.collection.insert_one(doc).await.map(drop)
     }
 }
 
@@ -254,6 +259,10 @@ mod faults {
 
         async fn update_one(&self, filter: Document, update: Document) -> Result<u64> {
             self.run(self.inner.update_one(filter, update)).await
+        }
+
+        async fn insert_one(&self, doc: Document) -> Result<()> {
+            self.run(self.inner.insert_one(doc)).await
         }
     }
 }

@@ -69,11 +69,8 @@ fn int(n: u64) -> i64 {
 pub(crate) struct OwnerUpdate {
     /// `{_id, recent: {$ne: <change id>}, items.<consumed>: {$gte: n}, items.<granted>: {$not: {$gt: MAX - n}}}`.
     pub(crate) filter: Document,
-    /// `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<change id>], $slice: -1024}}, $setOnInsert: {u: <user>}}`.
+    /// `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<change id>], $slice: -1024}}}`.
     pub(crate) update: Document,
-    /// Upsert only when the part grants and never consumes: an upsert whose
-    /// consume guard failed would insert a negative balance.
-    pub(crate) upsert: bool,
     /// The post-image fields the caller needs: the version and each consumed
     /// balance (to spot a stack that reached zero).
     pub(crate) projection: Document,
@@ -87,13 +84,11 @@ pub(crate) fn owner_update(owner: &OwnerId, change: &ValidChange) -> OwnerUpdate
     };
     let mut inc = Document::new();
     let mut projection = doc! { ID: 0, VERSION: 1 };
-    let mut upsert = true;
     for op in change.ops_for(owner) {
         let path = item_path(op.item());
         let qty = op.qty().get();
         match op {
             Operation::Consume { .. } => {
-                upsert = false;
                 filter.insert(path.clone(), doc! { "$gte": int(qty) });
                 inc.insert(path.clone(), -int(qty));
                 projection.insert(path, 1);
@@ -112,13 +107,26 @@ pub(crate) fn owner_update(owner: &OwnerId, change: &ValidChange) -> OwnerUpdate
     let update = doc! {
         "$inc": inc,
         "$push": { RECENT: { "$each": [applied_entry(change.id())], "$slice": WINDOW } },
-        "$setOnInsert": { USER: owner.user().as_str() },
     };
     OwnerUpdate {
         filter,
         update,
-        upsert,
         projection,
+    }
+}
+
+/// The document of an owner no change has touched yet, inserted (and a
+/// duplicate key ignored) before its first update. Updates never upsert: an
+/// upsert whose guard failed would insert a negative balance or collide with
+/// the existing document, and concurrent upserts are where servers differ.
+/// An untouched document (`v: 0`) is invisible to loads.
+pub(crate) fn skeleton(owner: &OwnerId) -> Document {
+    doc! {
+        ID: owner.to_string(),
+        USER: owner.user().as_str(),
+        VERSION: 0_i64,
+        ITEMS: {},
+        RECENT: [],
     }
 }
 
@@ -171,6 +179,9 @@ pub(crate) enum Diagnosis {
     /// Neither: a concurrent change moved the balances between the update and
     /// the read. The update should be sent again.
     Raced,
+    /// The owner has no document yet and the part would apply to an empty
+    /// one: insert the [`skeleton`] and send the update again.
+    Missing,
 }
 
 /// Decides why `owner`'s update for `change` matched nothing, from the owner's
@@ -184,7 +195,7 @@ pub(crate) fn diagnose(
         // No document: nothing was applied, and every consume sees 0.
         return Ok(match first_refusal(owner, change, None)? {
             Some(refusal) => Diagnosis::Refused(refusal),
-            None => Diagnosis::Raced,
+            None => Diagnosis::Missing,
         });
     };
     if let Some(version) = applied_version(owner, doc, change.id())? {
