@@ -81,6 +81,10 @@ error_codes! {
     PayloadTooLarge = ("payload_too_large", 413),
     /// A batch names more ids than allowed.
     BatchTooLarge = ("batch_too_large", 413),
+    /// A descriptor breaks a rule of the model (name, attributes, inputs).
+    InvalidDescriptor = ("invalid_descriptor", 422),
+    /// A crafted descriptor cannot be revised.
+    DescriptorImmutable = ("descriptor_immutable", 409),
     /// The request is well-formed but cannot be processed as asked.
     Unprocessable = ("unprocessable", 422),
     /// Too many requests or messages in a short time.

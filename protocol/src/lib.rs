@@ -3,7 +3,7 @@
 //! Everything that crosses a process boundary is defined here: identifiers with
 //! their grammar ([`ItemId`], [`UserId`], [`OwnerId`], [`ChangeId`]), the
 //! [`Change`] a game server asks for, the [`ChangeEvent`] that propagates once
-//! it is applied, owner snapshots, and the one table of stable [`ErrorCode`]s
+//! it is applied, owner snapshots, item [`Descriptor`]s with their batch-get types, and the one table of stable [`ErrorCode`]s
 //! used by HTTP and WebSocket alike.
 //!
 //! The crate is serde-only and does no IO, so it builds for
@@ -22,6 +22,7 @@
 //! ```
 
 mod change;
+mod descriptor;
 mod error;
 mod event;
 mod ids;
@@ -29,6 +30,11 @@ mod ids;
 pub use change::{
     Change, ChangeKind, MAX_BALANCE, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY,
     Operation, Quantity, ValidChange,
+};
+pub use descriptor::{
+    AttributeValue, BatchGetRequest, BatchGetResponse, BurnOutcome, BurnResponse, CraftInput,
+    Descriptor, DescriptorError, DescriptorKind, MAX_ATTRIBUTE_TEXT_LEN, MAX_ATTRIBUTES,
+    MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES, MAX_INPUTS, MAX_NAME_LEN, MAX_TIMESTAMP_MS, Stacking,
 };
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use event::{ChangeEvent, DeltaOutcome, ItemDelta, OwnerDelta, OwnerSnapshot, Version};
