@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 
 pub use mongo::{MongoServer, Topology};
 pub use name::unique_name;
-pub use process::find_binary;
+pub use process::{cargo_bin_dir, find_binary};
 pub use redis::RedisServer;
 
 /// `$REDIS_URL` if set, else the URL of a server shared by this process,
