@@ -19,9 +19,11 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
-    /// The network failed: connection refused or reset, timeout, TLS.
+    /// The network failed: connection refused or reset, timeout, TLS. The
+    /// cause is shown in the message rather than chained as a source, so
+    /// that logging the error once says everything.
     #[error("transport failed: {0}")]
-    Transport(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    Transport(Arc<dyn std::error::Error + Send + Sync>),
     /// A server answered with an error body carrying a stable code.
     #[error("server refused: {} ({})", .0.message, .0.code)]
     Server(ErrorBody),
