@@ -142,7 +142,9 @@ pub enum Encoding {
     /// Compact JSON in text frames: the default.
     #[default]
     Json,
-    /// MessagePack (structs as maps) in binary frames.
+    /// MessagePack in binary frames, with the same shape as the JSON: structs
+    /// as maps with the same field names, ids and change ids as strings, so
+    /// that generic MessagePack decoders (JavaScript ones included) read it.
     MessagePack,
 }
 

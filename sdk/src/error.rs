@@ -56,6 +56,10 @@ impl Error {
             Self::Transport(_) | Self::Closed => ErrorCode::Unavailable,
             Self::Server(body) => body.code,
             Self::HttpStatus { status } => match status {
+                401 => ErrorCode::Unauthorized,
+                403 => ErrorCode::Forbidden,
+                404 => ErrorCode::NotFound,
+                413 => ErrorCode::PayloadTooLarge,
                 429 => ErrorCode::RateLimited,
                 400..=499 => ErrorCode::MalformedRequest,
                 _ => ErrorCode::Unavailable,

@@ -164,6 +164,17 @@ async fn a_refused_token_fails_connect_for_good() {
 }
 
 #[tokio::test]
+async fn a_node_that_never_welcomes_fails_connect_after_the_timeout() {
+    let node = resuming_node().await;
+    let error = InventoryClient::builder(&node.url, "silent")
+        .with_connect_timeout(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+}
+
+#[tokio::test]
 async fn an_unreachable_node_fails_connect() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());

@@ -47,14 +47,23 @@ type ChangeCallback = Box<dyn FnMut(&ViewChange) + Send>;
 type ErrorCallback = Box<dyn FnMut(&Error) + Send>;
 type ConnectionCallback = Box<dyn FnMut(ConnectionState) + Send>;
 
+/// Where an [`InventoryClient`] gets descriptors from.
+#[derive(Debug)]
+enum DescriptorSource {
+    None,
+    Url(String),
+    Client(DescriptorClient),
+}
+
 /// Builds and connects an [`InventoryClient`].
 #[must_use]
 pub struct InventoryClientBuilder {
     url: String,
     token: String,
     encoding: Encoding,
-    descriptors: Option<Result<DescriptorClient, Error>>,
+    descriptors: DescriptorSource,
     descriptor_capacity: NonZeroUsize,
+    connect_timeout: Duration,
     reconnect_min_delay: Duration,
     reconnect_max_delay: Duration,
     ping_interval: Duration,
@@ -82,22 +91,26 @@ impl InventoryClientBuilder {
     /// Fetches descriptors from the descriptor service at `base_url` with a
     /// default [`DescriptorClient`]. Without one, every item stays `Loading`.
     pub fn with_descriptor_url(mut self, base_url: impl Into<String>) -> Self {
-        self.descriptors = Some(Err(Error::InvalidUrl {
-            url: base_url.into(),
-            reason: String::new(),
-        }));
+        self.descriptors = DescriptorSource::Url(base_url.into());
         self
     }
 
     /// Fetches descriptors with this client (shared with other users of it).
     pub fn with_descriptor_client(mut self, client: DescriptorClient) -> Self {
-        self.descriptors = Some(Ok(client));
+        self.descriptors = DescriptorSource::Client(client);
         self
     }
 
     /// How many descriptor answers the client keeps (default 4096).
     pub fn with_descriptor_capacity(mut self, capacity: NonZeroUsize) -> Self {
         self.descriptor_capacity = capacity;
+        self
+    }
+
+    /// How long opening the socket and getting the node's welcome may take
+    /// (default 10 s) before the attempt counts as failed.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
         self
     }
 
@@ -156,10 +169,9 @@ impl InventoryClientBuilder {
             HeaderValue::from_static(self.encoding.subprotocol()),
         );
         let descriptors = match self.descriptors {
-            None => None,
-            Some(Ok(client)) => Some(client),
-            Some(Err(Error::InvalidUrl { url, .. })) => Some(DescriptorClient::new(url)?),
-            Some(Err(error)) => return Err(error),
+            DescriptorSource::None => None,
+            DescriptorSource::Url(url) => Some(DescriptorClient::new(url)?),
+            DescriptorSource::Client(client) => Some(client),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(ClientState::new(self.descriptor_capacity)),
@@ -179,6 +191,7 @@ impl InventoryClientBuilder {
                 .with_jitter()
                 .without_max_times(),
             ping_interval: self.ping_interval,
+            connect_timeout: self.connect_timeout,
             callbacks: Callbacks {
                 on_change: self.on_change,
                 on_error: self.on_error,
@@ -252,8 +265,9 @@ impl InventoryClient {
             url: url.into(),
             token: token.into(),
             encoding: Encoding::Json,
-            descriptors: None,
+            descriptors: DescriptorSource::None,
             descriptor_capacity: ClientState::DEFAULT_DESCRIPTOR_CAPACITY,
+            connect_timeout: Duration::from_secs(10),
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(10),
             ping_interval: Duration::from_secs(15),
@@ -385,6 +399,7 @@ struct Pump {
     descriptors: Option<DescriptorClient>,
     reconnect: ExponentialBuilder,
     ping_interval: Duration,
+    connect_timeout: Duration,
     callbacks: Callbacks,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -463,13 +478,15 @@ impl Pump {
         if self.shared.connection() != ConnectionState::Connecting {
             self.set_connection(ConnectionState::Connecting);
         }
+        let timed_out = || Error::transport(std::io::Error::from(std::io::ErrorKind::TimedOut));
+        let welcome_deadline = Instant::now() + self.connect_timeout;
         let config = WebSocketConfig::default().max_message_size(Some(MAX_SERVER_FRAME_BYTES));
-        let connected =
-            tokio_tungstenite::connect_async_with_config(self.request.clone(), Some(config), true)
-                .await;
-        let (socket, _) = match connected {
-            Ok(connected) => connected,
-            Err(error) => return lost(Error::transport(error), false),
+        let connecting =
+            tokio_tungstenite::connect_async_with_config(self.request.clone(), Some(config), true);
+        let (socket, _) = match tokio::time::timeout_at(welcome_deadline, connecting).await {
+            Ok(Ok(connected)) => connected,
+            Ok(Err(error)) => return lost(Error::transport(error), false),
+            Err(_) => return lost(timed_out(), false),
         };
         let (mut sink, mut stream) = socket.split();
         let hello = self.shared.state().hello(self.token.clone());
@@ -539,9 +556,12 @@ impl Pump {
                         return lost(error, welcomed);
                     }
                 }
+                () = tokio::time::sleep_until(welcome_deadline), if !welcomed => {
+                    return lost(timed_out(), false);
+                }
                 _ = ping.tick() => {
                     if last_frame.elapsed() > 2 * self.ping_interval {
-                        return lost(Error::transport(std::io::Error::from(std::io::ErrorKind::TimedOut)), welcomed);
+                        return lost(timed_out(), welcomed);
                     }
                     self.nonce += 1;
                     let ping = ClientMessage::Ping { nonce: self.nonce };

@@ -36,7 +36,8 @@ struct NodeInner {
 }
 
 /// A zone node that answers every `Hello` with `Welcome` plus what its script
-/// returns for the hello's resume versions; the token `bad` is refused.
+/// returns for the hello's resume versions; the token `bad` is refused and
+/// the token `silent` never answered.
 pub struct TestNode {
     pub url: String,
     inner: Arc<NodeInner>,
@@ -122,6 +123,9 @@ async fn serve(mut socket: WebSocket, inner: Arc<NodeInner>) {
                 let replies = match protocol::decode_client(encoding, &bytes) {
                     Ok(ClientMessage::Hello { token, resume }) => {
                         inner.hellos.lock().unwrap().push(resume.clone());
+                        if token == "silent" {
+                            continue;
+                        }
                         if token == "bad" {
                             let refusal = ServerMessage::error(ErrorCode::Unauthorized, "bad token");
                             send(&mut socket, encoding, &refusal).await;
