@@ -383,6 +383,8 @@ impl Callbacks {
 enum SessionEnd {
     /// The user closed the client.
     Closed,
+    /// The user asked for a new connection.
+    Reconnect,
     /// The node refused the client for good (bad token).
     Refused(Error),
     /// The connection was lost or could not be made; `welcomed` says whether
@@ -417,6 +419,10 @@ impl Pump {
         loop {
             match self.session().await {
                 SessionEnd::Closed => break,
+                SessionEnd::Reconnect => {
+                    delays = self.reconnect.build();
+                    attempt = 0;
+                }
                 SessionEnd::Refused(error) => {
                     self.callbacks.error(&error);
                     if let Some(ready) = self.ready.take() {
@@ -527,14 +533,15 @@ impl Pump {
                         }
                         self.callbacks.error(&error);
                     }
-                    if matches!(message, ServerMessage::Welcome { .. }) {
+                    let is_welcome = matches!(message, ServerMessage::Welcome { .. });
+                    let changes = self.shared.state().handle(message);
+                    if is_welcome {
                         welcomed = true;
                         self.set_connection(ConnectionState::Connected);
                         if let Some(ready) = self.ready.take() {
                             let _ = ready.send(Ok(()));
                         }
                     }
-                    let changes = self.shared.state().handle(message);
                     self.callbacks.changes(&changes);
                     if let Err(error) = self.after_message(&mut sink).await {
                         return lost(error, welcomed);
@@ -543,7 +550,7 @@ impl Pump {
                 command = self.commands.recv() => match command {
                     Some(Command::Reconnect) => {
                         let _ = sink.close().await;
-                        return lost(Error::Closed, welcomed);
+                        return SessionEnd::Reconnect;
                     }
                     Some(Command::Close) | None => {
                         let _ = sink.close().await;
