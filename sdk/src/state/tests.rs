@@ -379,3 +379,86 @@ fn pongs_errors_and_resumed_change_nothing() {
             .is_empty()
     );
 }
+
+/// Applies notifications to a plain map, the way a UI would.
+fn mirror(into: &mut BTreeMap<(OwnerId, ItemId), u64>, changes: &[ViewChange]) {
+    for change in changes {
+        match change {
+            ViewChange::ItemAdded {
+                owner, item, qty, ..
+            } => {
+                assert!(into.insert((owner.clone(), item.clone()), *qty).is_none());
+            }
+            ViewChange::ItemRemoved { owner, item, qty } => {
+                assert_eq!(into.remove(&(owner.clone(), item.clone())), Some(*qty));
+            }
+            ViewChange::QuantityChanged {
+                owner,
+                item,
+                from,
+                to,
+            } => {
+                let held = into.get_mut(&(owner.clone(), item.clone())).unwrap();
+                assert_eq!(*held, *from);
+                *held = *to;
+            }
+            _ => {}
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Whatever the delivery (duplicates, losses, reordering), a client that
+    /// resumes when asked converges to the node's state, and its notifications
+    /// describe every transition exactly.
+    #[test]
+    fn any_delivery_converges_and_notifications_are_exact(
+        grants in proptest::collection::vec((0..4usize, 1..5i64, proptest::bool::ANY), 1..24),
+        delivery in proptest::collection::vec(0..24usize, 0..60),
+    ) {
+        let items = ["wood", "stone", "gem", "axe"];
+        let mut model: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut deltas = Vec::new();
+        for (v, &(i, amount, consume)) in grants.iter().enumerate() {
+            let held = model.entry(items[i]).or_default();
+            let change = if consume && *held >= amount { -amount } else { amount };
+            *held += change;
+            deltas.push(delta("a:alice", v as u64 + 1, &[(items[i], change)]));
+        }
+        let node_version = |versions: &BTreeMap<OwnerId, Version>| {
+            versions.get(&owner("a:alice")).map_or(0, |v| v.get() as usize)
+        };
+
+        let mut state = ClientState::default();
+        let mut ui = BTreeMap::new();
+        mirror(&mut ui, &state.handle(welcome(&["a:alice"])));
+        mirror(&mut ui, &state.handle(snapshot("a:alice", 0, &[])));
+        for &index in delivery.iter().filter(|&&i| i < deltas.len()) {
+            mirror(&mut ui, &state.handle(deltas[index].clone()));
+            if let Some(versions) = state.take_resume_request() {
+                mirror(&mut ui, &state.handle(welcome(&["a:alice"])));
+                for replay in &deltas[node_version(&versions)..=index] {
+                    mirror(&mut ui, &state.handle(replay.clone()));
+                }
+            }
+        }
+        for live in &deltas {
+            mirror(&mut ui, &state.handle(live.clone()));
+        }
+
+        proptest::prop_assert!(!state.needs_resume());
+        let expected: BTreeMap<(OwnerId, ItemId), u64> = model
+            .iter()
+            .filter(|&(_, &q)| q > 0)
+            .map(|(&i, &q)| ((owner("a:alice"), item(i)), q as u64))
+            .collect();
+        let view: BTreeMap<(OwnerId, ItemId), u64> = state
+            .view()
+            .owners
+            .iter()
+            .flat_map(|o| o.items.iter().map(|i| ((o.owner.clone(), i.item.clone()), i.qty)))
+            .collect();
+        proptest::prop_assert_eq!(&view, &expected);
+        proptest::prop_assert_eq!(&ui, &expected);
+    }
+}
