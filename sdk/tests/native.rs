@@ -298,7 +298,7 @@ async fn descriptor_ids_requested_close_together_share_one_batch() {
 #[tokio::test]
 async fn concurrent_requests_for_the_same_ids_are_coalesced() {
     let service = TestDescriptorService::start().await;
-    service.set_delay(Duration::from_millis(200));
+    service.set_delay(Duration::from_millis(600));
     let client = DescriptorClient::builder(&service.url)
         .with_batch_window(Duration::from_millis(1))
         .build()
@@ -374,4 +374,33 @@ async fn unavailable_is_retried_and_a_refusal_is_not() {
 async fn a_bad_descriptor_url_is_refused() {
     let error = DescriptorClient::new("::nope").unwrap_err();
     assert_eq!(error.code(), ErrorCode::MalformedRequest);
+}
+
+#[tokio::test]
+async fn a_connection_that_stops_answering_pings_is_replaced() {
+    let node = resuming_node().await;
+    let client = InventoryClient::builder(&node.url, "deaf")
+        .with_ping_interval(Duration::from_millis(30))
+        .with_reconnect_delay(Duration::from_millis(5), Duration::from_millis(20))
+        .connect()
+        .await
+        .unwrap();
+    eventually("a reconnect", || node.connections() >= 2).await;
+    assert_eq!(
+        node.hellos()[1],
+        Some([(owner("a:alice"), Version::new(1))].into())
+    );
+    client.close().await;
+}
+
+#[tokio::test]
+async fn dropping_the_client_closes_the_connection() {
+    let node = resuming_node().await;
+    let client = InventoryClient::builder(&node.url, "good")
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(node.closed(), 0);
+    drop(client);
+    eventually("the close", || node.closed() == 1).await;
 }

@@ -32,12 +32,14 @@ struct NodeInner {
     hellos: Mutex<Vec<Resume>>,
     encodings: Mutex<Vec<Encoding>>,
     connections: AtomicUsize,
+    closed: AtomicUsize,
     current: Mutex<Option<mpsc::UnboundedSender<Push>>>,
 }
 
 /// A zone node that answers every `Hello` with `Welcome` plus what its script
 /// returns for the hello's resume versions; the token `bad` is refused and
-/// the token `silent` never answered.
+/// the token `silent` never answered; after welcoming the token `deaf`, the
+/// node ignores the client (pings included).
 pub struct TestNode {
     pub url: String,
     inner: Arc<NodeInner>,
@@ -52,6 +54,7 @@ impl TestNode {
             hellos: Mutex::new(Vec::new()),
             encodings: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
+            closed: AtomicUsize::new(0),
             current: Mutex::new(None),
         });
         let app = axum::Router::new()
@@ -94,6 +97,11 @@ impl TestNode {
     pub fn connections(&self) -> usize {
         self.inner.connections.load(Ordering::SeqCst)
     }
+
+    /// How many connections have ended.
+    pub fn closed(&self) -> usize {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
 }
 
 async fn upgrade(State(inner): State<Arc<NodeInner>>, ws: WebSocketUpgrade) -> Response {
@@ -101,7 +109,12 @@ async fn upgrade(State(inner): State<Arc<NodeInner>>, ws: WebSocketUpgrade) -> R
         .on_upgrade(move |socket| serve(socket, inner))
 }
 
-async fn serve(mut socket: WebSocket, inner: Arc<NodeInner>) {
+async fn serve(socket: WebSocket, inner: Arc<NodeInner>) {
+    converse(socket, &inner).await;
+    inner.closed.fetch_add(1, Ordering::SeqCst);
+}
+
+async fn converse(mut socket: WebSocket, inner: &NodeInner) {
     let encoding = socket
         .protocol()
         .and_then(|p| p.to_str().ok())
@@ -111,6 +124,7 @@ async fn serve(mut socket: WebSocket, inner: Arc<NodeInner>) {
     inner.connections.fetch_add(1, Ordering::SeqCst);
     let (tx, mut pushes) = mpsc::unbounded_channel();
     *inner.current.lock().unwrap() = Some(tx);
+    let mut deaf = false;
     loop {
         tokio::select! {
             frame = socket.recv() => {
@@ -120,12 +134,16 @@ async fn serve(mut socket: WebSocket, inner: Arc<NodeInner>) {
                     Some(Ok(_)) => continue,
                     _ => return,
                 };
+                if deaf {
+                    continue;
+                }
                 let replies = match protocol::decode_client(encoding, &bytes) {
                     Ok(ClientMessage::Hello { token, resume }) => {
                         inner.hellos.lock().unwrap().push(resume.clone());
                         if token == "silent" {
                             continue;
                         }
+                        deaf = token == "deaf";
                         if token == "bad" {
                             let refusal = ServerMessage::error(ErrorCode::Unauthorized, "bad token");
                             send(&mut socket, encoding, &refusal).await;
