@@ -305,7 +305,9 @@ async fn concurrent_requests_for_the_same_ids_are_coalesced() {
         .unwrap();
     let first = client.get_many([item("a"), item("b"), item("missing-x")]);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Well after the first batch left (window 1 ms), well before it is
+        // answered (600 ms).
+        tokio::time::sleep(Duration::from_millis(200)).await;
         client
             .get_many([item("b"), item("c"), item("b"), item("burned-y")])
             .await
