@@ -17,7 +17,8 @@
 //!    [`ServerMessage::Snapshot`], then live [`ServerMessage::Delta`]s in version
 //!    order.
 //! 4. A client that detects a gap sends another `Hello` with its versions on the
-//!    same socket; the node answers it exactly as a first `Hello`.
+//!    same socket; the node answers it exactly as a first `Hello` (it is a
+//!    legitimate message, subject to the node's rate limit, not an offence).
 //!
 //! A client only ever receives its own player's owners: a delta carries one
 //! [`OwnerDelta`], never the whole [`ChangeEvent`](crate::ChangeEvent), so a
@@ -71,7 +72,10 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = 4 * 1024;
 pub const MAX_SERVER_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// A message from a game client to its zone node. Nothing here changes state.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+///
+/// Its `Debug` form hides the token, so that logging a message leaks no
+/// credential.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
     /// Opens (or, on an open session, resumes) the session.
@@ -88,6 +92,19 @@ pub enum ClientMessage {
         /// Echoed back in the pong.
         nonce: u64,
     },
+}
+
+impl std::fmt::Debug for ClientMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Hello { token, resume } => f
+                .debug_struct("Hello")
+                .field("token", &format_args!("<{} bytes>", token.len()))
+                .field("resume", resume)
+                .finish(),
+            Self::Ping { nonce } => f.debug_struct("Ping").field("nonce", nonce).finish(),
+        }
+    }
 }
 
 /// A message from a zone node to one game client.

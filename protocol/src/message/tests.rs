@@ -153,6 +153,17 @@ fn messagepack_refuses_trailing_bytes_and_garbage() {
 }
 
 #[test]
+fn debug_output_hides_the_token() {
+    let hello = ClientMessage::Hello {
+        token: "secret.jwt.value".into(),
+        resume: None,
+    };
+    let shown = format!("{hello:?}");
+    assert!(!shown.contains("secret"), "{shown}");
+    assert!(shown.contains("16 bytes"), "{shown}");
+}
+
+#[test]
 fn subprotocol_names_round_trip() {
     for encoding in Encoding::ALL {
         assert_eq!(
