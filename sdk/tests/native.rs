@@ -382,16 +382,19 @@ async fn a_bad_descriptor_url_is_refused() {
 async fn a_connection_that_stops_answering_pings_is_replaced() {
     let node = resuming_node().await;
     let client = InventoryClient::builder(&node.url, "deaf")
-        .with_ping_interval(Duration::from_millis(30))
+        .with_ping_interval(Duration::from_millis(100))
         .with_reconnect_delay(Duration::from_millis(5), Duration::from_millis(20))
         .connect()
         .await
         .unwrap();
-    eventually("a reconnect", || node.connections() >= 2).await;
-    assert_eq!(
-        node.hellos()[1],
-        Some([(owner("a:alice"), Version::new(1))].into())
-    );
+    // On a loaded machine a connection may be declared dead before its
+    // snapshot arrived, so any reconnect (not necessarily the first) carries
+    // the version once the snapshot is applied.
+    let resumed = Some([(owner("a:alice"), Version::new(1))].into());
+    eventually("a reconnect resuming from v1", || {
+        node.hellos().iter().skip(1).any(|hello| *hello == resumed)
+    })
+    .await;
     client.close().await;
 }
 

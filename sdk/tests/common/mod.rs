@@ -314,7 +314,7 @@ pub fn delta(of: &str, version: u64, deltas: &[(&str, i64)]) -> ServerMessage {
 
 /// Waits until `condition` holds, failing after five seconds.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !condition() {
         assert!(
             tokio::time::Instant::now() < deadline,
