@@ -13,7 +13,6 @@ mod mongo_common {
 
     use inventory_core::{FaultInjector, MongoConfig, MongoStore};
 
-    use crate::testkit;
 
     /// This process's database: conformance cases use fresh user ids, so they
     /// can share it.
@@ -77,7 +76,6 @@ mod mongo_faults {
     use protocol::{Change, ChangeId, CharacterId, OwnerId, ValidChange};
 
     use crate::mongo_common::{faulty, replica_set, standalone};
-    use crate::testkit;
 
     struct Case {
         account: OwnerId,
@@ -297,7 +295,6 @@ mod mongo_malformed {
     use protocol::{Change, ChangeId, OwnerId};
 
     use crate::mongo_common::{database, replica_set};
-    use crate::testkit;
 
     async fn collection() -> mongodb::Collection<Document> {
         mongodb::Client::with_uri_str(testkit::mongodb_uri())
@@ -371,19 +368,5 @@ mod mongo_malformed {
             corrupt_owner(store.load_user(&user).await),
             OwnerId::account(user)
         );
-    }
-}
-
-// Stand-in until the shared testkit crate lands on main.
-#[cfg(feature = "mongodb")]
-mod testkit {
-    pub fn mongodb_uri() -> String {
-        std::env::var("MONGODB_URI").expect("MONGODB_URI")
-    }
-    pub fn mongodb_standalone_uri() -> String {
-        std::env::var("MONGODB_STANDALONE_URI").expect("MONGODB_STANDALONE_URI")
-    }
-    pub fn unique_name(prefix: &str) -> String {
-        format!("{prefix}_{}", std::process::id())
     }
 }
