@@ -13,7 +13,6 @@ mod mongo_common {
 
     use inventory_core::{FaultInjector, MongoConfig, MongoStore};
 
-
     /// This process's database: conformance cases use fresh user ids, so they
     /// can share it.
     pub fn database() -> &'static str {

@@ -98,7 +98,9 @@ fn diagnosis_prefers_already_applied_then_the_failing_guard() {
     ));
     let short = stored(3, doc! { "wood": 3_i64 }, &[5, 6, 7]);
     match diagnose(&owner, &change, Some(&short)) {
-        Ok(Diagnosis::Refused(Error::Insufficient { held, requested, .. })) => {
+        Ok(Diagnosis::Refused(Error::Insufficient {
+            held, requested, ..
+        })) => {
             assert_eq!((held, requested), (3, 4));
         }
         other => panic!("expected Insufficient, got {other:?}"),
@@ -150,7 +152,11 @@ fn an_undo_is_a_no_op_once_done_and_waits_for_spent_items() {
         "_id": "a:alice", "v": 6_i64, "items": { "wood": 10_i64 },
         "recent": [retracted_entry(id(1)), retracted_entry(id(1))],
     };
-    assert!(undo_update(&owner, &change, Some(&undone)).expect("valid").is_none());
+    assert!(
+        undo_update(&owner, &change, Some(&undone))
+            .expect("valid")
+            .is_none()
+    );
     assert!(undo_update(&owner, &change, None).expect("valid").is_none());
     let spent = stored(5, doc! { "wood": 6_i64, "plank": 1_i64 }, &[1]);
     assert!(matches!(
@@ -162,9 +168,16 @@ fn an_undo_is_a_no_op_once_done_and_waits_for_spent_items() {
 #[test]
 fn snapshots_hide_zero_stacks_and_report_malformed_documents() {
     let owner = alice();
-    let snap = snapshot(&owner, &stored(4, doc! { "wood": 0_i64, "gem": 3_i32 }, &[])).expect("valid");
+    let snap = snapshot(
+        &owner,
+        &stored(4, doc! { "wood": 0_i64, "gem": 3_i32 }, &[]),
+    )
+    .expect("valid");
     assert_eq!(snap.version, Version::new(4));
-    assert_eq!(snap.items.into_iter().collect::<Vec<_>>(), vec![(item("gem"), 3)]);
+    assert_eq!(
+        snap.items.into_iter().collect::<Vec<_>>(),
+        vec![(item("gem"), 3)]
+    );
     let bad = [
         doc! { "_id": "a:alice", "v": "four" },
         doc! { "_id": "a:alice", "v": -1_i64 },
@@ -189,7 +202,11 @@ fn listed_documents_must_name_an_owner_of_the_user() {
         owner_of(&user, &ok).expect("valid").to_string(),
         "c:alice:hero"
     );
-    for bad in [doc! { "_id": "a:bob" }, doc! { "_id": "x" }, doc! { "_id": 7 }] {
+    for bad in [
+        doc! { "_id": "a:bob" },
+        doc! { "_id": "x" },
+        doc! { "_id": 7 },
+    ] {
         assert!(matches!(owner_of(&user, &bad), Err(Error::Corrupt { .. })));
     }
 }
