@@ -4,7 +4,8 @@
 //! event to propagate.
 //!
 //! Adapters live behind features: `sqlite` (the embedded default, on by
-//! default) and `mongodb` (the production source of truth, [`MongoStore`]). `test-util` exposes the [`conformance`] suite that every
+//! default) and `mongodb` (`MongoStore`, the production source of truth).
+//! `test-util` exposes the [`conformance`] suite that every
 //! [`InventoryStore`] must pass.
 //!
 //! ```
@@ -43,5 +44,5 @@ pub use memory::MemoryStore;
 #[cfg(all(feature = "mongodb", feature = "test-util"))]
 pub use mongo::{FaultInjector, FaultKind};
 #[cfg(feature = "mongodb")]
-pub use mongo::{MAX_RACES, MongoConfig, MongoStats, MongoStore};
+pub use mongo::{MongoConfig, MongoStats, MongoStore};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};

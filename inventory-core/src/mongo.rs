@@ -30,7 +30,7 @@
 //!   implies; a guard fails on the balances read ⇒ that refusal; no document
 //!   yet ⇒ `insertOne({_id, u, v: 0, items: {}, recent: []})` (E11000
 //!   ignored) and again; neither (a concurrent change moved the balances in
-//!   between) ⇒ send the update again, at most [`MAX_RACES`] times.
+//!   between) ⇒ send the update again, at most `MAX_RACES` (64) times.
 //! - **Zero-stack cleanup**: when a post-image shows a consumed stack at 0,
 //!   `updateOne({_id, items.<x>: 0}, {$unset: {items.<x>: ""}})`. It only
 //!   matches while the stack is still 0, so it never erases a concurrent
@@ -88,7 +88,7 @@ use crate::{ApplyOutcome, Error, InventoryStore};
 /// How many times an update that lost a race to a concurrent change (it
 /// matched nothing, yet no guard fails and the change is not applied) is sent
 /// again before the store gives up.
-pub const MAX_RACES: usize = 64;
+const MAX_RACES: usize = 64;
 
 /// How many times a compensation waits for items it must take back.
 const UNDO_ATTEMPTS: u32 = 50;
