@@ -11,6 +11,11 @@
 //!    go negative (or rise), and the final balance must equal the start minus
 //!    the consumes that succeeded.
 //! 3. One change on an owner holding 10,000 stacks vs one holding 10.
+//! 4. No goal, the explanation of 1 and 3: the raw `$inc` on a document that
+//!    merely holds a 1,024-entry array (the shape of the change window) or one
+//!    27 KB binary field (the same bytes in one element), vs on a tiny one. On
+//!    `secantusd-rs` an update costs in proportion to the document's element
+//!    count far more than to its size.
 //!
 //! Rounds alternate between the compared sides so that the machine's noise
 //! hits both alike; each ratio is computed over the totals of all rounds.
@@ -25,7 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use inventory_core::{ApplyOutcome, Error, InventoryStore, MongoConfig, MongoStore};
-use mongodb::bson::{Document, doc};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, Document, doc};
 use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId, ValidChange};
 use testkit::bench::{GoalOp, goal};
 
@@ -64,6 +70,7 @@ async fn run(uri: String) {
     }
     let hot = hot_owner(&store).await;
     let large = large_inventory(&store).await;
+    element_cost(&raw).await;
 
     for (callers, ratio) in ratios {
         goal(
@@ -287,4 +294,49 @@ async fn large_inventory(store: &MongoStore) -> f64 {
          one change costs {ratio:.2}x"
     );
     ratio
+}
+
+/// Figure 4: what an element costs, on the raw driver.
+async fn element_cost(raw: &mongodb::Collection<Document>) {
+    let prefix = testkit::unique_name("shape");
+    let entry = |n: u64| {
+        let mut bytes = [0_u8; 16];
+        bytes[..8].copy_from_slice(&n.to_le_bytes());
+        Bson::Binary(Binary {
+            subtype: BinarySubtype::Uuid,
+            bytes: bytes.to_vec(),
+        })
+    };
+    let window: Vec<Bson> = (0..inventory_core::IDEMPOTENCY_WINDOW as u64)
+        .map(entry)
+        .collect();
+    let blob = Bson::Binary(Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: vec![7; 27 * 1024],
+    });
+    let shapes = [
+        doc! { "_id": format!("{prefix}-tiny"), "n": 0_i64 },
+        doc! { "_id": format!("{prefix}-array"), "n": 0_i64, "recent": window },
+        doc! { "_id": format!("{prefix}-blob"), "n": 0_i64, "blob": blob },
+    ];
+    raw.insert_many(shapes).await.expect("insert shapes");
+    let inc = |shape: &str| -> Op {
+        let (raw, id) = (raw.clone(), format!("{prefix}-{shape}"));
+        Arc::new(move |_| {
+            let (raw, id) = (raw.clone(), id.clone());
+            Box::pin(async move {
+                raw.update_one(doc! { "_id": id }, doc! { "$inc": { "n": 1_i64 } })
+                    .await
+                    .expect("raw update");
+            })
+        })
+    };
+    let (tiny, array) = compare(1, &inc("tiny"), 1, &inc("array")).await;
+    let (tiny_again, blob) = compare(1, &inc("tiny"), 1, &inc("blob")).await;
+    println!(
+        "mongo/element_cost: raw $inc on a tiny document {tiny:.0}/s; on one holding a \
+         1,024-entry array {array:.0}/s ({:.2}x); on one holding a 27 KB binary {blob:.0}/s ({:.2}x)",
+        array / tiny,
+        blob / tiny_again
+    );
 }
