@@ -58,7 +58,17 @@
 //!   window, the undo waits (bounded) and then fails with a clear error; a
 //!   retry of the change with the same id resumes: applied parts answer
 //!   "already applied", the rest apply or are undone again.
-//!   A call answers `Applied` when it applied the first part itself.
+//!   A call answers `Applied` when it applied the first part itself, so of
+//!   concurrent retries of one change exactly one answers `Applied`; a retry
+//!   that only completes the parts a crashed call left answers
+//!   `AlreadyApplied` (no event was published for the change: caches catch
+//!   up through the version gap).
+//!   **Limit of this path**: two calls with the same id run concurrently
+//!   share the work (each applies whatever part is missing). If a third,
+//!   unrelated change flips a guard between them, one call can undo the early
+//!   parts while the other completes the late ones, leaving the change half
+//!   applied until it is retried. Transactions have no such window; use a
+//!   replica set in production.
 
 mod database;
 mod document;
