@@ -1,0 +1,325 @@
+//! The one writer thread and its group commit.
+//!
+//! The thread owns the only write connection. Each turn it takes every queued
+//! request (up to the batch limit), applies them in order inside ONE
+//! `BEGIN IMMEDIATE` transaction, each under its own `SAVEPOINT` so a refused
+//! change rolls back only itself, commits once (one fsync per batch under
+//! `synchronous = FULL`), and only then answers each caller. While it commits,
+//! new requests queue up and form the next batch, so the batch size adapts to
+//! the load. One refinement: the callers answered by the last commit often
+//! come straight back with their next change, so when a batch is smaller than
+//! the last one the writer lingers a moment (at most the configured linger,
+//! well under an fsync) for them to join it rather than wait a whole commit.
+//! A lone caller never waits: its last batch was 1.
+//!
+//! Being the only writer is also what makes the idempotency check atomic: the
+//! "was this change id applied?" lookup and the write happen in the same
+//! transaction, and no other writer can slip in between.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use protocol::{MAX_BALANCE, Operation, OwnerId, ValidChange, Version};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW};
+
+use super::{Counters, corrupt_or_sql, sql_error};
+
+/// How the writer forms batches.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Batching {
+    /// The most changes in one transaction.
+    pub(super) limit: usize,
+    /// The longest the writer waits for the callers it just answered.
+    pub(super) linger: Duration,
+}
+
+/// One change waiting for the writer, and where to send its outcome.
+#[derive(Debug)]
+pub(super) struct Request {
+    pub(super) change: ValidChange,
+    pub(super) reply: oneshot::Sender<Result<ApplyOutcome, Error>>,
+}
+
+// The guarded consume: the `WHERE` refuses an overdraft in the same statement
+// that writes, and RETURNING tells whether the stack reached zero.
+const CONSUME: &str = "UPDATE items SET qty = qty - ?1 \
+     WHERE owner = ?2 AND item = ?3 AND qty >= ?1 RETURNING qty";
+const HELD: &str = "SELECT qty FROM items WHERE owner = ?1 AND item = ?2";
+const DELETE_EMPTY: &str = "DELETE FROM items WHERE owner = ?1 AND item = ?2 AND qty = 0";
+// The guarded grant: a new stack, or an increment the upsert's `WHERE` refuses
+// above MAX_BALANCE (then no row comes back).
+const GRANT: &str = "INSERT INTO items (owner, item, qty) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (owner, item) DO UPDATE SET qty = qty + excluded.qty \
+     WHERE qty + excluded.qty <= ?4 RETURNING qty";
+const BUMP_VERSION: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?2, 1) \
+     ON CONFLICT (owner) DO UPDATE SET version = version + 1 RETURNING version";
+const RECORDED: &str = "SELECT version FROM recent_changes WHERE owner = ?1 AND change_id = ?2";
+const JOURNAL: &str = "INSERT INTO journal (change_id, kind, change, versions, applied_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+const REMEMBER: &str =
+    "INSERT INTO recent_changes (owner, version, change_id, seq) VALUES (?1, ?2, ?3, ?4)";
+// Each applied change pushes exactly one id out of the owner's window, so this
+// range delete on the primary key touches one row.
+const FORGET: &str = "DELETE FROM recent_changes WHERE owner = ?1 AND version <= ?2";
+
+/// The writer thread's loop: runs until every sender is gone and the queue is
+/// drained.
+pub(super) fn run(
+    mut conn: Connection,
+    requests: &Receiver<Request>,
+    batching: Batching,
+    counters: &Counters,
+) {
+    let mut batch = Vec::with_capacity(batching.limit);
+    let mut last_size = 0;
+    while let Ok(first) = requests.recv() {
+        batch.push(first);
+        while batch.len() < batching.limit {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let expected = last_size.min(batching.limit);
+        let deadline = Instant::now() + batching.linger;
+        while batch.len() < expected {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match requests.recv_timeout(left) {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        last_size = batch.len();
+        let outcomes = apply_batch(&mut conn, &batch);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters
+            .requests
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counters
+            .largest_batch
+            .fetch_max(batch.len() as u64, Ordering::Relaxed);
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            // A caller that stopped waiting (its future was dropped) learns
+            // the outcome by retrying with the same change id.
+            let _ = request.reply.send(outcome);
+        }
+    }
+}
+
+/// Applies a batch in one transaction; one outcome per request, in order.
+fn apply_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Result<ApplyOutcome, Error>> {
+    let all_unavailable = |why: &str| {
+        batch
+            .iter()
+            .map(|_| Err(Error::Unavailable(why.to_owned())))
+            .collect()
+    };
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return all_unavailable(&e.to_string());
+    }
+    let applied_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let outcome = apply_one(conn, &request.change, applied_at);
+        if outcome.is_err() && conn.is_autocommit() {
+            // SQLite rolled the whole transaction back on its own (I/O error,
+            // disk full): the earlier changes of the batch are gone too.
+            return all_unavailable("the batch transaction was rolled back by SQLite");
+        }
+        outcomes.push(outcome);
+    }
+    if let Err(e) = conn.execute_batch("COMMIT") {
+        let why = e.to_string();
+        if !conn.is_autocommit() {
+            // Leave the connection usable for the next batch.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return all_unavailable(&why);
+    }
+    outcomes
+}
+
+/// Applies one change under its own savepoint, inside the batch transaction.
+fn apply_one(
+    conn: &Connection,
+    change: &ValidChange,
+    applied_at: i64,
+) -> Result<ApplyOutcome, Error> {
+    let recorded = recorded_versions(conn, change)?;
+    if !recorded.is_empty() {
+        return Ok(ApplyOutcome::AlreadyApplied(recorded));
+    }
+    conn.prepare_cached("SAVEPOINT change")
+        .and_then(|mut s| s.execute([]))
+        .map_err(sql_error)?;
+    let (outcome, end) = match write_change(conn, change, applied_at) {
+        Ok(versions) => (Ok(ApplyOutcome::Applied(versions)), "RELEASE change"),
+        Err(refused) => (Err(refused), "ROLLBACK TO change"),
+    };
+    let ended = conn
+        .prepare_cached(end)
+        .and_then(|mut s| s.execute([]))
+        .and_then(|_| {
+            if outcome.is_ok() {
+                Ok(0)
+            } else {
+                conn.prepare_cached("RELEASE change")?.execute([])
+            }
+        });
+    if let Err(e) = ended {
+        // A savepoint that cannot be closed could leave half a change in the
+        // batch: give the whole batch up instead (the caller sees autocommit).
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(sql_error(e));
+    }
+    outcome
+}
+
+/// The versions this change produced, for each of its owners that remembers
+/// it; empty if none does.
+fn recorded_versions(
+    conn: &Connection,
+    change: &ValidChange,
+) -> Result<Vec<(OwnerId, Version)>, Error> {
+    let id = *change.id().as_uuid().as_bytes();
+    let id = id.as_slice();
+    let mut recorded = Vec::new();
+    for owner in change.owners() {
+        let version: Option<i64> = conn
+            .prepare_cached(RECORDED)
+            .and_then(|mut s| s.query_row(params![owner.to_string(), id], |r| r.get(0)))
+            .optional()
+            .map_err(|e| corrupt_or_sql(e, owner))?;
+        if let Some(version) = version {
+            recorded.push((owner.clone(), stored_version(version, owner)?));
+        }
+    }
+    Ok(recorded)
+}
+
+/// Every write of one change; any error leaves the savepoint to roll back.
+fn write_change(
+    conn: &Connection,
+    change: &ValidChange,
+    applied_at: i64,
+) -> Result<Vec<(OwnerId, Version)>, Error> {
+    for op in change.ops() {
+        write_operation(conn, op)?;
+    }
+    let mut versions = Vec::with_capacity(change.owners().len());
+    for owner in change.owners() {
+        let version: i64 = conn
+            .prepare_cached(BUMP_VERSION)
+            .and_then(|mut s| {
+                s.query_row(params![owner.to_string(), owner.user().as_str()], |r| {
+                    r.get(0)
+                })
+            })
+            .map_err(|e| corrupt_or_sql(e, owner))?;
+        versions.push((owner.clone(), stored_version(version, owner)?));
+    }
+    let id = *change.id().as_uuid().as_bytes();
+    let id = id.as_slice();
+    let body = serde_json::to_string(change).map_err(|e| Error::Backend(e.to_string()))?;
+    let kind = serde_json::to_value(change.kind()).map_err(|e| Error::Backend(e.to_string()))?;
+    let produced = serde_json::to_string(&versions).map_err(|e| Error::Backend(e.to_string()))?;
+    let seq = conn
+        .prepare_cached(JOURNAL)
+        .and_then(|mut s| s.insert(params![id, kind.as_str(), body, produced, applied_at]))
+        .map_err(sql_error)?;
+    for (owner, version) in &versions {
+        let key = owner.to_string();
+        // Versions are far below i64::MAX: they count changes.
+        let version = version.get() as i64;
+        conn.prepare_cached(REMEMBER)
+            .and_then(|mut s| s.execute(params![key, version, id, seq]))
+            .map_err(|e| corrupt_or_sql(e, owner))?;
+        let horizon = version - IDEMPOTENCY_WINDOW as i64;
+        if horizon > 0 {
+            conn.prepare_cached(FORGET)
+                .and_then(|mut s| s.execute(params![key, horizon]))
+                .map_err(sql_error)?;
+        }
+    }
+    Ok(versions)
+}
+
+/// One guarded grant or consume.
+fn write_operation(conn: &Connection, op: &Operation) -> Result<(), Error> {
+    let owner = op.owner();
+    let key = owner.to_string();
+    let item = op.item().as_str();
+    // Quantities are at most MAX_QUANTITY, far below i64::MAX.
+    let qty = op.qty().get() as i64;
+    let sql_err = |e| corrupt_or_sql(e, owner);
+    match op {
+        Operation::Consume { .. } => {
+            let left: Option<i64> = conn
+                .prepare_cached(CONSUME)
+                .and_then(|mut s| s.query_row(params![qty, key, item], |r| r.get(0)))
+                .optional()
+                .map_err(sql_err)?;
+            match left {
+                None => {
+                    let held: Option<i64> = conn
+                        .prepare_cached(HELD)
+                        .and_then(|mut s| s.query_row(params![key, item], |r| r.get(0)))
+                        .optional()
+                        .map_err(sql_err)?;
+                    let held = u64::try_from(held.unwrap_or(0)).map_err(|_| Error::Corrupt {
+                        owner: owner.clone(),
+                        detail: format!("negative quantity of {item}"),
+                    })?;
+                    Err(Error::Insufficient {
+                        owner: owner.clone(),
+                        item: op.item().clone(),
+                        requested: op.qty().get(),
+                        held,
+                    })
+                }
+                Some(0) => {
+                    conn.prepare_cached(DELETE_EMPTY)
+                        .and_then(|mut s| s.execute(params![key, item]))
+                        .map_err(sql_err)?;
+                    Ok(())
+                }
+                Some(_) => Ok(()),
+            }
+        }
+        Operation::Grant { .. } => {
+            let total: Option<i64> = conn
+                .prepare_cached(GRANT)
+                .and_then(|mut s| {
+                    s.query_row(params![key, item, qty, MAX_BALANCE as i64], |r| r.get(0))
+                })
+                .optional()
+                .map_err(sql_err)?;
+            match total {
+                Some(_) => Ok(()),
+                None => Err(Error::BalanceOverflow {
+                    owner: owner.clone(),
+                    item: op.item().clone(),
+                    requested: op.qty().get(),
+                }),
+            }
+        }
+    }
+}
+
+/// A version read back from the database, which must be positive.
+fn stored_version(version: i64, owner: &OwnerId) -> Result<Version, Error> {
+    u64::try_from(version)
+        .ok()
+        .filter(|v| *v > 0)
+        .map(Version::new)
+        .ok_or_else(|| Error::Corrupt {
+            owner: owner.clone(),
+            detail: format!("stored version {version} is not positive"),
+        })
+}
