@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use inventory_core::{ApplyOutcome, InventoryStore, SqliteConfig, SqliteStore, Synchronous};
 use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId, ValidChange};
+use testkit::bench::{GoalOp, format_figure, goal, rate};
 
 const RUN: Duration = Duration::from_secs(6);
 const MANY: usize = 32;
@@ -47,17 +48,26 @@ fn main() {
         "ratio ours/raw at {MANY} callers: {:.2} x",
         ours_many / raw_many
     );
-    goal("store", "ratio_at_32", ours_many / raw_many, "x", 1.0);
-    goal("store", "rate_at_32", ours_many, "changes/s", 20_000.0);
+    goal(
+        "store",
+        "ratio_at_32",
+        ours_many / raw_many,
+        "x",
+        GoalOp::AtLeast,
+        1.0,
+    );
+    goal(
+        "store",
+        "rate_at_32",
+        ours_many,
+        "changes/s",
+        GoalOp::AtLeast,
+        20_000.0,
+    );
 }
 
 fn report(what: &str, rate: f64) {
-    println!("{what:<52} {rate:>10.0} changes/s");
-}
-
-fn goal(name: &str, figure: &str, value: f64, unit: &str, target: f64) {
-    let verdict = if value >= target { "PASS" } else { "MISS" };
-    println!("GOAL {name}/{figure}: {value:.2} {unit} (goal >= {target}) {verdict}");
+    println!("{what:<52} {:>10} changes/s", format_figure(rate));
 }
 
 /// The baseline: `callers` threads, each with its own connection, each
@@ -94,7 +104,7 @@ fn raw_rate(path: &Path, callers: usize) -> f64 {
     for thread in threads {
         thread.join().expect("raw caller");
     }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    rate(done.load(Ordering::Relaxed), started.elapsed())
 }
 
 fn raw_connection(path: &Path) -> rusqlite::Connection {
@@ -163,7 +173,7 @@ fn ours_rate_with(
         for task in tasks {
             task.await.expect("caller");
         }
-        let rate = done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        let changes_per_s = rate(done.load(Ordering::Relaxed), started.elapsed());
         let stats = store.stats();
         let batches = stats.batches - before.batches;
         let requests = stats.requests - before.requests;
@@ -171,6 +181,6 @@ fn ours_rate_with(
             "  ({callers} callers: {requests} changes in {batches} commits, {:.1} per commit)",
             requests as f64 / batches.max(1) as f64
         );
-        rate
+        changes_per_s
     })
 }

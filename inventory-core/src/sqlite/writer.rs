@@ -45,18 +45,21 @@ pub(super) struct Request {
 }
 
 // The guarded consume: the `WHERE` refuses an overdraft in the same statement
-// that writes, and RETURNING tells whether the stack reached zero.
-const CONSUME: &str = "UPDATE items SET qty = qty - ?1 \
-     WHERE owner = ?2 AND item = ?3 AND qty >= ?1 RETURNING qty";
+// that writes; no row changed means the owner holds too few. (No `RETURNING`:
+// SQLite builds an ephemeral table for it, which costs more than the
+// statements it would save.)
+const CONSUME: &str =
+    "UPDATE items SET qty = qty - ?1 WHERE owner = ?2 AND item = ?3 AND qty >= ?1";
 const HELD: &str = "SELECT qty FROM items WHERE owner = ?1 AND item = ?2";
 const DELETE_EMPTY: &str = "DELETE FROM items WHERE owner = ?1 AND item = ?2 AND qty = 0";
 // The guarded grant: a new stack, or an increment the upsert's `WHERE` refuses
-// above MAX_BALANCE (then no row comes back).
+// above MAX_BALANCE (then no row changes).
 const GRANT: &str = "INSERT INTO items (owner, item, qty) VALUES (?1, ?2, ?3) \
      ON CONFLICT (owner, item) DO UPDATE SET qty = qty + excluded.qty \
-     WHERE qty + excluded.qty <= ?4 RETURNING qty";
+     WHERE qty + excluded.qty <= ?4";
+const VERSION: &str = "SELECT version FROM owners WHERE owner = ?1";
 const BUMP_VERSION: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?2, 1) \
-     ON CONFLICT (owner) DO UPDATE SET version = version + 1 RETURNING version";
+     ON CONFLICT (owner) DO UPDATE SET version = version + 1";
 const RECORDED: &str = "SELECT version FROM recent_changes WHERE owner = ?1 AND change_id = ?2";
 const JOURNAL: &str = "INSERT INTO journal (change_id, kind, change, versions, applied_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
@@ -214,15 +217,22 @@ fn write_change(
     }
     let mut versions = Vec::with_capacity(change.owners().len());
     for owner in change.owners() {
-        let version: i64 = conn
-            .prepare_cached(BUMP_VERSION)
-            .and_then(|mut s| {
-                s.query_row(params![owner.to_string(), owner.user().as_str()], |r| {
-                    r.get(0)
-                })
-            })
-            .map_err(|e| corrupt_or_sql(e, owner))?;
-        versions.push((owner.clone(), stored_version(version, owner)?));
+        let key = owner.to_string();
+        let sql_err = |e| corrupt_or_sql(e, owner);
+        // The writer is the only writer and this is its transaction: the
+        // version read here is the one the increment below starts from.
+        let before: Option<i64> = conn
+            .prepare_cached(VERSION)
+            .and_then(|mut s| s.query_row(params![key], |r| r.get(0)))
+            .optional()
+            .map_err(sql_err)?;
+        conn.prepare_cached(BUMP_VERSION)
+            .and_then(|mut s| s.execute(params![key, owner.user().as_str()]))
+            .map_err(sql_err)?;
+        versions.push((
+            owner.clone(),
+            stored_version(before.unwrap_or(0).saturating_add(1), owner)?,
+        ));
     }
     let id = *change.id().as_uuid().as_bytes();
     let id = id.as_slice();
@@ -260,54 +270,45 @@ fn write_operation(conn: &Connection, op: &Operation) -> Result<(), Error> {
     let sql_err = |e| corrupt_or_sql(e, owner);
     match op {
         Operation::Consume { .. } => {
-            let left: Option<i64> = conn
+            let consumed = conn
                 .prepare_cached(CONSUME)
-                .and_then(|mut s| s.query_row(params![qty, key, item], |r| r.get(0)))
-                .optional()
+                .and_then(|mut s| s.execute(params![qty, key, item]))
                 .map_err(sql_err)?;
-            match left {
-                None => {
-                    let held: Option<i64> = conn
-                        .prepare_cached(HELD)
-                        .and_then(|mut s| s.query_row(params![key, item], |r| r.get(0)))
-                        .optional()
-                        .map_err(sql_err)?;
-                    let held = u64::try_from(held.unwrap_or(0)).map_err(|_| Error::Corrupt {
-                        owner: owner.clone(),
-                        detail: format!("negative quantity of {item}"),
-                    })?;
-                    Err(Error::Insufficient {
-                        owner: owner.clone(),
-                        item: op.item().clone(),
-                        requested: op.qty().get(),
-                        held,
-                    })
-                }
-                Some(0) => {
-                    conn.prepare_cached(DELETE_EMPTY)
-                        .and_then(|mut s| s.execute(params![key, item]))
-                        .map_err(sql_err)?;
-                    Ok(())
-                }
-                Some(_) => Ok(()),
-            }
-        }
-        Operation::Grant { .. } => {
-            let total: Option<i64> = conn
-                .prepare_cached(GRANT)
-                .and_then(|mut s| {
-                    s.query_row(params![key, item, qty, MAX_BALANCE as i64], |r| r.get(0))
-                })
-                .optional()
-                .map_err(sql_err)?;
-            match total {
-                Some(_) => Ok(()),
-                None => Err(Error::BalanceOverflow {
+            if consumed == 0 {
+                let held: Option<i64> = conn
+                    .prepare_cached(HELD)
+                    .and_then(|mut s| s.query_row(params![key, item], |r| r.get(0)))
+                    .optional()
+                    .map_err(sql_err)?;
+                let held = u64::try_from(held.unwrap_or(0)).map_err(|_| Error::Corrupt {
+                    owner: owner.clone(),
+                    detail: format!("negative quantity of {item}"),
+                })?;
+                return Err(Error::Insufficient {
                     owner: owner.clone(),
                     item: op.item().clone(),
                     requested: op.qty().get(),
-                }),
+                    held,
+                });
             }
+            conn.prepare_cached(DELETE_EMPTY)
+                .and_then(|mut s| s.execute(params![key, item]))
+                .map_err(sql_err)?;
+            Ok(())
+        }
+        Operation::Grant { .. } => {
+            let granted = conn
+                .prepare_cached(GRANT)
+                .and_then(|mut s| s.execute(params![key, item, qty, MAX_BALANCE as i64]))
+                .map_err(sql_err)?;
+            if granted == 0 {
+                return Err(Error::BalanceOverflow {
+                    owner: owner.clone(),
+                    item: op.item().clone(),
+                    requested: op.qty().get(),
+                });
+            }
+            Ok(())
         }
     }
 }
