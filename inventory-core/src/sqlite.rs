@@ -364,3 +364,42 @@ fn corrupt_or_sql(e: rusqlite::Error, owner: &OwnerId) -> Error {
         sql_error(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_are_durable_and_limits_stay_positive() {
+        let config = SqliteConfig::new("x.db");
+        assert_eq!(config.synchronous, Synchronous::Full);
+        assert_eq!(config.path(), Path::new("x.db"));
+        let config = config.with_batch_limit(0).with_readers(0);
+        assert_eq!((config.batch_limit, config.readers), (1, 1));
+    }
+
+    #[test]
+    fn lock_and_io_failures_are_unavailable_others_are_backend() {
+        let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        let owner = OwnerId::parse("a:alice").expect("owner");
+        for (code, expected) in [
+            (rusqlite::ffi::SQLITE_BUSY, protocol::ErrorCode::Unavailable),
+            (
+                rusqlite::ffi::SQLITE_IOERR,
+                protocol::ErrorCode::Unavailable,
+            ),
+            (rusqlite::ffi::SQLITE_FULL, protocol::ErrorCode::Unavailable),
+            (rusqlite::ffi::SQLITE_MISUSE, protocol::ErrorCode::Internal),
+        ] {
+            assert_eq!(sql_error(failure(code)).code(), expected, "{code}");
+        }
+        assert!(matches!(
+            corrupt_or_sql(failure(rusqlite::ffi::SQLITE_CONSTRAINT), &owner),
+            Error::Corrupt { .. }
+        ));
+        assert!(matches!(
+            corrupt_or_sql(failure(rusqlite::ffi::SQLITE_BUSY), &owner),
+            Error::Unavailable(_)
+        ));
+    }
+}

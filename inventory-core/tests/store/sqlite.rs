@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -14,7 +15,7 @@ use inventory_core::{
     ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, SqliteConfig, SqliteStore, Synchronous,
 };
 use protocol::{
-    Change, ChangeId, CharacterId, OwnerId, OwnerSnapshot, UserId, ValidChange, Version,
+    Change, ChangeId, CharacterId, ErrorCode, OwnerId, OwnerSnapshot, UserId, ValidChange, Version,
 };
 use tempfile::TempDir;
 
@@ -265,6 +266,43 @@ async fn idempotency_window_is_pruned_and_the_journal_keeps_all() {
     );
     let snap = store.load(&owner).await.expect("load");
     assert_eq!(snap.version, Version::new(total as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_unavailable_then_recovers() {
+    let temp = TempStore::with(|c| c.with_busy_timeout(Duration::from_millis(100)));
+    let store = &temp.store;
+    let owner = fresh_account("busy");
+    applied(store, &grant(&owner, "wood", 1)).await;
+    // Another process holds the write lock.
+    let other = raw(&temp.dir);
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let change = grant(&owner, "wood", 1);
+    match store.apply(&change).await {
+        Err(e @ Error::Unavailable(_)) => assert_eq!(e.code(), ErrorCode::Unavailable),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // WAL readers are not blocked by a writer.
+    assert_eq!(store.load(&owner).await.expect("load").version.get(), 1);
+    other.execute_batch("ROLLBACK").expect("unlock");
+    applied(store, &change).await;
+    assert_eq!(
+        store.load(&owner).await.expect("load").items[&item("wood")],
+        2
+    );
+}
+
+#[test]
+fn a_database_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = rusqlite::Connection::open(db_path(dir.path())).expect("create");
+    conn.pragma_update(None, "user_version", 99)
+        .expect("pragma");
+    drop(conn);
+    match SqliteStore::open(SqliteConfig::new(db_path(dir.path()))) {
+        Err(Error::Backend(detail)) => assert!(detail.contains("99"), "{detail}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
 
 const CHILD_DB: &str = "INVENTORY_CORE_SQLITE_CHILD_DB";
