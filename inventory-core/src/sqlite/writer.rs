@@ -2,9 +2,11 @@
 //!
 //! The thread owns the only write connection. Each turn it takes every queued
 //! request (up to the batch limit), applies them in order inside ONE
-//! `BEGIN IMMEDIATE` transaction, each under its own `SAVEPOINT` so a refused
-//! change rolls back only itself, commits once (one fsync per batch under
-//! `synchronous = FULL`), and only then answers each caller. While it commits,
+//! `BEGIN IMMEDIATE` transaction, commits once (one fsync per batch under
+//! `synchronous = FULL`), and only then answers each caller. A refused change
+//! must leave no trace in the batch: the writer checks a change's guards
+//! before it writes any of it (see [`Isolation`]), and falls back to a
+//! `SAVEPOINT` per change if a change ever fails half-written. While it commits,
 //! new requests queue up and form the next batch, so the batch size adapts to
 //! the load. One refinement: the callers answered by the last commit often
 //! come straight back with their next change, so when a batch is smaller than
@@ -24,6 +26,7 @@ use protocol::{MAX_BALANCE, Operation, OwnerId, ValidChange, Version};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use crate::ledger::next_balance;
 use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW};
 
 use super::{Counters, corrupt_or_sql, sql_error};
@@ -45,7 +48,7 @@ pub(super) struct Request {
 }
 
 // The guarded consume: the `WHERE` refuses an overdraft in the same statement
-// that writes; no row changed means the owner holds too few. (No `RETURNING`:
+// that writes, a second line behind the pre-check. (No `RETURNING` anywhere:
 // SQLite builds an ephemeral table for it, which costs more than the
 // statements it would save.)
 const CONSUME: &str =
@@ -113,29 +116,86 @@ pub(super) fn run(
     }
 }
 
+/// How a batch keeps one change's failure from touching the others.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Isolation {
+    /// The fast path: a change's guards are checked (reads inside the
+    /// writer's exclusive transaction, with the same pure rule as the
+    /// in-memory ledger) before it writes anything, so a refused change has
+    /// nothing to undo. A failure after a change began writing gives the
+    /// whole batch up, to be redone with savepoints.
+    Prechecked,
+    /// Each change's writes under its own `SAVEPOINT`, rolled back alone on
+    /// any failure. Not the default: SQLite copies every page a savepoint's
+    /// change touches into a sub-journal.
+    Savepoints,
+}
+
+/// Why a change was not applied.
+enum Failure {
+    /// Refused with nothing of it written: the batch goes on.
+    Refused(Error),
+    /// Failed after some of it was written, in the fast path: the batch must
+    /// be rolled back and redone with savepoints.
+    Dirty(Error),
+}
+
+type Outcome = Result<ApplyOutcome, Error>;
+
 /// Applies a batch in one transaction; one outcome per request, in order.
-fn apply_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Result<ApplyOutcome, Error>> {
-    let all_unavailable = |why: &str| {
-        batch
-            .iter()
-            .map(|_| Err(Error::Unavailable(why.to_owned())))
-            .collect()
-    };
+fn apply_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Outcome> {
+    match run_batch(conn, batch, Isolation::Prechecked) {
+        Ok(outcomes) => outcomes,
+        Err(error) => {
+            tracing::warn!(%error, "a change failed half-written; redoing its batch with savepoints");
+            run_batch(conn, batch, Isolation::Savepoints)
+                .unwrap_or_else(|error| all_unavailable(batch, &error.to_string()))
+        }
+    }
+}
+
+fn all_unavailable(batch: &[Request], why: &str) -> Vec<Outcome> {
+    batch
+        .iter()
+        .map(|_| Err(Error::Unavailable(why.to_owned())))
+        .collect()
+}
+
+/// One attempt at a batch; `Err` when a change failed half-written (the
+/// transaction is then rolled back).
+fn run_batch(
+    conn: &mut Connection,
+    batch: &[Request],
+    isolation: Isolation,
+) -> Result<Vec<Outcome>, Error> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        return all_unavailable(&e.to_string());
+        return Ok(all_unavailable(batch, &e.to_string()));
     }
     let applied_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
-        let outcome = apply_one(conn, &request.change, applied_at);
-        if outcome.is_err() && conn.is_autocommit() {
-            // SQLite rolled the whole transaction back on its own (I/O error,
-            // disk full): the earlier changes of the batch are gone too.
-            return all_unavailable("the batch transaction was rolled back by SQLite");
+        match apply_one(conn, &request.change, applied_at, isolation) {
+            Ok(outcome) => outcomes.push(Ok(outcome)),
+            Err(Failure::Refused(error)) => {
+                if conn.is_autocommit() {
+                    // SQLite rolled the whole transaction back on its own (I/O
+                    // error, disk full): the earlier changes are gone too.
+                    return Ok(all_unavailable(
+                        batch,
+                        "the batch transaction was rolled back by SQLite",
+                    ));
+                }
+                outcomes.push(Err(error));
+            }
+            Err(Failure::Dirty(error)) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(error);
+            }
         }
-        outcomes.push(outcome);
     }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let why = e.to_string();
@@ -143,27 +203,34 @@ fn apply_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Result<ApplyOutc
             // Leave the connection usable for the next batch.
             let _ = conn.execute_batch("ROLLBACK");
         }
-        return all_unavailable(&why);
+        return Ok(all_unavailable(batch, &why));
     }
-    outcomes
+    Ok(outcomes)
 }
 
-/// Applies one change under its own savepoint, inside the batch transaction.
+/// Applies one change inside the batch transaction.
 fn apply_one(
     conn: &Connection,
     change: &ValidChange,
     applied_at: i64,
-) -> Result<ApplyOutcome, Error> {
-    let recorded = recorded_versions(conn, change)?;
+    isolation: Isolation,
+) -> Result<ApplyOutcome, Failure> {
+    let recorded = recorded_versions(conn, change).map_err(Failure::Refused)?;
     if !recorded.is_empty() {
         return Ok(ApplyOutcome::AlreadyApplied(recorded));
     }
+    let balances = check_guards(conn, change).map_err(Failure::Refused)?;
+    if isolation == Isolation::Prechecked {
+        return write_change(conn, change, &balances, applied_at)
+            .map(ApplyOutcome::Applied)
+            .map_err(Failure::Dirty);
+    }
     conn.prepare_cached("SAVEPOINT change")
         .and_then(|mut s| s.execute([]))
-        .map_err(sql_error)?;
-    let (outcome, end) = match write_change(conn, change, applied_at) {
+        .map_err(|e| Failure::Refused(sql_error(e)))?;
+    let (outcome, end) = match write_change(conn, change, &balances, applied_at) {
         Ok(versions) => (Ok(ApplyOutcome::Applied(versions)), "RELEASE change"),
-        Err(refused) => (Err(refused), "ROLLBACK TO change"),
+        Err(refused) => (Err(Failure::Refused(refused)), "ROLLBACK TO change"),
     };
     let ended = conn
         .prepare_cached(end)
@@ -179,9 +246,35 @@ fn apply_one(
         // A savepoint that cannot be closed could leave half a change in the
         // batch: give the whole batch up instead (the caller sees autocommit).
         let _ = conn.execute_batch("ROLLBACK");
-        return Err(sql_error(e));
+        return Err(Failure::Refused(sql_error(e)));
     }
     outcome
+}
+
+/// Each operation's balance afterwards, or the first guard the change
+/// breaks, from the balances as of now in this transaction. The writer is the
+/// only writer, so nothing changes between this check and the writes; the
+/// writes keep their SQL guards all the same.
+fn check_guards(conn: &Connection, change: &ValidChange) -> Result<Vec<u64>, Error> {
+    change
+        .ops()
+        .iter()
+        .map(|op| {
+            let owner = op.owner();
+            let held: Option<i64> = conn
+                .prepare_cached(HELD)
+                .and_then(|mut s| {
+                    s.query_row(params![owner.to_string(), op.item().as_str()], |r| r.get(0))
+                })
+                .optional()
+                .map_err(|e| corrupt_or_sql(e, owner))?;
+            let held = u64::try_from(held.unwrap_or(0)).map_err(|_| Error::Corrupt {
+                owner: owner.clone(),
+                detail: format!("negative quantity of {}", op.item()),
+            })?;
+            next_balance(op, held)
+        })
+        .collect()
 }
 
 /// The versions this change produced, for each of its owners that remembers
@@ -206,14 +299,16 @@ fn recorded_versions(
     Ok(recorded)
 }
 
-/// Every write of one change; any error leaves the savepoint to roll back.
+/// Every write of one change whose guards passed; `balances` are the
+/// operations' balances afterwards.
 fn write_change(
     conn: &Connection,
     change: &ValidChange,
+    balances: &[u64],
     applied_at: i64,
 ) -> Result<Vec<(OwnerId, Version)>, Error> {
-    for op in change.ops() {
-        write_operation(conn, op)?;
+    for (op, balance) in change.ops().iter().zip(balances) {
+        write_operation(conn, op, *balance)?;
     }
     let mut versions = Vec::with_capacity(change.owners().len());
     for owner in change.owners() {
@@ -260,57 +355,37 @@ fn write_change(
     Ok(versions)
 }
 
-/// One guarded grant or consume.
-fn write_operation(conn: &Connection, op: &Operation) -> Result<(), Error> {
+/// One guarded grant or consume, whose guard the pre-check passed; a stack
+/// left at `balance` 0 is deleted.
+fn write_operation(conn: &Connection, op: &Operation, balance: u64) -> Result<(), Error> {
     let owner = op.owner();
     let key = owner.to_string();
     let item = op.item().as_str();
     // Quantities are at most MAX_QUANTITY, far below i64::MAX.
     let qty = op.qty().get() as i64;
     let sql_err = |e| corrupt_or_sql(e, owner);
-    match op {
-        Operation::Consume { .. } => {
-            let consumed = conn
-                .prepare_cached(CONSUME)
-                .and_then(|mut s| s.execute(params![qty, key, item]))
-                .map_err(sql_err)?;
-            if consumed == 0 {
-                let held: Option<i64> = conn
-                    .prepare_cached(HELD)
-                    .and_then(|mut s| s.query_row(params![key, item], |r| r.get(0)))
-                    .optional()
-                    .map_err(sql_err)?;
-                let held = u64::try_from(held.unwrap_or(0)).map_err(|_| Error::Corrupt {
-                    owner: owner.clone(),
-                    detail: format!("negative quantity of {item}"),
-                })?;
-                return Err(Error::Insufficient {
-                    owner: owner.clone(),
-                    item: op.item().clone(),
-                    requested: op.qty().get(),
-                    held,
-                });
-            }
-            conn.prepare_cached(DELETE_EMPTY)
-                .and_then(|mut s| s.execute(params![key, item]))
-                .map_err(sql_err)?;
-            Ok(())
-        }
-        Operation::Grant { .. } => {
-            let granted = conn
-                .prepare_cached(GRANT)
-                .and_then(|mut s| s.execute(params![key, item, qty, MAX_BALANCE as i64]))
-                .map_err(sql_err)?;
-            if granted == 0 {
-                return Err(Error::BalanceOverflow {
-                    owner: owner.clone(),
-                    item: op.item().clone(),
-                    requested: op.qty().get(),
-                });
-            }
-            Ok(())
-        }
+    let written = match op {
+        Operation::Consume { .. } => conn
+            .prepare_cached(CONSUME)
+            .and_then(|mut s| s.execute(params![qty, key, item])),
+        Operation::Grant { .. } => conn
+            .prepare_cached(GRANT)
+            .and_then(|mut s| s.execute(params![key, item, qty, MAX_BALANCE as i64])),
     }
+    .map_err(sql_err)?;
+    if written == 0 {
+        // Only another process writing the file despite the writer's lock
+        // could make a guard refuse what the pre-check accepted.
+        return Err(Error::Backend(format!(
+            "the guard on {item} of {owner} refused a change its pre-check accepted"
+        )));
+    }
+    if balance == 0 {
+        conn.prepare_cached(DELETE_EMPTY)
+            .and_then(|mut s| s.execute(params![key, item]))
+            .map_err(sql_err)?;
+    }
+    Ok(())
 }
 
 /// A version read back from the database, which must be positive.

@@ -184,6 +184,57 @@ async fn corrupt_rows_are_reported_naming_the_owner() {
     assert_eq!(store.load(&healthy).await.expect("load").version.get(), 1);
 }
 
+/// A change that fails after it began writing (here: its owner's version row
+/// is corrupt, which only the write finds) is rolled back alone, and the
+/// changes batched with it still apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_failing_half_written_fails_alone() {
+    let temp = TempStore::new();
+    let store = &temp.store;
+    let broken = fresh_account("halfwritten");
+    let healthy = fresh_account("halfhealthy");
+    applied(store, &grant(&broken, "wood", 5)).await;
+    let conn = raw(&temp.dir);
+    conn.execute_batch("PRAGMA ignore_check_constraints = ON")
+        .expect("pragma");
+    conn.execute(
+        "UPDATE owners SET version = -7 WHERE owner = ?1",
+        [broken.to_string()],
+    )
+    .expect("hand-written bad version");
+    let changes: Vec<ValidChange> = (0..8)
+        .map(|i| {
+            if i == 3 {
+                grant(&broken, "wood", 1)
+            } else {
+                grant(&healthy, "gold", 1)
+            }
+        })
+        .collect();
+    for _ in 0..3 {
+        let outcomes = join_all(changes.iter().map(|c| store.apply(c))).await;
+        for (i, outcome) in outcomes.iter().enumerate() {
+            match (i, outcome) {
+                (3, Err(Error::Corrupt { owner, .. })) => assert_eq!(owner, &broken),
+                (3, other) => panic!("expected Corrupt, got {other:?}"),
+                (_, Ok(_)) => {}
+                (_, Err(e)) => panic!("a healthy change failed: {e}"),
+            }
+        }
+    }
+    let held: i64 = conn
+        .query_row(
+            "SELECT qty FROM items WHERE owner = ?1",
+            [broken.to_string()],
+            |r| r.get(0),
+        )
+        .expect("stack");
+    assert_eq!(held, 5, "the failed grant left a trace");
+    let snap = store.load(&healthy).await.expect("load");
+    assert_eq!(snap.items[&item("gold")], 7);
+    assert_eq!(snap.version.get(), 7);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_batches_concurrent_changes() {
     let temp = TempStore::new();
