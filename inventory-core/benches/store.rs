@@ -40,10 +40,6 @@ fn main() {
         "fsync after a 4 KiB in-place write on this disk: {} ms (mean over 1 s)",
         format_figure(fsync.as_secs_f64() * 1e3)
     );
-    println!(
-        "ceiling for {MANY} callers that each wait for an fsync: {} changes/s",
-        format_figure(MANY as f64 / fsync.as_secs_f64())
-    );
     report("raw rusqlite, 1 caller", raw_1);
     report("InventoryStore, 1 caller", ours_1);
     report(&format!("raw rusqlite, {MANY} callers"), raw_many);
@@ -193,8 +189,10 @@ fn ours_rate_with(
         let batches = stats.batches - before.batches;
         let requests = stats.requests - before.requests;
         println!(
-            "  ({callers} callers: {requests} changes in {batches} commits, {:.1} per commit)",
-            requests as f64 / batches.max(1) as f64
+            "  ({callers} callers: {requests} changes in {batches} commits, {} per commit, \
+             {} ms per commit)",
+            format_figure(requests as f64 / batches.max(1) as f64),
+            format_figure(RUN.as_secs_f64() * 1e3 / batches.max(1) as f64)
         );
         changes_per_s
     })

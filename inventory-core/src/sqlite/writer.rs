@@ -18,6 +18,7 @@
 //! "was this change id applied?" lookup and the write happen in the same
 //! transaction, and no other writer can slip in between.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -60,16 +61,19 @@ const DELETE_EMPTY: &str = "DELETE FROM items WHERE owner = ?1 AND item = ?2 AND
 const GRANT: &str = "INSERT INTO items (owner, item, qty) VALUES (?1, ?2, ?3) \
      ON CONFLICT (owner, item) DO UPDATE SET qty = qty + excluded.qty \
      WHERE qty + excluded.qty <= ?4";
-const VERSION: &str = "SELECT version FROM owners WHERE owner = ?1";
-const BUMP_VERSION: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?2, 1) \
-     ON CONFLICT (owner) DO UPDATE SET version = version + 1";
-const RECORDED: &str = "SELECT version FROM recent_changes WHERE owner = ?1 AND change_id = ?2";
+// An owner's version and, if the owner remembers this change id, the version
+// the change produced: one indexed lookup per owner.
+const OWNER_STATE: &str = "SELECT o.version, r.version FROM owners AS o \
+     LEFT JOIN recent_changes AS r ON r.owner = o.owner AND r.change_id = ?2 \
+     WHERE o.owner = ?1";
+const NEW_OWNER: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?2, 1)";
+const BUMP_VERSION: &str = "UPDATE owners SET version = version + 1 WHERE owner = ?1";
 const JOURNAL: &str = "INSERT INTO journal (change_id, kind, change, versions, applied_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
 const REMEMBER: &str =
     "INSERT INTO recent_changes (owner, version, change_id, seq) VALUES (?1, ?2, ?3, ?4)";
-// Each applied change pushes exactly one id out of the owner's window, so this
-// range delete on the primary key touches one row.
+// Run once per owner per batch: a range delete on the primary key of the ids
+// the batch pushed out of the owner's window.
 const FORGET: &str = "DELETE FROM recent_changes WHERE owner = ?1 AND version <= ?2";
 
 /// The writer thread's loop: runs until every sender is gone and the queue is
@@ -175,9 +179,18 @@ fn run_batch(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut latest: HashMap<String, i64> = HashMap::new();
     for request in batch {
         match apply_one(conn, &request.change, applied_at, isolation) {
-            Ok(outcome) => outcomes.push(Ok(outcome)),
+            Ok(outcome) => {
+                if let ApplyOutcome::Applied(versions) = &outcome {
+                    for (owner, version) in versions {
+                        // Versions count changes: far below i64::MAX.
+                        latest.insert(owner.to_string(), version.get() as i64);
+                    }
+                }
+                outcomes.push(Ok(outcome));
+            }
             Err(Failure::Refused(error)) => {
                 if conn.is_autocommit() {
                     // SQLite rolled the whole transaction back on its own (I/O
@@ -197,6 +210,12 @@ fn run_batch(
             }
         }
     }
+    if let Err(e) = prune_windows(conn, &latest) {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return Ok(all_unavailable(batch, &e.to_string()));
+    }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let why = e.to_string();
         if !conn.is_autocommit() {
@@ -215,20 +234,28 @@ fn apply_one(
     applied_at: i64,
     isolation: Isolation,
 ) -> Result<ApplyOutcome, Failure> {
-    let recorded = recorded_versions(conn, change).map_err(Failure::Refused)?;
+    let states = owner_states(conn, change).map_err(Failure::Refused)?;
+    let recorded: Vec<(OwnerId, Version)> = states
+        .iter()
+        .filter_map(|state| {
+            let version = state.recorded?;
+            Some(stored_version(version, state.owner).map(|v| (state.owner.clone(), v)))
+        })
+        .collect::<Result<_, _>>()
+        .map_err(Failure::Refused)?;
     if !recorded.is_empty() {
         return Ok(ApplyOutcome::AlreadyApplied(recorded));
     }
     let balances = check_guards(conn, change).map_err(Failure::Refused)?;
     if isolation == Isolation::Prechecked {
-        return write_change(conn, change, &balances, applied_at)
+        return write_change(conn, change, &states, &balances, applied_at)
             .map(ApplyOutcome::Applied)
             .map_err(Failure::Dirty);
     }
     conn.prepare_cached("SAVEPOINT change")
         .and_then(|mut s| s.execute([]))
         .map_err(|e| Failure::Refused(sql_error(e)))?;
-    let (outcome, end) = match write_change(conn, change, &balances, applied_at) {
+    let (outcome, end) = match write_change(conn, change, &states, &balances, applied_at) {
         Ok(versions) => (Ok(ApplyOutcome::Applied(versions)), "RELEASE change"),
         Err(refused) => (Err(Failure::Refused(refused)), "ROLLBACK TO change"),
     };
@@ -277,56 +304,83 @@ fn check_guards(conn: &Connection, change: &ValidChange) -> Result<Vec<u64>, Err
         .collect()
 }
 
-/// The versions this change produced, for each of its owners that remembers
-/// it; empty if none does.
-fn recorded_versions(
+/// One owner of a change as the writer's transaction sees it.
+struct OwnerState<'a> {
+    owner: &'a OwnerId,
+    key: String,
+    /// The version before the change; 0 for an owner never touched.
+    version: i64,
+    /// The version the change produced, if the owner remembers the change.
+    recorded: Option<i64>,
+}
+
+fn owner_states<'a>(
     conn: &Connection,
-    change: &ValidChange,
-) -> Result<Vec<(OwnerId, Version)>, Error> {
+    change: &'a ValidChange,
+) -> Result<Vec<OwnerState<'a>>, Error> {
     let id = *change.id().as_uuid().as_bytes();
-    let id = id.as_slice();
-    let mut recorded = Vec::new();
-    for owner in change.owners() {
-        let version: Option<i64> = conn
-            .prepare_cached(RECORDED)
-            .and_then(|mut s| s.query_row(params![owner.to_string(), id], |r| r.get(0)))
-            .optional()
-            .map_err(|e| corrupt_or_sql(e, owner))?;
-        if let Some(version) = version {
-            recorded.push((owner.clone(), stored_version(version, owner)?));
-        }
-    }
-    Ok(recorded)
+    change
+        .owners()
+        .map(|owner| {
+            let key = owner.to_string();
+            let row: Option<(i64, Option<i64>)> = conn
+                .prepare_cached(OWNER_STATE)
+                .and_then(|mut s| {
+                    s.query_row(params![key, id.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                })
+                .optional()
+                .map_err(|e| corrupt_or_sql(e, owner))?;
+            let (version, recorded) = match row {
+                None => (0, None),
+                Some((version, recorded)) => {
+                    stored_version(version, owner)?;
+                    (version, recorded)
+                }
+            };
+            Ok(OwnerState {
+                owner,
+                key,
+                version,
+                recorded,
+            })
+        })
+        .collect()
 }
 
 /// Every write of one change whose guards passed; `balances` are the
-/// operations' balances afterwards.
+/// operations' balances afterwards. Pruning the idempotency window is left to
+/// the end of the batch.
 fn write_change(
     conn: &Connection,
     change: &ValidChange,
+    states: &[OwnerState<'_>],
     balances: &[u64],
     applied_at: i64,
 ) -> Result<Vec<(OwnerId, Version)>, Error> {
     for (op, balance) in change.ops().iter().zip(balances) {
         write_operation(conn, op, *balance)?;
     }
-    let mut versions = Vec::with_capacity(change.owners().len());
-    for owner in change.owners() {
-        let key = owner.to_string();
+    let mut versions = Vec::with_capacity(states.len());
+    for state in states {
+        let owner = state.owner;
         let sql_err = |e| corrupt_or_sql(e, owner);
-        // The writer is the only writer and this is its transaction: the
-        // version read here is the one the increment below starts from.
-        let before: Option<i64> = conn
-            .prepare_cached(VERSION)
-            .and_then(|mut s| s.query_row(params![key], |r| r.get(0)))
-            .optional()
-            .map_err(sql_err)?;
-        conn.prepare_cached(BUMP_VERSION)
-            .and_then(|mut s| s.execute(params![key, owner.user().as_str()]))
-            .map_err(sql_err)?;
+        let bumped = if state.version == 0 {
+            conn.prepare_cached(NEW_OWNER)
+                .and_then(|mut s| s.execute(params![state.key, owner.user().as_str()]))
+        } else {
+            conn.prepare_cached(BUMP_VERSION)
+                .and_then(|mut s| s.execute(params![state.key]))
+        }
+        .map_err(sql_err)?;
+        if bumped != 1 {
+            return Err(Error::Corrupt {
+                owner: owner.clone(),
+                detail: "the version row vanished during the change".to_owned(),
+            });
+        }
         versions.push((
             owner.clone(),
-            stored_version(before.unwrap_or(0).saturating_add(1), owner)?,
+            stored_version(state.version.saturating_add(1), owner)?,
         ));
     }
     let id = *change.id().as_uuid().as_bytes();
@@ -338,21 +392,27 @@ fn write_change(
         .prepare_cached(JOURNAL)
         .and_then(|mut s| s.insert(params![id, kind.as_str(), body, produced, applied_at]))
         .map_err(sql_error)?;
-    for (owner, version) in &versions {
-        let key = owner.to_string();
+    for (state, (owner, version)) in states.iter().zip(&versions) {
         // Versions are far below i64::MAX: they count changes.
         let version = version.get() as i64;
         conn.prepare_cached(REMEMBER)
-            .and_then(|mut s| s.execute(params![key, version, id, seq]))
+            .and_then(|mut s| s.execute(params![state.key, version, id, seq]))
             .map_err(|e| corrupt_or_sql(e, owner))?;
-        let horizon = version - IDEMPOTENCY_WINDOW as i64;
-        if horizon > 0 {
-            conn.prepare_cached(FORGET)
-                .and_then(|mut s| s.execute(params![key, horizon]))
-                .map_err(sql_error)?;
-        }
     }
     Ok(versions)
+}
+
+/// Drops the ids that fell out of each touched owner's idempotency window:
+/// keeps the last [`IDEMPOTENCY_WINDOW`] versions.
+fn prune_windows(conn: &Connection, latest: &HashMap<String, i64>) -> rusqlite::Result<()> {
+    for (key, version) in latest {
+        let horizon = version - IDEMPOTENCY_WINDOW as i64;
+        if horizon > 0 {
+            conn.prepare_cached(FORGET)?
+                .execute(params![key, horizon])?;
+        }
+    }
+    Ok(())
 }
 
 /// One guarded grant or consume, whose guard the pre-check passed; a stack
