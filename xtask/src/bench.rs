@@ -146,3 +146,17 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_names_are_unique_and_leave_all_free() {
+        let mut names: Vec<_> = BENCHES.iter().map(|bench| bench.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), BENCHES.len());
+        assert!(!names.contains(&"all"));
+    }
+}

@@ -30,6 +30,9 @@ const SECANTUS_BINARY: &str = "secantusd-rs";
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
+/// The lint steps' tools: minimal toolchain installs (such as CI images) lack them.
+const RUSTUP_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+
 /// npm packages for the browser tests: `binaryen` for a `wasm-opt` that works
 /// (Debian's does not), `playwright-core` to drive the system chromium.
 const NPM_PACKAGES: &[&str] = &["binaryen", "playwright-core"];
@@ -38,6 +41,7 @@ const NPM_PACKAGES: &[&str] = &["binaryen", "playwright-core"];
 pub fn ensure_test_tools(root: &Path) -> Result<()> {
     ensure_apt_packages(APT_TOOLS)?;
     ensure_secantus()?;
+    ensure_rustup_components(RUSTUP_COMPONENTS)?;
     ensure_rustup_target(WASM_TARGET)?;
     if let Some(version) = browser_wasm_bindgen_version(root)? {
         ensure_wasm_bindgen_cli(&version)?;
@@ -100,6 +104,35 @@ pub fn ensure_secantus() -> Result<()> {
         // It declares a newer rust-version than ours; the daemon builds fine.
         "--ignore-rust-version",
     ]))
+}
+
+pub fn ensure_rustup_components(components: &[&str]) -> Result<()> {
+    let installed = probe(Command::new("rustup").args(["component", "list", "--installed"]))
+        .context("`rustup` is needed to add the rustfmt and clippy components")?;
+    let missing = missing_components(&installed, components);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    job::run(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing),
+    )
+}
+
+/// The `wanted` components absent from `rustup component list --installed`,
+/// which names each with its host triple: `clippy-x86_64-unknown-linux-gnu`.
+fn missing_components<'a>(installed: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|component| {
+            !installed.lines().any(|line| {
+                line.strip_prefix(component)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+            })
+        })
+        .collect()
 }
 
 pub fn ensure_rustup_target(target: &str) -> Result<()> {
@@ -194,5 +227,15 @@ mod tests {
             Some("0.2.130")
         );
         assert_eq!(locked_version(lock, "serde"), None);
+    }
+
+    #[test]
+    fn components_are_matched_without_their_host_triple() {
+        let installed = "cargo-x86_64-unknown-linux-gnu\nrustfmt-x86_64-unknown-linux-gnu\n";
+        assert_eq!(
+            missing_components(installed, &["rustfmt", "clippy"]),
+            ["clippy"]
+        );
+        assert!(missing_components("rustfmt-preview\n", &["rustfmt"]).is_empty());
     }
 }
