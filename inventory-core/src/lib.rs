@@ -33,6 +33,8 @@ mod ledger;
 mod memory;
 #[cfg(feature = "mongodb")]
 mod mongo;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 
 #[cfg(feature = "test-util")]
@@ -45,4 +47,6 @@ pub use memory::MemoryStore;
 pub use mongo::{FaultInjector, FaultKind};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStats, MongoStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};

@@ -4,6 +4,10 @@ mod memory {
     inventory_core::store_conformance_tests!(inventory_core::MemoryStore::new());
 }
 
+#[cfg(feature = "sqlite")]
+#[path = "store/sqlite.rs"]
+mod sqlite;
+
 #[cfg(feature = "mongodb")]
 mod mongo_common {
     //! Stores on a replica set (transactions) and a standalone server
