@@ -1,0 +1,1 @@
+//! Propagation across zone nodes.
