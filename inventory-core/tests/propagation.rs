@@ -179,7 +179,7 @@ mod local {
 mod redis {
     use std::sync::Mutex;
 
-    use common::RedisServer;
+    use testkit::RedisServer;
 
     use super::*;
 

@@ -4,8 +4,6 @@
 
 #![allow(dead_code)] // Each test uses part of the harness.
 
-mod redis_server;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +18,6 @@ use protocol::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-pub use redis_server::RedisServer;
 
 /// How long the caches may take to converge once the workload stops.
 pub const QUIESCENCE: Duration = Duration::from_secs(30);
