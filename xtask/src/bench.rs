@@ -24,12 +24,20 @@ struct Bench {
 }
 
 /// One line per benchmark.
-const BENCHES: &[Bench] = &[Bench {
-    name: "store",
-    package: "inventory-core",
-    target: "store",
-    features: &["sqlite"],
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "store",
+        package: "inventory-core",
+        target: "store",
+        features: &["sqlite"],
+    },
+    Bench {
+        name: "propagation",
+        package: "inventory-core",
+        target: "propagation",
+        features: &["redis", "test-util"],
+    },
+];
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
