@@ -234,3 +234,103 @@ mod redis {
         cluster.leave_all().await;
     }
 }
+
+/// Single-node behaviours of the facade and the node, on the in-process bus.
+mod single_node {
+    use inventory_core::{CacheUpdate, Inventory, PropagationMetrics, ZoneNode};
+    use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity};
+
+    use super::*;
+
+    fn grant(owner: &OwnerId, n: u64) -> Change {
+        Change::new(ChangeId::random()).grant(
+            owner.clone(),
+            ItemId::parse("wood").unwrap(),
+            Quantity::new(n).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_retry_publishes_again_and_caches_discard_it() {
+        let store = memory_store();
+        let bus = LocalBus::new();
+        let metrics = PropagationMetrics::new();
+        let (connection, receiver) = bus.connect();
+        let node = ZoneNode::start(
+            store.clone(),
+            connection.clone(),
+            receiver,
+            ZoneNodeConfig::new().with_metrics(metrics.clone()),
+        );
+        let inventory = Inventory::from_arc(store.clone())
+            .with_bus(connection)
+            .with_metrics(metrics.clone());
+        let user = common::players(1).remove(0);
+        let owner = OwnerId::account(user.clone());
+        node.join(&ZoneId::new("town"), &user).await.unwrap();
+        // Hydrated by the time join returns.
+        assert_eq!(node.snapshot(&user), Some(vec![]));
+
+        let change = grant(&owner, 3);
+        assert!(
+            !inventory
+                .apply(change.clone())
+                .await
+                .unwrap()
+                .already_applied
+        );
+        assert!(inventory.apply(change).await.unwrap().already_applied);
+        let deadline = Instant::now() + common::QUIESCENCE;
+        while metrics.snapshot().received < 2 {
+            assert!(Instant::now() < deadline, "{:?}", metrics.snapshot());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let m = metrics.snapshot();
+        assert_eq!((m.published, m.applied, m.duplicates), (2, 1, 1), "{m:?}");
+        assert_eq!(
+            node.snapshot(&user),
+            Some(store.load_user(&user).await.unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lagging_follower_is_resynced_not_buffered_without_bound() {
+        let store = memory_store();
+        let bus = LocalBus::new();
+        let (connection, receiver) = bus.connect();
+        let node = ZoneNode::start(
+            store.clone(),
+            connection.clone(),
+            receiver,
+            ZoneNodeConfig::new().with_follower_capacity(4),
+        );
+        let inventory = Inventory::from_arc(store.clone()).with_bus(connection);
+        let user = common::players(1).remove(0);
+        let owner = OwnerId::account(user.clone());
+        node.join(&ZoneId::new("town"), &user).await.unwrap();
+        let mut follower = node.follow(&user).unwrap();
+        for _ in 0..50 {
+            inventory.apply(grant(&owner, 1)).await.unwrap();
+        }
+        let stored = store.load_user(&user).await.unwrap();
+        let deadline = Instant::now() + common::QUIESCENCE;
+        while node.snapshot(&user) != Some(stored.clone()) {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The first snapshot and three deltas fit; then a resync to the end.
+        let mut updates = Vec::new();
+        while updates.last() != Some(&CacheUpdate::Resync(stored.clone())) {
+            updates.push(follower.recv().await.unwrap());
+        }
+        assert!(updates.len() <= 5, "{updates:?}");
+        assert!(matches!(updates[0], CacheUpdate::Resync(_)));
+
+        // Then it follows normally again, and ends when the player leaves.
+        inventory.apply(grant(&owner, 1)).await.unwrap();
+        assert!(matches!(follower.recv().await, Some(CacheUpdate::Delta(_))));
+        node.leave(&ZoneId::new("town"), &user).await.unwrap();
+        assert_eq!(follower.recv().await, None);
+        assert!(node.follow(&user).is_none());
+    }
+}
