@@ -81,6 +81,10 @@ error_codes! {
     PayloadTooLarge = ("payload_too_large", 413),
     /// A batch names more ids than allowed.
     BatchTooLarge = ("batch_too_large", 413),
+    /// A descriptor breaks a rule of the model (name, attributes, inputs).
+    InvalidDescriptor = ("invalid_descriptor", 422),
+    /// A crafted descriptor cannot be revised.
+    DescriptorImmutable = ("descriptor_immutable", 409),
     /// The request is well-formed but cannot be processed as asked.
     Unprocessable = ("unprocessable", 422),
     /// Too many requests or messages in a short time.
@@ -165,6 +169,20 @@ pub enum Error {
         /// Its net change across the trade.
         net: i64,
     },
+    /// A WebSocket frame that is not exactly one known message.
+    #[error("malformed message: {0}")]
+    MalformedMessage(String),
+    /// A WebSocket frame larger than its direction allows.
+    #[error("message is {len} bytes; at most {max} are allowed")]
+    MessageTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message that could not be encoded (a bug: every message type encodes).
+    #[error("cannot encode message: {0}")]
+    Encoding(String),
 }
 
 impl Error {
@@ -181,6 +199,9 @@ impl Error {
             Self::TradeWithSelf(_) => ErrorCode::TradeWithSelf,
             Self::TradeNotBetweenTwoUsers(_) => ErrorCode::TradeNotBetweenTwoUsers,
             Self::TradeUnbalanced { .. } => ErrorCode::TradeUnbalanced,
+            Self::MalformedMessage(_) => ErrorCode::MalformedRequest,
+            Self::MessageTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::Encoding(_) => ErrorCode::Internal,
         }
     }
 

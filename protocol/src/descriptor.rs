@@ -1,0 +1,274 @@
+//! Item descriptors and the descriptor service's wire types.
+//!
+//! An inventory carries only item ids and quantities; everything else about an
+//! item lives in its [`Descriptor`]: a typed core (id, kind, template, display
+//! name, stacking, revision, creation time, crafter, crafting inputs) plus a
+//! bounded map of free-form scalar [`AttributeValue`]s.
+//!
+//! # Limits
+//!
+//! | what | limit |
+//! |---|---|
+//! | ids per batch get | [`MAX_BATCH_IDS`] (1,000) |
+//! | one descriptor, serialized as compact JSON | [`MAX_DESCRIPTOR_BYTES`] (16 KiB) |
+//! | display name | [`MAX_NAME_LEN`] bytes, not empty |
+//! | attributes | [`MAX_ATTRIBUTES`] entries; keys follow the id grammar; text values at most [`MAX_ATTRIBUTE_TEXT_LEN`] bytes; floats finite |
+//! | crafting inputs | [`MAX_INPUTS`], distinct items, quantities `1..=MAX_QUANTITY` |
+//! | `created_at` | milliseconds since the Unix epoch, at most [`MAX_TIMESTAMP_MS`] (2^53 - 1, exact in JavaScript) |
+//!
+//! # Lifecycle
+//!
+//! A **crafted** descriptor is immutable once created: its revision is always 1.
+//! A **catalog** (template) descriptor starts at revision 1 and may be revised,
+//! each revision exactly one above the previous. Either kind can be **burned**:
+//! a tombstone replaces it, its id is never reused, and reads answer "burned",
+//! distinctly from "never existed".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, ItemId, Quantity, UserId};
+
+/// The most ids one batch get may name (duplicates count).
+pub const MAX_BATCH_IDS: usize = 1_000;
+/// The largest descriptor, in bytes of compact JSON.
+pub const MAX_DESCRIPTOR_BYTES: usize = 16 * 1024;
+/// The longest display name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// The most free-form attributes one descriptor may carry.
+pub const MAX_ATTRIBUTES: usize = 64;
+/// The longest text attribute value, in bytes.
+pub const MAX_ATTRIBUTE_TEXT_LEN: usize = 2_048;
+/// The most crafting inputs one descriptor may list.
+pub const MAX_INPUTS: usize = 64;
+/// The latest representable creation time (2^53 - 1 ms), exact as a
+/// JavaScript number and as a BSON int64.
+pub const MAX_TIMESTAMP_MS: u64 = (1 << 53) - 1;
+
+/// Whether a descriptor is a revisable catalog template or an immutable
+/// crafted item.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DescriptorKind {
+    /// A template from the game's catalog; revisable.
+    Catalog,
+    /// One crafted item; immutable once created.
+    Crafted,
+}
+
+/// Whether items under this descriptor stack.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stacking {
+    /// Many units share the id (`wood`).
+    Stackable,
+    /// The id names exactly one item (a crafted sword).
+    Unique,
+}
+
+/// One input consumed by the crafting that created a descriptor.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CraftInput {
+    /// The item consumed.
+    pub item: ItemId,
+    /// How many.
+    pub qty: Quantity,
+}
+
+/// A free-form attribute value: a scalar, never a nested structure.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AttributeValue {
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A finite float.
+    Float(f64),
+    /// Text, at most [`MAX_ATTRIBUTE_TEXT_LEN`] bytes.
+    Text(String),
+}
+
+/// Everything about one item except who holds how many.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Descriptor {
+    /// The item id, as carried by inventories.
+    pub id: ItemId,
+    /// Catalog template or crafted item.
+    pub kind: DescriptorKind,
+    /// The catalog template a crafted item instantiates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ItemId>,
+    /// The display name.
+    pub name: String,
+    /// Whether units stack.
+    pub stacking: Stacking,
+    /// 1 when created; catalog revisions count up by one.
+    pub revision: u32,
+    /// Creation time in milliseconds since the Unix epoch, chosen by the
+    /// creator so that a retried create carries the same content.
+    pub created_at: u64,
+    /// Who crafted it (crafted descriptors only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crafted_by: Option<UserId>,
+    /// What the crafting consumed (crafted descriptors only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<CraftInput>,
+    /// Free-form scalar attributes: stats, rarity, lore, model and icon refs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, AttributeValue>,
+}
+
+/// Why a descriptor was refused.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DescriptorError {
+    /// A rule of the model is broken; the message says which.
+    #[error("invalid descriptor: {0}")]
+    Invalid(String),
+    /// The descriptor is larger than [`MAX_DESCRIPTOR_BYTES`].
+    #[error("descriptor is {0} bytes; at most {MAX_DESCRIPTOR_BYTES} are allowed")]
+    TooLarge(usize),
+}
+
+impl DescriptorError {
+    /// The stable code of this error.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid(_) => ErrorCode::InvalidDescriptor,
+            Self::TooLarge(_) => ErrorCode::PayloadTooLarge,
+        }
+    }
+}
+
+fn is_key(key: &str) -> bool {
+    (1..=crate::ID_MAX_LEN).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl Descriptor {
+    /// Checks every rule of the model except the serialized size, which the
+    /// caller measures on the bytes it actually stores
+    /// ([`Descriptor::check_size`]).
+    pub fn validate(&self) -> Result<(), DescriptorError> {
+        let invalid = |why: String| Err(DescriptorError::Invalid(why));
+        if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
+            return invalid(format!("name must be 1..={MAX_NAME_LEN} bytes"));
+        }
+        if self.revision == 0 {
+            return invalid("revision starts at 1".into());
+        }
+        if self.created_at > MAX_TIMESTAMP_MS {
+            return invalid(format!("created_at must be at most {MAX_TIMESTAMP_MS}"));
+        }
+        match self.kind {
+            DescriptorKind::Crafted => {
+                if self.revision != 1 {
+                    return invalid("a crafted descriptor is immutable: revision must be 1".into());
+                }
+                if self.crafted_by.is_none() {
+                    return invalid("a crafted descriptor names its crafter (crafted_by)".into());
+                }
+            }
+            DescriptorKind::Catalog => {
+                if self.crafted_by.is_some() || !self.inputs.is_empty() || self.template.is_some() {
+                    return invalid(
+                        "a catalog descriptor has no crafted_by, inputs or template".into(),
+                    );
+                }
+            }
+        }
+        if self.inputs.len() > MAX_INPUTS {
+            return invalid(format!("at most {MAX_INPUTS} inputs are allowed"));
+        }
+        let mut items = BTreeSet::new();
+        for input in &self.inputs {
+            if !items.insert(&input.item) {
+                return invalid(format!("input {} appears twice", input.item));
+            }
+        }
+        if self.attributes.len() > MAX_ATTRIBUTES {
+            return invalid(format!("at most {MAX_ATTRIBUTES} attributes are allowed"));
+        }
+        for (key, value) in &self.attributes {
+            if !is_key(key) {
+                return invalid(format!(
+                    "attribute key {:?} must be 1..=64 characters of A-Z a-z 0-9 _ -",
+                    key.chars().take(72).collect::<String>()
+                ));
+            }
+            match value {
+                AttributeValue::Text(text) if text.len() > MAX_ATTRIBUTE_TEXT_LEN => {
+                    return invalid(format!(
+                        "attribute {key} is longer than {MAX_ATTRIBUTE_TEXT_LEN} bytes"
+                    ));
+                }
+                AttributeValue::Float(x) if !x.is_finite() => {
+                    return invalid(format!("attribute {key} is not a finite number"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a serialized length against [`MAX_DESCRIPTOR_BYTES`].
+    pub fn check_size(len: usize) -> Result<(), DescriptorError> {
+        if len > MAX_DESCRIPTOR_BYTES {
+            Err(DescriptorError::TooLarge(len))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A batch get: the ids to fetch, at most [`MAX_BATCH_IDS`]; duplicates are
+/// fetched once.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchGetRequest {
+    /// The ids to fetch.
+    pub ids: Vec<ItemId>,
+}
+
+/// The answer to a batch get. Every distinct requested id appears in exactly
+/// one of the three lists, in request order.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchGetResponse {
+    /// The descriptors found.
+    pub descriptors: Vec<Descriptor>,
+    /// Ids that never existed.
+    pub missing: Vec<ItemId>,
+    /// Ids that existed and were burned.
+    pub burned: Vec<ItemId>,
+}
+
+/// What a burn did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BurnOutcome {
+    /// This request burned it.
+    Burned,
+    /// It was already burned (a retried burn).
+    AlreadyBurned,
+}
+
+/// The answer to a burn.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnResponse {
+    /// The burned id.
+    pub id: ItemId,
+    /// Whether this request or an earlier one burned it.
+    pub outcome: BurnOutcome,
+}
+
+#[cfg(test)]
+mod tests;
