@@ -233,6 +233,44 @@ mod redis {
         assert!(metrics.reconnects >= NODES as u64, "{metrics:?}");
         cluster.leave_all().await;
     }
+
+    /// Changes made only while Redis is down, none after: their events are
+    /// lost and no later event reveals a gap, so only the re-check after
+    /// re-subscription can bring the caches up to date.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn changes_made_while_redis_is_down_reach_every_cache() {
+        let mut server = RedisServer::start();
+        let config = ZoneNodeConfig::new().with_version_check_interval(None);
+        let cluster = Cluster::start(memory_store(), fabric(&server), NODES, None, config).await;
+        let users = common::players(4);
+        for (i, user) in users.iter().enumerate() {
+            let node = &cluster.nodes[i % NODES];
+            node.join(&ZoneId::new("plaza"), user).await.unwrap();
+        }
+        let server = tokio::task::spawn_blocking(move || {
+            server.kill();
+            server
+        })
+        .await
+        .unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        for i in 0..20 {
+            let change = common::random_change(&mut rng, &users);
+            let _ = cluster.inventories[i % NODES].apply(change).await;
+        }
+        let failures = cluster.total_metrics().publish_failures;
+        assert!(failures > 0, "{:?}", cluster.total_metrics());
+        let _server = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            server.restart();
+            server
+        })
+        .await
+        .unwrap();
+        cluster.assert_converged().await;
+        cluster.assert_subscriptions_match_interest().await;
+        cluster.leave_all().await;
+    }
 }
 
 /// Single-node behaviours of the facade and the node, on the in-process bus.
