@@ -152,6 +152,43 @@ async fn join_leave_storm(store: Arc<dyn InventoryStore>, fabric: Fabric) {
     cluster.leave_all().await;
 }
 
+/// A SQLite store in a temporary directory, which must outlive it.
+#[cfg(feature = "sqlite")]
+fn sqlite_store() -> (Arc<dyn InventoryStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = inventory_core::SqliteConfig::new(dir.path().join("inventory.db"));
+    let store = inventory_core::SqliteStore::open(config).expect("open SQLite");
+    (Arc::new(store), dir)
+}
+
+/// The single-node default: the in-process bus over SQLite.
+#[cfg(feature = "sqlite")]
+mod local_sqlite {
+    use super::*;
+
+    fn fabric() -> Fabric {
+        Fabric::Local(LocalBus::new())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_nodes_converge() {
+        let (store, _dir) = sqlite_store();
+        convergence(store, fabric()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lossy_duplicating_reordering_bus_converges() {
+        let (store, _dir) = sqlite_store();
+        faulty_fabric(store, fabric()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn join_leave_storm_leaks_nothing() {
+        let (store, _dir) = sqlite_store();
+        join_leave_storm(store, fabric()).await;
+    }
+}
+
 mod local {
     use super::*;
 
@@ -203,6 +240,22 @@ mod redis {
     async fn join_leave_storm_leaks_nothing() {
         let server = RedisServer::start();
         join_leave_storm(memory_store(), fabric(&server)).await;
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_nodes_converge_on_sqlite() {
+        let server = RedisServer::start();
+        let (store, _dir) = sqlite_store();
+        convergence(store, fabric(&server)).await;
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lossy_duplicating_reordering_bus_converges_on_sqlite() {
+        let server = RedisServer::start();
+        let (store, _dir) = sqlite_store();
+        faulty_fabric(store, fabric(&server)).await;
     }
 
     /// `redis-server` is killed mid-run and restarted on the same port: every
