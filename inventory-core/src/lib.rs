@@ -72,6 +72,8 @@ mod store;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+#[cfg(feature = "test-util")]
+pub use bus::conformance as bus_conformance;
 pub use bus::{
     BusMessage, BusReceiver, DEFAULT_CHANNEL_PREFIX, EventBus, LocalBus, LocalConnection,
 };

@@ -196,6 +196,18 @@ mod local {
         Fabric::Local(LocalBus::new())
     }
 
+    mod bus_contract {
+        use std::sync::LazyLock;
+
+        use super::*;
+
+        static BUS: LazyLock<LocalBus> = LazyLock::new(LocalBus::new);
+
+        inventory_core::bus_conformance_tests!(|| async {
+            Fabric::Local(BUS.clone()).connect().await
+        });
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn three_nodes_converge() {
         convergence(memory_store(), fabric()).await;
@@ -222,6 +234,15 @@ mod redis {
 
     fn fabric(server: &RedisServer) -> Fabric {
         Fabric::Redis(server.url())
+    }
+
+    /// The bus contract on the shared Redis of the harness (`REDIS_URL`).
+    mod bus_contract {
+        use super::*;
+
+        inventory_core::bus_conformance_tests!(|| async {
+            Fabric::Redis(testkit::redis_url()).connect().await
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
