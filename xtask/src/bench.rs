@@ -52,6 +52,12 @@ const BENCHES: &[Bench] = &[
         target: "mongo",
         features: &["mongodb"],
     },
+    Bench {
+        name: "propagation",
+        package: "inventory-core",
+        target: "propagation",
+        features: &["redis", "test-util"],
+    },
 ];
 
 #[derive(Debug, Args)]
