@@ -1,0 +1,300 @@
+//! The HTTP API: `app(state) -> Router` and its handlers.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `POST /v1/descriptors:batchGet` | batch get, body `{"ids": [...]}` |
+//! | `GET /v1/descriptors/{id}` | one descriptor, with `ETag` and `Cache-Control` |
+//! | `POST /v1/descriptors` | create (crafting), idempotent by id and content |
+//! | `PUT /v1/descriptors/{id}` | next revision of a catalog descriptor |
+//! | `DELETE /v1/descriptors/{id}` | burn, idempotent |
+//! | `GET /healthz`, `GET /readyz` | liveness, readiness (store ping) |
+//! | `GET /metrics` | Prometheus text |
+//!
+//! Every error is a `protocol::ErrorBody` with a stable code.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{
+    BurnResponse, Descriptor, DescriptorKind, ItemId, MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::auth::Access;
+use crate::cache::{Absence, Lookup};
+use crate::invalidation::{Invalidation, InvalidationKind};
+use crate::request::{decode_batch_request, decode_descriptor};
+use crate::store::WriteOutcome;
+use crate::{AppState, Error};
+
+/// The largest batch get body: every id at full length, quoted, plus slack
+/// for whitespace.
+pub const MAX_BATCH_BODY_BYTES: usize = MAX_BATCH_IDS * (protocol::ID_MAX_LEN + 3) * 2;
+/// The largest create or revise body: twice the descriptor limit, so that
+/// pretty-printed JSON of an acceptable descriptor still gets in.
+pub const MAX_DESCRIPTOR_BODY_BYTES: usize = MAX_DESCRIPTOR_BYTES * 2;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const REVALIDATE: &str = "public, no-cache";
+
+/// The service's router over `state`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/descriptors:batchGet",
+            post(batch_get).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+        )
+        .route(
+            "/v1/descriptors",
+            post(create).layer(DefaultBodyLimit::max(MAX_DESCRIPTOR_BODY_BYTES)),
+        )
+        .route(
+            "/v1/descriptors/{id}",
+            get(get_one)
+                .put(revise)
+                .delete(burn)
+                .layer(DefaultBodyLimit::max(MAX_DESCRIPTOR_BODY_BYTES)),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { Error::NoRoute })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn observe(
+    State(state): State<AppState>,
+    path: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let route = path.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A request body as bytes, with a too-large body answered `payload_too_large`.
+struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
+        Bytes::from_request(request, state)
+            .await
+            .map(Body)
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Error::PayloadTooLarge(MAX_DESCRIPTOR_BODY_BYTES.max(MAX_BATCH_BODY_BYTES))
+                } else {
+                    Error::Malformed(rejection.body_text())
+                }
+            })
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+fn parse_id(raw: &str) -> Result<ItemId, Error> {
+    Ok(ItemId::parse(raw)?)
+}
+
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    descriptors: Vec<&'a RawValue>,
+    missing: Vec<&'a ItemId>,
+    burned: Vec<&'a ItemId>,
+}
+
+async fn batch_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, Error> {
+    state.auth.check(&headers, Access::Read)?;
+    let ids = decode_batch_request(&body)?;
+    state.metrics.batch_size.observe(ids.len() as f64);
+    let lookups = state.cache.get_many(&ids).await?;
+    let mut answer = BatchBody {
+        descriptors: Vec::with_capacity(ids.len()),
+        missing: Vec::new(),
+        burned: Vec::new(),
+    };
+    for (id, lookup) in ids.iter().zip(&lookups) {
+        match lookup {
+            Lookup::Found(found) => answer.descriptors.push(found.json()),
+            Lookup::Absent(Absence::Missing) => answer.missing.push(id),
+            Lookup::Absent(Absence::Burned) => answer.burned.push(id),
+        }
+    }
+    let body = serde_json::to_vec(&answer).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    state.auth.check(&headers, Access::Read)?;
+    let id = parse_id(&id)?;
+    let lookup = state
+        .cache
+        .get_many(std::slice::from_ref(&id))
+        .await?
+        .pop()
+        .ok_or_else(|| Error::Internal("empty lookup".into()))?;
+    let found = match lookup {
+        Lookup::Found(found) => found,
+        Lookup::Absent(Absence::Missing) => return Err(Error::NotFound(id)),
+        Lookup::Absent(Absence::Burned) => return Err(Error::Burned(id)),
+    };
+    // The URL names one descriptor, so its revision identifies the content.
+    let etag = format!("\"r{}\"", found.revision());
+    let cache_control = match found.kind() {
+        DescriptorKind::Crafted => IMMUTABLE,
+        DescriptorKind::Catalog => REVALIDATE,
+    };
+    let etag_value = HeaderValue::from_str(&etag).map_err(|e| Error::Internal(e.to_string()))?;
+    let headers_out = [
+        (ETAG, etag_value),
+        (CACHE_CONTROL, HeaderValue::from_static(cache_control)),
+    ];
+    let not_modified = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, headers_out).into_response());
+    }
+    let mut response = json_response(StatusCode::OK, found.json().get().as_bytes().to_vec());
+    response.headers_mut().extend(headers_out);
+    Ok(response)
+}
+
+async fn publish(state: &AppState, id: &ItemId, kind: InvalidationKind) -> Result<(), Error> {
+    state
+        .metrics
+        .invalidations
+        .with_label_values(&["local"])
+        .inc();
+    state
+        .bus
+        .publish(&Invalidation {
+            origin: state.origin.clone(),
+            id: id.clone(),
+            kind,
+        })
+        .await
+}
+
+fn count_write(state: &AppState, op: &str) {
+    state.metrics.store_queries.with_label_values(&[op]).inc();
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, Error> {
+    state.auth.check(&headers, Access::Write)?;
+    let descriptor = decode_descriptor(&body)?;
+    if descriptor.revision != 1 {
+        return Err(protocol::DescriptorError::Invalid(
+            "a new descriptor has revision 1; later revisions are PUT".into(),
+        )
+        .into());
+    }
+    count_write(&state, "create");
+    let outcome = state.store.create(&descriptor).await?;
+    state.cache.created(&descriptor.id, Some(&descriptor)).await;
+    publish(&state, &descriptor.id, InvalidationKind::Created).await?;
+    let status = match outcome {
+        WriteOutcome::Applied => StatusCode::CREATED,
+        WriteOutcome::Unchanged => StatusCode::OK,
+    };
+    Ok((status, Json(descriptor)).into_response())
+}
+
+async fn revise(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, Error> {
+    state.auth.check(&headers, Access::Write)?;
+    let id = parse_id(&id)?;
+    let descriptor: Descriptor = decode_descriptor(&body)?;
+    if descriptor.id != id {
+        return Err(protocol::DescriptorError::Invalid(format!(
+            "the body names {} but the path names {id}",
+            descriptor.id
+        ))
+        .into());
+    }
+    if descriptor.kind != DescriptorKind::Catalog || descriptor.revision < 2 {
+        return Err(protocol::DescriptorError::Invalid(
+            "a revision is a catalog descriptor with revision 2 or more".into(),
+        )
+        .into());
+    }
+    count_write(&state, "revise");
+    state.store.revise(&descriptor).await?;
+    state.cache.invalidate(&id).await;
+    publish(&state, &id, InvalidationKind::Revised).await?;
+    Ok((StatusCode::OK, Json(descriptor)).into_response())
+}
+
+async fn burn(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<BurnResponse>, Error> {
+    state.auth.check(&headers, Access::Write)?;
+    let id = parse_id(&id)?;
+    count_write(&state, "burn");
+    let outcome = state.store.burn(&id).await?;
+    state.cache.burned(&id).await;
+    publish(&state, &id, InvalidationKind::Burned).await?;
+    Ok(Json(BurnResponse { id, outcome }))
+}
+
+async fn ready(State(state): State<AppState>) -> Result<&'static str, Error> {
+    state.store.ping().await?;
+    Ok("ready")
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        state.metrics.render(),
+    )
+}
