@@ -1,1 +1,41 @@
-//! placeholder
+//! The inventory domain: the store port with its written contract and shared
+//! conformance suite, the pure ledger rules every store must honour, and the
+//! [`Inventory`] facade that validates a change, applies it and returns the
+//! event to propagate.
+//!
+//! Adapters live behind features: `sqlite` (the embedded default, on by
+//! default). `test-util` exposes the [`conformance`] suite that every
+//! [`InventoryStore`] must pass.
+//!
+//! ```
+//! use inventory_core::{Inventory, MemoryStore};
+//! use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+//!
+//! # tokio_test_block_on(async {
+//! let inventory = Inventory::new(MemoryStore::new());
+//! let alice = OwnerId::account(UserId::parse("alice")?);
+//! let wood = ItemId::parse("wood")?;
+//! let change = Change::new(ChangeId::random()).grant(alice.clone(), wood.clone(), Quantity::new(5)?);
+//! let applied = inventory.apply(change).await?;
+//! assert_eq!(applied.event.owners[0].version.get(), 1);
+//! assert_eq!(inventory.load(&alice).await?.items[&wood], 5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod error;
+mod inventory;
+mod ledger;
+mod memory;
+mod store;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+pub use error::Error;
+pub use inventory::{AppliedChange, Inventory};
+pub use memory::MemoryStore;
+pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};

@@ -1,0 +1,700 @@
+//! The shared conformance suite: every [`InventoryStore`] must pass it.
+//!
+//! Each case is a public async function over `&dyn InventoryStore` that panics
+//! on a violation. Cases use fresh, uniquely named users, so one store (and one
+//! database) can serve every case, even across runs. Generate one test per
+//! case in an adapter's integration tests with [`store_conformance_tests!`]:
+//!
+//! ```ignore
+//! inventory_core::store_conformance_tests!(my_adapter_test_store().await);
+//! ```
+//!
+//! The macro needs `tokio` (with `macros` and `rt-multi-thread`) in the
+//! calling crate.
+//!
+//! [`store_conformance_tests!`]: crate::store_conformance_tests
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::join_all;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use protocol::{
+    Change, ChangeId, ChangeKind, CharacterId, ErrorCode, ItemId, MAX_BALANCE, MAX_OPERATIONS,
+    MAX_QUANTITY, OwnerId, Quantity, UserId, ValidChange, Version,
+};
+
+use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore};
+
+/// Generates one `#[tokio::test]` per conformance case; `$make` is an
+/// expression (it may `.await`) that yields the store under test.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            fresh_owner_is_empty_at_version_zero,
+            grant_then_load,
+            guarded_consume_rejects_insufficient_and_writes_nothing,
+            consume_to_zero_removes_the_stack,
+            multi_operation_change_is_all_or_nothing,
+            multi_owner_change_is_all_or_nothing,
+            versions_increment_once_per_touched_owner,
+            retry_answers_already_applied_and_changes_nothing,
+            failed_change_id_can_be_retried_later,
+            idempotency_window_covers_1024_changes,
+            trade_moves_both_sides_atomically,
+            trade_retry_is_idempotent,
+            concurrent_consumers_never_overdraw,
+            concurrent_grants_and_consumes_sum_exactly,
+            concurrent_retries_of_one_change_apply_it_once,
+            large_inventory_of_10000_items,
+            balance_overflow_is_refused,
+            load_user_lists_account_and_characters,
+            malformed_changes_never_reach_the_store,
+            random_sequences_with_retries_match_the_model,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $make;
+                $crate::conformance::$case(&store).await;
+            }
+        )*
+    };
+}
+
+/// A user id no other case or run uses.
+#[must_use]
+pub fn fresh_user(tag: &str) -> UserId {
+    let suffix = ChangeId::random().as_uuid().simple().to_string();
+    UserId::parse(format!("{tag}-{}", &suffix[..16])).expect("valid user id")
+}
+
+/// The account scope of a fresh user.
+#[must_use]
+pub fn fresh_account(tag: &str) -> OwnerId {
+    OwnerId::account(fresh_user(tag))
+}
+
+/// An item id from a literal.
+#[must_use]
+pub fn item(name: &str) -> ItemId {
+    ItemId::parse(name).expect("valid item id")
+}
+
+/// A quantity from a literal.
+#[must_use]
+pub fn qty(n: u64) -> Quantity {
+    Quantity::new(n).expect("valid quantity")
+}
+
+fn grant(owner: &OwnerId, name: &str, n: u64) -> ValidChange {
+    Change::new(ChangeId::random())
+        .grant(owner.clone(), item(name), qty(n))
+        .validate()
+        .expect("valid change")
+}
+
+fn consume(owner: &OwnerId, name: &str, n: u64) -> ValidChange {
+    Change::new(ChangeId::random())
+        .consume(owner.clone(), item(name), qty(n))
+        .validate()
+        .expect("valid change")
+}
+
+async fn applied(store: &dyn InventoryStore, change: &ValidChange) -> Vec<(OwnerId, Version)> {
+    match store.apply(change).await {
+        Ok(ApplyOutcome::Applied(versions)) => versions,
+        other => panic!("expected Applied for {change:?}, got {other:?}"),
+    }
+}
+
+async fn balance(store: &dyn InventoryStore, owner: &OwnerId, name: &str) -> u64 {
+    store
+        .load(owner)
+        .await
+        .expect("load")
+        .items
+        .get(&item(name))
+        .copied()
+        .unwrap_or(0)
+}
+
+async fn version(store: &dyn InventoryStore, owner: &OwnerId) -> u64 {
+    store.load(owner).await.expect("load").version.get()
+}
+
+/// An owner never touched loads as empty at version 0.
+pub async fn fresh_owner_is_empty_at_version_zero(store: &dyn InventoryStore) {
+    let owner = fresh_account("fresh");
+    let snap = store.load(&owner).await.expect("load");
+    assert_eq!(snap.owner, owner);
+    assert_eq!(snap.version, Version::ZERO);
+    assert!(snap.items.is_empty());
+    assert!(
+        store
+            .load_user(owner.user())
+            .await
+            .expect("load_user")
+            .is_empty()
+    );
+}
+
+/// A grant creates the owner at version 1 and load returns the stack.
+pub async fn grant_then_load(store: &dyn InventoryStore) {
+    let owner = fresh_account("grant");
+    let versions = applied(store, &grant(&owner, "wood", 7)).await;
+    assert_eq!(versions, vec![(owner.clone(), Version::new(1))]);
+    applied(store, &grant(&owner, "wood", 3)).await;
+    applied(store, &grant(&owner, "stone", 1)).await;
+    let snap = store.load(&owner).await.expect("load");
+    assert_eq!(snap.version, Version::new(3));
+    assert_eq!(
+        snap.items,
+        BTreeMap::from([(item("stone"), 1), (item("wood"), 10)])
+    );
+}
+
+/// A consume of more than held fails with `Insufficient` naming the stack, and
+/// writes nothing.
+pub async fn guarded_consume_rejects_insufficient_and_writes_nothing(store: &dyn InventoryStore) {
+    let owner = fresh_account("guard");
+    applied(store, &grant(&owner, "wood", 5)).await;
+    match store.apply(&consume(&owner, "wood", 6)).await {
+        Err(Error::Insufficient {
+            owner: o,
+            item: i,
+            requested,
+            held,
+        }) => {
+            assert_eq!((o, i, requested, held), (owner.clone(), item("wood"), 6, 5));
+        }
+        other => panic!("expected Insufficient, got {other:?}"),
+    }
+    match store.apply(&consume(&owner, "never_held", 1)).await {
+        Err(e) => assert_eq!(e.code(), ErrorCode::InsufficientBalance),
+        other => panic!("expected Insufficient, got {other:?}"),
+    }
+    assert_eq!(balance(store, &owner, "wood").await, 5);
+    assert_eq!(version(store, &owner).await, 1);
+}
+
+/// A stack consumed to exactly zero disappears from snapshots, and can be
+/// granted again.
+pub async fn consume_to_zero_removes_the_stack(store: &dyn InventoryStore) {
+    let owner = fresh_account("zero");
+    applied(store, &grant(&owner, "wood", 5)).await;
+    applied(store, &grant(&owner, "stone", 1)).await;
+    applied(store, &consume(&owner, "wood", 5)).await;
+    let snap = store.load(&owner).await.expect("load");
+    assert!(!snap.items.contains_key(&item("wood")), "{snap:?}");
+    assert_eq!(snap.items.len(), 1);
+    applied(store, &grant(&owner, "wood", 2)).await;
+    assert_eq!(balance(store, &owner, "wood").await, 2);
+}
+
+/// Within one owner, one failing operation fails the whole change.
+pub async fn multi_operation_change_is_all_or_nothing(store: &dyn InventoryStore) {
+    let owner = fresh_account("multiop");
+    applied(store, &grant(&owner, "wood", 5)).await;
+    let change = Change::new(ChangeId::random())
+        .grant(owner.clone(), item("plank"), qty(2))
+        .consume(owner.clone(), item("wood"), qty(4))
+        .consume(owner.clone(), item("nail"), qty(1))
+        .validate()
+        .expect("valid");
+    assert!(store.apply(&change).await.is_err());
+    let snap = store.load(&owner).await.expect("load");
+    assert_eq!(snap.items, BTreeMap::from([(item("wood"), 5)]));
+    assert_eq!(snap.version, Version::new(1));
+}
+
+/// Across owners (account and character), one failing part fails every part.
+pub async fn multi_owner_change_is_all_or_nothing(store: &dyn InventoryStore) {
+    let user = fresh_user("multiowner");
+    let account = OwnerId::account(user.clone());
+    let hero = OwnerId::character(user, CharacterId::parse("hero").expect("id"));
+    applied(store, &grant(&account, "gold", 10)).await;
+    applied(store, &grant(&hero, "ore", 1)).await;
+    // The account part would succeed; the character part cannot.
+    let change = Change::new(ChangeId::random())
+        .consume(account.clone(), item("gold"), qty(10))
+        .consume(hero.clone(), item("ore"), qty(2))
+        .grant(hero.clone(), item("sword"), qty(1))
+        .validate()
+        .expect("valid");
+    assert!(store.apply(&change).await.is_err());
+    assert_eq!(balance(store, &account, "gold").await, 10);
+    assert_eq!(balance(store, &hero, "sword").await, 0);
+    assert_eq!(version(store, &account).await, 1);
+    assert_eq!(version(store, &hero).await, 1);
+    // Reversed roles: the account part fails.
+    let change = Change::new(ChangeId::random())
+        .consume(account.clone(), item("gold"), qty(11))
+        .consume(hero.clone(), item("ore"), qty(1))
+        .validate()
+        .expect("valid");
+    assert!(store.apply(&change).await.is_err());
+    assert_eq!(balance(store, &hero, "ore").await, 1);
+    assert_eq!(version(store, &hero).await, 1);
+}
+
+/// Each applied change bumps every touched owner's version by one, and only
+/// those.
+pub async fn versions_increment_once_per_touched_owner(store: &dyn InventoryStore) {
+    let a = fresh_account("vera");
+    let b = fresh_account("verb");
+    let both = Change::new(ChangeId::random())
+        .grant(a.clone(), item("x"), qty(1))
+        .grant(a.clone(), item("y"), qty(1))
+        .grant(b.clone(), item("x"), qty(1))
+        .validate()
+        .expect("valid");
+    let mut expected = vec![(a.clone(), Version::new(1)), (b.clone(), Version::new(1))];
+    expected.sort();
+    assert_eq!(applied(store, &both).await, expected);
+    assert_eq!(
+        applied(store, &grant(&a, "x", 1)).await,
+        vec![(a.clone(), Version::new(2))]
+    );
+    assert_eq!(version(store, &b).await, 1);
+}
+
+/// A retry of an applied change answers `AlreadyApplied` with the versions it
+/// produced, and changes nothing, even after later changes.
+pub async fn retry_answers_already_applied_and_changes_nothing(store: &dyn InventoryStore) {
+    let owner = fresh_account("retry");
+    let change = grant(&owner, "wood", 5);
+    let first = applied(store, &change).await;
+    applied(store, &grant(&owner, "wood", 1)).await;
+    for _ in 0..3 {
+        match store.apply(&change).await {
+            Ok(ApplyOutcome::AlreadyApplied(versions)) => assert_eq!(versions, first),
+            other => panic!("expected AlreadyApplied, got {other:?}"),
+        }
+    }
+    assert_eq!(balance(store, &owner, "wood").await, 6);
+    assert_eq!(version(store, &owner).await, 2);
+}
+
+/// A change that failed leaves no idempotency record: once the balance allows
+/// it, the same id applies.
+pub async fn failed_change_id_can_be_retried_later(store: &dyn InventoryStore) {
+    let owner = fresh_account("failretry");
+    let change = consume(&owner, "wood", 3);
+    assert!(store.apply(&change).await.is_err());
+    applied(store, &grant(&owner, "wood", 3)).await;
+    assert_eq!(
+        applied(store, &change).await,
+        vec![(owner.clone(), Version::new(2))]
+    );
+    assert_eq!(balance(store, &owner, "wood").await, 0);
+}
+
+/// A change is still recognised while it is among the owner's last 1,024
+/// changes (here, the oldest of them).
+pub async fn idempotency_window_covers_1024_changes(store: &dyn InventoryStore) {
+    let owner = fresh_account("window");
+    let first = grant(&owner, "wood", 1);
+    applied(store, &first).await;
+    for _ in 1..IDEMPOTENCY_WINDOW {
+        applied(store, &grant(&owner, "stone", 1)).await;
+    }
+    assert!(matches!(
+        store.apply(&first).await,
+        Ok(ApplyOutcome::AlreadyApplied(_))
+    ));
+    assert_eq!(balance(store, &owner, "wood").await, 1);
+}
+
+/// A trade moves both sides in one step and conserves items; a trade one side
+/// cannot pay moves nothing.
+pub async fn trade_moves_both_sides_atomically(store: &dyn InventoryStore) {
+    let a = fresh_account("tradea");
+    let b = fresh_account("tradeb");
+    applied(store, &grant(&a, "gold", 10)).await;
+    applied(store, &grant(&b, "sword", 1)).await;
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("gold"), qty(7))]),
+        (b.clone(), &[(item("sword"), qty(1))]),
+    )
+    .validate()
+    .expect("valid");
+    applied(store, &trade).await;
+    assert_eq!(balance(store, &a, "gold").await, 3);
+    assert_eq!(balance(store, &a, "sword").await, 1);
+    assert_eq!(balance(store, &b, "gold").await, 7);
+    assert_eq!(balance(store, &b, "sword").await, 0);
+    let unpaid = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("gold"), qty(3))]),
+        (b.clone(), &[(item("sword"), qty(1))]),
+    )
+    .validate()
+    .expect("valid");
+    assert_eq!(
+        store
+            .apply(&unpaid)
+            .await
+            .expect_err("b has no sword")
+            .code(),
+        ErrorCode::InsufficientBalance
+    );
+    assert_eq!(balance(store, &a, "gold").await, 3);
+    assert_eq!(balance(store, &b, "gold").await, 7);
+    assert_eq!(version(store, &a).await, 2);
+    assert_eq!(version(store, &b).await, 2);
+}
+
+/// A retried trade answers `AlreadyApplied` for both sides and moves nothing.
+pub async fn trade_retry_is_idempotent(store: &dyn InventoryStore) {
+    let a = fresh_account("tretrya");
+    let b = fresh_account("tretryb");
+    applied(store, &grant(&a, "gold", 10)).await;
+    applied(store, &grant(&b, "gem", 2)).await;
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("gold"), qty(4))]),
+        (b.clone(), &[(item("gem"), qty(1))]),
+    )
+    .validate()
+    .expect("valid");
+    let first = applied(store, &trade).await;
+    match store.apply(&trade).await {
+        Ok(ApplyOutcome::AlreadyApplied(versions)) => assert_eq!(versions, first),
+        other => panic!("expected AlreadyApplied, got {other:?}"),
+    }
+    assert_eq!(balance(store, &a, "gold").await, 6);
+    assert_eq!(balance(store, &b, "gold").await, 4);
+}
+
+/// 16 tasks race to consume one at a time from one stack: exactly the stack's
+/// size succeed, the rest are refused, and the balance never goes negative.
+pub async fn concurrent_consumers_never_overdraw(store: &dyn InventoryStore) {
+    let owner = fresh_account("overdraw");
+    applied(store, &grant(&owner, "ore", 200)).await;
+    let tasks = (0..16).map(|_| {
+        let owner = owner.clone();
+        async move {
+            let mut ok = 0u64;
+            for _ in 0..20 {
+                match store.apply(&consume(&owner, "ore", 1)).await {
+                    Ok(ApplyOutcome::Applied(_)) => ok += 1,
+                    Err(Error::Insufficient { .. }) => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            ok
+        }
+    });
+    let succeeded: u64 = join_all(tasks).await.into_iter().sum();
+    assert_eq!(succeeded, 200);
+    assert_eq!(balance(store, &owner, "ore").await, 0);
+    assert_eq!(version(store, &owner).await, 201);
+}
+
+/// 16 tasks grant and consume on one owner concurrently: the final balance and
+/// version are exact.
+pub async fn concurrent_grants_and_consumes_sum_exactly(store: &dyn InventoryStore) {
+    let owner = fresh_account("concurrent");
+    let tasks = (0..16).map(|_| {
+        let owner = owner.clone();
+        async move {
+            for _ in 0..25 {
+                applied(store, &grant(&owner, "wood", 2)).await;
+                applied(store, &consume(&owner, "wood", 1)).await;
+            }
+        }
+    });
+    join_all(tasks).await;
+    assert_eq!(balance(store, &owner, "wood").await, 16 * 25);
+    assert_eq!(version(store, &owner).await, 16 * 50);
+}
+
+/// The same change sent 16 times at once is applied exactly once.
+pub async fn concurrent_retries_of_one_change_apply_it_once(store: &dyn InventoryStore) {
+    let a = fresh_account("dupa");
+    let b = fresh_account("dupb");
+    applied(store, &grant(&a, "gold", 5)).await;
+    let change = Change::new(ChangeId::random())
+        .consume(a.clone(), item("gold"), qty(5))
+        .grant(b.clone(), item("gold"), qty(5))
+        .validate()
+        .expect("valid");
+    let outcomes = join_all((0..16).map(|_| store.apply(&change))).await;
+    let mut fresh = 0;
+    for outcome in outcomes {
+        match outcome {
+            Ok(ApplyOutcome::Applied(_)) => fresh += 1,
+            Ok(ApplyOutcome::AlreadyApplied(_)) => {}
+            Err(e) => panic!("a retry must not fail: {e}"),
+        }
+    }
+    assert_eq!(fresh, 1);
+    assert_eq!(balance(store, &a, "gold").await, 0);
+    assert_eq!(balance(store, &b, "gold").await, 5);
+    assert_eq!(version(store, &b).await, 1);
+}
+
+/// One owner holds 10,000 distinct stacks; loads return them all and changes
+/// still apply.
+pub async fn large_inventory_of_10000_items(store: &dyn InventoryStore) {
+    let owner = fresh_account("large");
+    let per_change = MAX_OPERATIONS.min(250);
+    for batch in 0..10_000 / per_change {
+        let mut change = Change::new(ChangeId::random());
+        for i in 0..per_change {
+            let n = batch * per_change + i;
+            change = change.grant(
+                owner.clone(),
+                item(&format!("item-{n:05}")),
+                qty(n as u64 + 1),
+            );
+        }
+        applied(store, &change.validate().expect("valid")).await;
+    }
+    applied(store, &consume(&owner, "item-09999", 10_000)).await;
+    applied(store, &consume(&owner, "item-00041", 1)).await;
+    let snap = store.load(&owner).await.expect("load");
+    assert_eq!(snap.items.len(), 9_999);
+    assert_eq!(snap.items[&item("item-00041")], 41);
+    assert_eq!(snap.items[&item("item-05000")], 5_001);
+    assert_eq!(snap.version.get() as usize, 10_000 / per_change + 2);
+}
+
+/// A grant that would exceed `MAX_BALANCE` is refused and writes nothing.
+pub async fn balance_overflow_is_refused(store: &dyn InventoryStore) {
+    let owner = fresh_account("overflow");
+    let grants = MAX_BALANCE / MAX_QUANTITY;
+    let tasks = (0..8).map(|t| {
+        let owner = owner.clone();
+        async move {
+            for _ in (t..grants).step_by(8) {
+                applied(store, &grant(&owner, "gold", MAX_QUANTITY)).await;
+            }
+        }
+    });
+    join_all(tasks).await;
+    assert_eq!(balance(store, &owner, "gold").await, MAX_BALANCE);
+    let over = Change::new(ChangeId::random())
+        .grant(owner.clone(), item("silver"), qty(1))
+        .grant(owner.clone(), item("gold"), qty(1))
+        .validate()
+        .expect("valid");
+    match store.apply(&over).await {
+        Err(Error::BalanceOverflow { item: i, .. }) => assert_eq!(i, item("gold")),
+        other => panic!("expected BalanceOverflow, got {other:?}"),
+    }
+    assert_eq!(balance(store, &owner, "silver").await, 0);
+    assert_eq!(version(store, &owner).await, grants);
+}
+
+/// `load_user` returns the account scope and every touched character.
+pub async fn load_user_lists_account_and_characters(store: &dyn InventoryStore) {
+    let user = fresh_user("loaduser");
+    let other = fresh_account("loaduserother");
+    let account = OwnerId::account(user.clone());
+    let heroes: Vec<OwnerId> = ["hero1", "hero2"]
+        .iter()
+        .map(|c| OwnerId::character(user.clone(), CharacterId::parse(*c).expect("id")))
+        .collect();
+    for owner in heroes.iter().chain([&account, &other]) {
+        applied(store, &grant(owner, "wood", 1)).await;
+    }
+    let snaps = store.load_user(&user).await.expect("load_user");
+    let owners: Vec<&OwnerId> = snaps.iter().map(|s| &s.owner).collect();
+    let mut expected = vec![&account, &heroes[0], &heroes[1]];
+    expected.sort();
+    assert_eq!(owners, expected);
+    assert!(snaps.iter().all(|s| s.version == Version::new(1)));
+}
+
+/// Bad ids, quantities and structures are refused before any store sees them:
+/// a store only accepts a `ValidChange`, and none can be built from these.
+pub async fn malformed_changes_never_reach_the_store(store: &dyn InventoryStore) {
+    let owner = fresh_account("malformed");
+    let template = |owner: &str, item: &str, qty: &str| {
+        format!(
+            r#"{{"id":"{}","ops":[{{"op":"grant","owner":"{owner}","item":"{item}","qty":{qty}}}]}}"#,
+            ChangeId::random()
+        )
+    };
+    let o = owner.to_string();
+    let bad = [
+        template(&o, "a.b", "1"),
+        template(&o, "$inc", "1"),
+        template(&o, "nul\\u0000", "1"),
+        template(&o, &"x".repeat(65), "1"),
+        template(&o, "wood", "0"),
+        template(&o, "wood", "-1"),
+        template(&o, "wood", "1000000001"),
+        template(&o, "wood", "1.5"),
+        template("a:bad.user", "wood", "1"),
+        template("z:alice", "wood", "1"),
+        r#"{"id":"nope","ops":[]}"#.to_string(),
+    ];
+    for json in &bad {
+        assert!(
+            serde_json::from_str::<ValidChange>(json).is_err(),
+            "accepted {json}"
+        );
+    }
+    let same_stack = Change::new(ChangeId::random())
+        .grant(owner.clone(), item("wood"), qty(1))
+        .grant(owner.clone(), item("wood"), qty(1));
+    assert_eq!(
+        same_stack.validate().expect_err("dup").code(),
+        ErrorCode::DuplicateItem
+    );
+    let self_trade = Change::trade(
+        ChangeId::random(),
+        (owner.clone(), &[(item("gold"), qty(1))]),
+        (owner.clone(), &[]),
+    );
+    assert!(self_trade.validate().is_err());
+    assert_eq!(version(store, &owner).await, 0);
+}
+
+/// The obvious model the property test compares a store against.
+#[derive(Default)]
+struct Model {
+    balances: BTreeMap<(OwnerId, ItemId), u64>,
+    versions: BTreeMap<OwnerId, u64>,
+    applied: BTreeSet<ChangeId>,
+}
+
+impl Model {
+    /// Ok(true) if applied now, Ok(false) if already applied, Err(code) if refused.
+    fn apply(&mut self, change: &ValidChange) -> Result<bool, ErrorCode> {
+        if self.applied.contains(&change.id()) {
+            return Ok(false);
+        }
+        let mut next = self.balances.clone();
+        for op in change.ops() {
+            let key = (op.owner().clone(), op.item().clone());
+            let held = next.get(&key).copied().unwrap_or(0) as i64;
+            let after = held + op.delta();
+            if after < 0 {
+                return Err(ErrorCode::InsufficientBalance);
+            }
+            next.insert(key, after as u64);
+        }
+        self.balances = next;
+        for owner in change.owners() {
+            *self.versions.entry(owner.clone()).or_default() += 1;
+        }
+        self.applied.insert(change.id());
+        Ok(true)
+    }
+}
+
+/// A step of a random run: which change (an index into the run's distinct
+/// changes) and whether to send it twice at once.
+type Step = (usize, bool);
+/// A random change over a small universe: (owner index, item index, signed qty).
+type Ops = Vec<(usize, usize, i64)>;
+
+fn run_strategy() -> impl Strategy<Value = (Vec<Ops>, Vec<Step>)> {
+    let op = (0usize..4, 0usize..3, prop_oneof![1i64..6, -5i64..0]);
+    let change = proptest::collection::vec(op, 1..5);
+    proptest::collection::vec(change, 1..12).prop_flat_map(|changes| {
+        let n = changes.len();
+        let steps = proptest::collection::vec((0..n, any::<bool>()), n..3 * n);
+        (Just(changes), steps)
+    })
+}
+
+fn build_change(owners: &[OwnerId], ops: &Ops) -> Option<ValidChange> {
+    let items = ["wood", "ore", "gem"];
+    let mut change = Change::new(ChangeId::random()).with_kind(ChangeKind::Adjust);
+    let mut seen = BTreeSet::new();
+    for &(o, i, q) in ops {
+        if !seen.insert((o, i)) {
+            continue;
+        }
+        let owner = owners[o].clone();
+        let qty = Quantity::new(q.unsigned_abs()).ok()?;
+        change = if q > 0 {
+            change.grant(owner, item(items[i]), qty)
+        } else {
+            change.consume(owner, item(items[i]), qty)
+        };
+    }
+    change.validate().ok()
+}
+
+/// Property: any sequence of changes, with random duplicates and concurrent
+/// retries of already-applied changes, leaves the store exactly where applying
+/// each distinct change once to an obvious model leaves it; every outcome
+/// (applied, already applied, refused) matches the model's.
+pub async fn random_sequences_with_retries_match_the_model(store: &dyn InventoryStore) {
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&run_strategy(), |(changes, steps)| {
+            handle.block_on(async {
+                let a = fresh_user("propa");
+                let b = fresh_user("propb");
+                let hero = CharacterId::parse("hero").expect("id");
+                let owners = [
+                    OwnerId::account(a.clone()),
+                    OwnerId::character(a, hero.clone()),
+                    OwnerId::account(b.clone()),
+                    OwnerId::character(b, hero),
+                ];
+                let built: Vec<Option<ValidChange>> = changes
+                    .iter()
+                    .map(|ops| build_change(&owners, ops))
+                    .collect();
+                let mut model = Model::default();
+                for (index, twice) in steps {
+                    let Some(change) = &built[index] else {
+                        continue;
+                    };
+                    let expected = model.apply(change);
+                    let sends = if twice { 2 } else { 1 };
+                    let outcomes = join_all((0..sends).map(|_| store.apply(change))).await;
+                    let fresh = outcomes
+                        .iter()
+                        .filter(|o| matches!(o, Ok(ApplyOutcome::Applied(_))))
+                        .count();
+                    match expected {
+                        Ok(now) => {
+                            prop_assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+                            prop_assert_eq!(fresh, usize::from(now));
+                        }
+                        Err(code) => {
+                            for outcome in &outcomes {
+                                let got = outcome.as_ref().map(|_| ()).map_err(Error::code);
+                                prop_assert_eq!(got, Err(code));
+                            }
+                        }
+                    }
+                }
+                for owner in &owners {
+                    let snap = store.load(owner).await.expect("load");
+                    let expected: BTreeMap<ItemId, u64> = model
+                        .balances
+                        .iter()
+                        .filter(|((o, _), n)| o == owner && **n > 0)
+                        .map(|((_, i), n)| (i.clone(), *n))
+                        .collect();
+                    prop_assert_eq!(&snap.items, &expected, "{}", owner);
+                    let v = model.versions.get(owner).copied().unwrap_or(0);
+                    prop_assert_eq!(snap.version.get(), v, "{}", owner);
+                }
+                Ok(())
+            })
+        })
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
+    }
+}

@@ -1,0 +1,63 @@
+//! The crate's one error type.
+
+use protocol::{ErrorCode, ItemId, OwnerId};
+
+/// Why a change or a load failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The change is malformed; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] protocol::Error),
+    /// A guarded consume asked for more than the owner holds; nothing was written.
+    #[error("{owner} holds {held} {item}, fewer than the {requested} asked for")]
+    Insufficient {
+        /// The owner.
+        owner: OwnerId,
+        /// The item.
+        item: ItemId,
+        /// The quantity the consume asked for.
+        requested: u64,
+        /// The balance the store saw when it refused.
+        held: u64,
+    },
+    /// A grant would take a balance above [`protocol::MAX_BALANCE`]; nothing was written.
+    #[error("granting {requested} {item} to {owner} would exceed the maximum balance")]
+    BalanceOverflow {
+        /// The owner.
+        owner: OwnerId,
+        /// The item.
+        item: ItemId,
+        /// The quantity the grant asked for.
+        requested: u64,
+    },
+    /// The backend could not be reached or gave up. Whether the change was
+    /// applied is unknown: retry it with the same change id.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record is malformed.
+    #[error("corrupt record for {owner}: {detail}")]
+    Corrupt {
+        /// The owner whose record is bad.
+        owner: OwnerId,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Any other backend failure.
+    #[error("store error: {0}")]
+    Backend(String),
+}
+
+impl Error {
+    /// The stable code a client sees for this error.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Invalid(e) => e.code(),
+            Self::Insufficient { .. } => ErrorCode::InsufficientBalance,
+            Self::BalanceOverflow { .. } => ErrorCode::BalanceOverflow,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Corrupt { .. } | Self::Backend(_) => ErrorCode::Internal,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! The in-memory store: the pure ledger behind a lock. For unit tests and
+//! examples; it forgets everything when dropped.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange};
+
+use crate::ledger::Ledger;
+use crate::{ApplyOutcome, Error, InventoryStore};
+
+/// An [`InventoryStore`] held in memory. Cloning shares the same state.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    // A std Mutex: the critical sections are short and never await.
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> T {
+        // The ledger is never left half-updated (it validates before it
+        // writes), so a poisoned lock still holds a consistent state.
+        f(&mut self.ledger.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[async_trait]
+impl InventoryStore for MemoryStore {
+    async fn apply(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
+        self.with(|ledger| ledger.apply(change))
+    }
+
+    async fn load(&self, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
+        Ok(self.with(|ledger| ledger.snapshot(owner)))
+    }
+
+    async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
+        Ok(self.with(|ledger| ledger.user_snapshots(user)))
+    }
+}

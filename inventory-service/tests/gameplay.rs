@@ -1,0 +1,176 @@
+//! The gameplay API through the router (no socket) and over a real socket.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use inventory_core::{Inventory, MemoryStore};
+use inventory_service::{AppState, ServiceToken, app};
+use protocol::{ChangeId, ErrorBody, ErrorCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "test-service-token-0123";
+
+fn state() -> AppState {
+    AppState::new(
+        Inventory::new(MemoryStore::new()),
+        ServiceToken::new(TOKEN).unwrap(),
+    )
+}
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let res = app(state.clone()).oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value)
+}
+
+fn grant(id: ChangeId, owner: &str, item: &str, qty: i64) -> String {
+    json!({"id": id, "ops": [{"op": "grant", "owner": owner, "item": item, "qty": qty}]})
+        .to_string()
+}
+
+fn error_code(value: &Value) -> ErrorCode {
+    serde_json::from_value::<ErrorBody>(value.clone())
+        .unwrap_or_else(|_| panic!("not an error body: {value}"))
+        .code
+}
+
+#[tokio::test]
+async fn apply_then_read_and_retry_is_idempotent() {
+    let state = state();
+    let id = ChangeId::random();
+    let body = grant(id, "a:alice", "wood", 5);
+    let (status, applied) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{applied}");
+    assert_eq!(applied["event"]["owners"][0]["version"], 1);
+    let (status, again) = call(&state, "POST", "/v1/changes", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["already_applied"], true);
+    let (status, snap) = call(&state, "GET", "/v1/owners/a:alice", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(snap["items"]["wood"], 5);
+    assert_eq!(snap["version"], 1);
+    let (_, all) = call(&state, "GET", "/v1/users/alice", Some(TOKEN), None).await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_stable_code_and_writes_nothing() {
+    let state = state();
+    let id = ChangeId::random();
+    let consume =
+        json!({"id": id, "ops": [{"op": "consume", "owner": "a:bob", "item": "gold", "qty": 1}]})
+            .to_string();
+    let cases = [
+        (
+            "{not json".to_string(),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            grant(id, "a:bob", "go.ld", 1),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            grant(id, "a:bob", "gold", 0),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            json!({"id": id, "ops": []}).to_string(),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::EmptyChange,
+        ),
+        (
+            consume,
+            StatusCode::CONFLICT,
+            ErrorCode::InsufficientBalance,
+        ),
+        (
+            "x".repeat(inventory_service::MAX_BODY_BYTES + 1),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, value) = call(&state, "POST", "/v1/changes", Some(TOKEN), Some(body)).await;
+        assert_eq!((got, error_code(&value)), (status, code), "{value}");
+    }
+    let (status, value) = call(&state, "GET", "/v1/owners/x:bob", Some(TOKEN), None).await;
+    assert_eq!(
+        (status, error_code(&value)),
+        (StatusCode::BAD_REQUEST, ErrorCode::InvalidId)
+    );
+    let (_, snap) = call(&state, "GET", "/v1/owners/a:bob", Some(TOKEN), None).await;
+    assert_eq!(snap["version"], 0);
+}
+
+#[tokio::test]
+async fn the_gameplay_api_requires_the_service_token() {
+    let state = state();
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let (status, value) = call(
+            &state,
+            "POST",
+            "/v1/changes",
+            token,
+            Some(grant(ChangeId::random(), "a:eve", "gold", 1)),
+        )
+        .await;
+        assert_eq!(
+            (status, error_code(&value)),
+            (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
+        );
+        let (status, _) = call(&state, "GET", "/v1/owners/a:eve", token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (_, snap) = call(&state, "GET", "/v1/owners/a:eve", Some(TOKEN), None).await;
+    assert_eq!(snap["version"], 0);
+    assert!(ServiceToken::new("short").is_err());
+}
+
+#[tokio::test]
+async fn serves_over_a_real_socket_and_shuts_down() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(inventory_service::run(listener, state(), async {
+        stopped.await.ok();
+    }));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
