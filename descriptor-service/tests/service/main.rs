@@ -4,4 +4,5 @@
 
 mod common;
 mod http;
+mod replicas;
 mod stores;
