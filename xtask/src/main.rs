@@ -1,4 +1,16 @@
-//! `cargo xtask`: the project's multi-step jobs (test harness, benchmarks, wasm build).
+//! `cargo xtask`: the project's multi-step jobs (test harness, benchmarks).
+
+// A command-line tool whose output is its interface: progress and summaries
+// go to the terminal directly, not through a logging framework.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod bench;
+mod install;
+mod job;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -11,18 +23,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Install what the tests need, start their servers, and run every test.
-    Test,
+    /// Install what the tests need, start their servers, lint, and run every test.
+    Test(test::TestArgs),
+    /// Run a benchmark (or `all`) and save its report to target/bench-<name>.txt.
+    Bench(bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Test => {
-            let status = std::process::Command::new("cargo")
-                .args(["test", "--workspace", "--all-features"])
-                .status()?;
-            anyhow::ensure!(status.success(), "tests failed");
-            Ok(())
+fn main() -> ExitCode {
+    let root = workspace_root();
+    let result = match Cli::parse().command {
+        Command::Test(args) => test::run(&root, &args),
+        Command::Bench(args) => bench::run(&root, &args),
+    };
+    // The error chain is the message; a backtrace of xtask itself never helps.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// The workspace root: xtask's own manifest sits one level below it.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_owned()
 }

@@ -1,0 +1,148 @@
+//! `cargo xtask bench`: run the named benchmarks, streaming their report and saving it under target/.
+//!
+//! Benchmarks are `harness = false` programs that start the servers they need
+//! themselves (through testkit) and print `GOAL` lines (`testkit::bench::goal`).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+
+use crate::job::{cargo, display};
+
+/// A benchmark `cargo xtask bench <name>` knows how to run.
+#[derive(Debug)]
+struct Bench {
+    name: &'static str,
+    package: &'static str,
+    /// The `[[bench]]` target in the package's manifest.
+    target: &'static str,
+    features: &'static [&'static str],
+}
+
+/// One line per benchmark.
+const BENCHES: &[Bench] = &[Bench {
+    name: "store",
+    package: "inventory-core",
+    target: "store",
+    features: &["sqlite"],
+}];
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The benchmark to run, or `all` to run each in turn.
+    #[arg(required_unless_present = "list")]
+    name: Option<String>,
+    /// List the benchmarks.
+    #[arg(long)]
+    list: bool,
+    /// Passed to the benchmark program.
+    #[arg(last = true)]
+    bench_args: Vec<String>,
+}
+
+pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+    if args.list {
+        for bench in BENCHES {
+            println!(
+                "{:<12} cargo bench -p {} --bench {} --features {}",
+                bench.name,
+                bench.package,
+                bench.target,
+                bench.features.join(",")
+            );
+        }
+        return Ok(());
+    }
+    let name = args.name.as_deref().unwrap_or_default();
+    if name == "all" {
+        return run_all(root, &args.bench_args);
+    }
+    let Some(bench) = BENCHES.iter().find(|bench| bench.name == name) else {
+        let known: Vec<_> = BENCHES.iter().map(|bench| bench.name).collect();
+        bail!(
+            "no benchmark named `{name}`; known: {}, all",
+            known.join(", ")
+        );
+    };
+    run_one(root, bench, &args.bench_args).map(|_| ())
+}
+
+/// Runs every benchmark even if one fails, then lists the goals of all.
+fn run_all(root: &Path, bench_args: &[String]) -> Result<()> {
+    let mut goals = Vec::new();
+    let mut failed = Vec::new();
+    for bench in BENCHES {
+        match run_one(root, bench, bench_args) {
+            Ok(report) => goals.extend(
+                report
+                    .lines()
+                    .filter(|line| line.starts_with("GOAL "))
+                    .map(str::to_owned),
+            ),
+            Err(err) => {
+                eprintln!("{err:#}");
+                failed.push(bench.name);
+            }
+        }
+    }
+    println!("\nGoals of all benchmarks:");
+    for goal in &goals {
+        println!("  {goal}");
+    }
+    ensure!(
+        failed.is_empty(),
+        "benchmarks failed: {}",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+/// Runs one benchmark, echoing its stdout and saving it to
+/// target/bench-<name>.txt. Returns the report. Cargo's own output (stderr)
+/// goes to the terminal only, so the file holds just the report.
+fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> {
+    let report_path = target_dir(root).join(format!("bench-{}.txt", bench.name));
+    let mut command = cargo();
+    command
+        .args(["bench", "-p", bench.package, "--bench", bench.target])
+        .args(["--features", &bench.features.join(",")])
+        .arg("--")
+        .args(bench_args)
+        .current_dir(root)
+        .stdout(Stdio::piped());
+    let shown = display(&command);
+    eprintln!("\n==> bench {}\n$ {shown}", bench.name);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run `{shown}`"))?;
+    let stdout = child.stdout.take().context("the child's stdout is piped")?;
+
+    std::fs::create_dir_all(report_path.parent().unwrap_or(root))?;
+    let mut file = File::create(&report_path)
+        .with_context(|| format!("cannot create {}", report_path.display()))?;
+    let mut report = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("cannot read the benchmark's output")?;
+        println!("{line}");
+        writeln!(file, "{line}")?;
+        report.push_str(&line);
+        report.push('\n');
+    }
+    let status = child.wait()?;
+    ensure!(
+        status.success(),
+        "benchmark `{}` failed ({status}): `{shown}`",
+        bench.name
+    );
+    eprintln!("report saved to {}", report_path.display());
+    Ok(report)
+}
+
+/// `$CARGO_TARGET_DIR` (relative to the workspace) or `<workspace>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}

@@ -1,0 +1,198 @@
+//! Installing the tools the tests need, skipping whatever is already present.
+//!
+//! CI starts from a machine with only the Rust toolchain, as root and without
+//! stdin; a developer machine usually has everything. Each tool has its own
+//! `ensure_*` function that probes first, so a warm run costs a few probes.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::job::{self, cargo, probe};
+
+/// Debian packages and the executable that proves each is installed.
+const APT_TOOLS: &[(&str, &str)] = &[
+    ("redis-server", "redis-server"),
+    // WiredTiger inside secantus-mdb builds with cmake.
+    ("cmake", "cmake"),
+    ("chromium", "chromium"),
+    ("chromium-driver", "chromedriver"),
+];
+
+/// The MongoDB-wire-compatible server the tests use (see DESIGN.md). Run as
+/// a separate process only: the crate is GPL-2.0 and needs a newer Rust.
+const SECANTUS_CRATE: &str = "secantus-mdb";
+const SECANTUS_VERSION: &str = "0.5.3-beta.196";
+const SECANTUS_BINARY: &str = "secantusd-rs";
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// npm packages for the browser tests: `binaryen` for a `wasm-opt` that works
+/// (Debian's does not), `playwright-core` to drive the system chromium.
+const NPM_PACKAGES: &[&str] = &["binaryen", "playwright-core"];
+
+/// Everything `cargo xtask test` needs.
+pub fn ensure_test_tools(root: &Path) -> Result<()> {
+    ensure_apt_packages(APT_TOOLS)?;
+    ensure_secantus()?;
+    ensure_rustup_target(WASM_TARGET)?;
+    if let Some(version) = browser_wasm_bindgen_version(root)? {
+        ensure_wasm_bindgen_cli(&version)?;
+        ensure_apt_packages(&[("nodejs", "node"), ("npm", "npm")])?;
+        ensure_npm_packages(root, NPM_PACKAGES)?;
+    }
+    Ok(())
+}
+
+/// Installs the packages whose executable is missing, with one `apt-get update` first.
+pub fn ensure_apt_packages(tools: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(_, binary)| testkit::find_binary(binary).is_none())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing Debian packages: {}", missing.join(" "));
+    if testkit::find_binary("apt-get").is_none() {
+        bail!(
+            "these tools are missing and this is not a Debian-like system: install {} yourself",
+            missing.join(", ")
+        );
+    }
+    job::run(apt_get().arg("update"))?;
+    job::run(apt_get().args(["install", "-y"]).args(&missing))
+}
+
+fn apt_get() -> Command {
+    let is_root = fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0);
+    let mut command = if is_root {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.arg("apt-get");
+        sudo
+    };
+    // CI has no stdin: never let a package ask a question.
+    command.env("DEBIAN_FRONTEND", "noninteractive");
+    command
+}
+
+/// `cargo install`s secantusd-rs at the pinned version unless it is there
+/// (about 6 minutes on 2 cores).
+pub fn ensure_secantus() -> Result<()> {
+    let installed = testkit::find_binary(SECANTUS_BINARY)
+        .and_then(|binary| probe(Command::new(binary).arg("--version")))
+        .is_some_and(|version| version.contains(SECANTUS_VERSION));
+    if installed {
+        return Ok(());
+    }
+    eprintln!("installing {SECANTUS_BINARY} {SECANTUS_VERSION} (takes several minutes)");
+    job::run(cargo().args([
+        "install",
+        SECANTUS_CRATE,
+        "--version",
+        SECANTUS_VERSION,
+        // It declares a newer rust-version than ours; the daemon builds fine.
+        "--ignore-rust-version",
+    ]))
+}
+
+pub fn ensure_rustup_target(target: &str) -> Result<()> {
+    let installed = probe(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("`rustup` is needed to add the wasm target")?;
+    if installed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    job::run(Command::new("rustup").args(["target", "add", target]))
+}
+
+/// The `wasm-bindgen` version in Cargo.lock if a workspace crate uses
+/// wasm-bindgen itself: only then are browser tests built and the CLI (whose
+/// version must match the library's exactly) needed. Cargo.lock alone is not
+/// enough to tell, because crates like uuid depend on it for wasm targets.
+fn browser_wasm_bindgen_version(root: &Path) -> Result<Option<String>> {
+    let mut uses_wasm_bindgen = false;
+    for entry in fs::read_dir(root).context("cannot list the workspace")? {
+        let manifest = entry?.path().join("Cargo.toml");
+        if let Ok(text) = fs::read_to_string(&manifest) {
+            uses_wasm_bindgen |= text
+                .lines()
+                .any(|line| line.trim_start().starts_with("wasm-bindgen"));
+        }
+    }
+    if !uses_wasm_bindgen {
+        return Ok(None);
+    }
+    let lock = fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
+    locked_version(&lock, "wasm-bindgen")
+        .map(Some)
+        .context("a crate uses wasm-bindgen but Cargo.lock has no version for it")
+}
+
+/// The version of `package` in a Cargo.lock, if it appears once.
+fn locked_version(lock: &str, package: &str) -> Option<String> {
+    let name_line = format!("name = \"{package}\"");
+    let mut lines = lock.lines();
+    lines.find(|line| *line == name_line)?;
+    lines
+        .next()?
+        .strip_prefix("version = \"")?
+        .strip_suffix('"')
+        .map(str::to_owned)
+}
+
+/// `cargo install wasm-bindgen-cli` at exactly the library's version.
+pub fn ensure_wasm_bindgen_cli(version: &str) -> Result<()> {
+    let installed = probe(Command::new("wasm-bindgen").arg("--version"))
+        .is_some_and(|output| output.split_whitespace().nth(1) == Some(version));
+    if installed {
+        return Ok(());
+    }
+    // Without `--locked`, as DESIGN.md's notes on this environment prescribe.
+    job::run(cargo().args(["install", "wasm-bindgen-cli", "--version", version]))
+}
+
+/// `npm install`s the missing packages into the workspace's node_modules (git-ignored).
+pub fn ensure_npm_packages(root: &Path, packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|package| {
+            !root
+                .join("node_modules")
+                .join(package)
+                .join("package.json")
+                .exists()
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    job::run(
+        Command::new("npm")
+            .args(["install", "--no-save", "--no-audit", "--no-fund"])
+            .args(&missing)
+            .current_dir(root),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locked_versions_are_read_from_the_package_entry() {
+        let lock = "[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n\n\
+                    [[package]]\nname = \"wasm-bindgen-macro\"\nversion = \"0.2.130\"\n";
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen").as_deref(),
+            Some("0.2.130")
+        );
+        assert_eq!(locked_version(lock, "serde"), None);
+    }
+}
