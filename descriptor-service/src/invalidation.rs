@@ -81,12 +81,17 @@ pub use self::redis_bus::RedisInvalidation;
 
 #[cfg(feature = "redis")]
 mod redis_bus {
+    use std::sync::{Arc, Weak};
+    use std::time::Duration;
+
     use redis::aio::{ConnectionManager, ConnectionManagerConfig};
     use redis::{AsyncCommands, PushInfo, PushKind};
     use tokio::sync::mpsc;
 
     use super::{Invalidation, InvalidationBus, async_trait};
     use crate::{DescriptorCache, Error, Metrics};
+
+    const HEARTBEAT: Duration = Duration::from_secs(1);
 
     /// Invalidations over one Redis pub/sub channel (RESP3, with the
     /// connection manager's reconnection and automatic resubscription).
@@ -95,6 +100,8 @@ mod redis_bus {
         connection: ConnectionManager,
         channel: String,
         origin: String,
+        // The heartbeat task runs while a clone of this lives.
+        _heartbeat: Arc<()>,
     }
 
     impl std::fmt::Debug for RedisInvalidation {
@@ -129,9 +136,14 @@ mod redis_bus {
             };
             let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
             let (sender, receiver) = mpsc::unbounded_channel::<PushInfo>();
+            // Fail a publish fast, so that the write answers `unavailable`
+            // and is retried, rather than hanging while Redis is down.
             let config = ConnectionManagerConfig::new()
                 .set_push_sender(sender)
-                .set_automatic_resubscription();
+                .set_automatic_resubscription()
+                .set_number_of_retries(2)
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(Duration::from_secs(1)));
             let mut connection = ConnectionManager::new_with_config(client, config)
                 .await
                 .map_err(|e| unavailable(&e))?;
@@ -140,11 +152,29 @@ mod redis_bus {
                 .subscribe(channel)
                 .await
                 .map_err(|e| unavailable(&e))?;
+            let alive = Arc::new(());
+            tokio::spawn(heartbeat(connection.clone(), Arc::downgrade(&alive)));
             Ok(Self {
                 connection,
                 channel: channel.to_owned(),
                 origin: origin.to_owned(),
+                _heartbeat: alive,
             })
+        }
+    }
+
+    /// Pings once a second. The connection manager reconnects (and
+    /// resubscribes) only when a command fails or a few retries after a
+    /// disconnection; a subscriber that sends nothing would otherwise stay
+    /// deaf after an outage longer than those retries.
+    async fn heartbeat(mut connection: ConnectionManager, alive: Weak<()>) {
+        let mut interval = tokio::time::interval(HEARTBEAT);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while alive.strong_count() > 0 {
+            interval.tick().await;
+            if let Err(e) = redis::cmd("PING").query_async::<()>(&mut connection).await {
+                tracing::debug!(error = %e, "invalidation heartbeat failed");
+            }
         }
     }
 

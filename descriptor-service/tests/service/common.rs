@@ -152,18 +152,3 @@ pub async fn send(
         json,
     }
 }
-
-/// The MongoDB server under test.
-pub fn mongodb_uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI")
-}
-
-/// The Redis server under test.
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").expect("REDIS_URL")
-}
-
-/// A name no other test run uses.
-pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}

@@ -9,7 +9,9 @@ use descriptor_service::conformance::{catalog, crafted};
 use descriptor_service::{AppState, SqliteStore, app};
 use tempfile::TempDir;
 
-use crate::common::{AS_WRITER, Response, auth, redis_url, send, unique_name};
+use testkit::{RedisServer, redis_url, unique_name};
+
+use crate::common::{AS_WRITER, Response, auth, send};
 
 struct Replicas {
     a: axum::Router,
@@ -18,6 +20,10 @@ struct Replicas {
 }
 
 async fn replicas() -> Replicas {
+    replicas_over(&redis_url()).await
+}
+
+async fn replicas_over(redis: &str) -> Replicas {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("descriptors.db");
     let channel = unique_name("invalidations");
@@ -26,7 +32,7 @@ async fn replicas() -> Replicas {
         let store = SqliteStore::open(&path).expect("open");
         let state = AppState::builder(Arc::new(store))
             .with_auth(auth())
-            .build_with_redis(&redis_url(), &channel)
+            .build_with_redis(redis, &channel)
             .await
             .expect("redis");
         routers.push(app(state));
@@ -125,4 +131,64 @@ async fn a_revision_and_a_create_reach_the_others_cache() {
     )
     .await;
     eventually(&r.b, "later", |got| got.status == StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn invalidation_survives_a_redis_restart() {
+    let mut redis = RedisServer::start();
+    let r = replicas_over(&redis.url()).await;
+    for id in ["before", "after"] {
+        let body = serde_json::to_string(&crafted(id)).unwrap();
+        write(
+            &r.a,
+            axum::http::Method::POST,
+            "/v1/descriptors",
+            Some(body),
+        )
+        .await;
+        assert_eq!(get(&r.b, id).await.status, StatusCode::OK);
+    }
+    redis.kill();
+    // Burned while Redis is down: A cannot tell B, so the burn fails and is
+    // retried; B flushed its cache when it lost the subscription.
+    let burned = write(
+        &r.a,
+        axum::http::Method::DELETE,
+        "/v1/descriptors/before",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (burned.status, burned.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    eventually(&r.b, "before", |got| got.status == StatusCode::GONE).await;
+    redis.restart();
+    // Once both replicas are resubscribed, burns propagate again.
+    let mut delivered = false;
+    for _ in 0..100 {
+        let retried = write(
+            &r.a,
+            axum::http::Method::DELETE,
+            "/v1/descriptors/before",
+            None,
+        )
+        .await;
+        if retried.status == StatusCode::OK {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(delivered, "burn never republished after the restart");
+    assert_eq!(get(&r.b, "after").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    write(
+        &r.a,
+        axum::http::Method::DELETE,
+        "/v1/descriptors/after",
+        None,
+    )
+    .await;
+    eventually(&r.b, "after", |got| got.status == StatusCode::GONE).await;
 }

@@ -6,7 +6,9 @@ use descriptor_service::conformance::{CountingStore, check_store, crafted};
 use descriptor_service::{AppState, Lookup, MongoStore};
 use protocol::ItemId;
 
-use crate::common::{mongodb_uri, sqlite_store, unique_name};
+use testkit::{mongodb_uri, unique_name};
+
+use crate::common::sqlite_store;
 
 #[tokio::test]
 async fn sqlite_store_honours_the_contract() {
@@ -27,6 +29,15 @@ async fn sqlite_store_reopens_with_its_data() {
 #[tokio::test]
 async fn mongodb_store_honours_the_contract() {
     let store = MongoStore::connect(&mongodb_uri(), &unique_name("descriptors"))
+        .await
+        .expect("connect");
+    check_store(&store, "a").await;
+}
+
+#[tokio::test]
+async fn mongodb_store_honours_the_contract_on_a_standalone_server() {
+    let uri = testkit::mongodb_standalone_uri();
+    let store = MongoStore::connect(&uri, &unique_name("descriptors"))
         .await
         .expect("connect");
     check_store(&store, "a").await;
