@@ -9,6 +9,7 @@
 //! | `DELETE /v1/descriptors/{id}` | burn, idempotent |
 //! | `GET /healthz`, `GET /readyz` | liveness, readiness (store ping) |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /v1/openapi.json` | this API as an OpenAPI 3.1 document |
 //!
 //! Every error is a `protocol::ErrorBody` with a stable code.
 
@@ -23,7 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use protocol::{
-    BurnResponse, Descriptor, DescriptorKind, ItemId, MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES,
+    BatchGetRequest, BatchGetResponse, BurnResponse, Descriptor, DescriptorKind, ItemId,
+    MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -63,7 +65,8 @@ pub fn app(state: AppState) -> Router {
                 .delete(burn)
                 .layer(DefaultBodyLimit::max(MAX_DESCRIPTOR_BODY_BYTES)),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/openapi.json", get(crate::openapi::serve))
+        .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { Error::NoRoute })
@@ -89,7 +92,7 @@ async fn observe(
 }
 
 /// A request body as bytes, with a too-large body answered `payload_too_large`.
-struct Body(Bytes);
+pub(crate) struct Body(Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = Error;
@@ -128,7 +131,20 @@ struct BatchBody<'a> {
     burned: Vec<&'a ItemId>,
 }
 
-async fn batch_get(
+#[utoipa::path(
+    post,
+    path = "/v1/descriptors:batchGet",
+    request_body = BatchGetRequest,
+    responses(
+        (status = 200, description = "every distinct id in exactly one list", body = BatchGetResponse),
+        (status = 400, description = "malformed body or an id breaking the grammar", body = crate::openapi::ErrorBodySchema),
+        (status = 401, description = "reads need a token", body = crate::openapi::ErrorBodySchema),
+        (status = 413, description = "more ids than allowed (batch_too_large) or too large a body (payload_too_large)", body = crate::openapi::ErrorBodySchema),
+        (status = 503, description = "store unavailable", body = crate::openapi::ErrorBodySchema)
+    ),
+    security((), ("bearer" = []))
+)]
+pub(crate) async fn batch_get(
     State(state): State<AppState>,
     headers: HeaderMap,
     Body(body): Body,
@@ -153,7 +169,22 @@ async fn batch_get(
     Ok(json_response(StatusCode::OK, body))
 }
 
-async fn get_one(
+#[utoipa::path(
+    get,
+    path = "/v1/descriptors/{id}",
+    params(("id" = String, Path, description = "the item id")),
+    responses(
+        (status = 200, description = "the descriptor; `ETag` is its revision, crafted descriptors are `immutable`", body = Descriptor),
+        (status = 304, description = "`If-None-Match` matched the current revision"),
+        (status = 400, description = "an id breaking the grammar", body = crate::openapi::ErrorBodySchema),
+        (status = 401, description = "reads need a token", body = crate::openapi::ErrorBodySchema),
+        (status = 404, description = "never existed", body = crate::openapi::ErrorBodySchema),
+        (status = 410, description = "burned", body = crate::openapi::ErrorBodySchema),
+        (status = 503, description = "store unavailable", body = crate::openapi::ErrorBodySchema)
+    ),
+    security((), ("bearer" = []))
+)]
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -217,7 +248,25 @@ fn count_write(state: &AppState, op: &str) {
     state.metrics.store_queries.with_label_values(&[op]).inc();
 }
 
-async fn create(
+#[utoipa::path(
+    post,
+    path = "/v1/descriptors",
+    request_body = Descriptor,
+    responses(
+        (status = 201, description = "created", body = Descriptor),
+        (status = 200, description = "the identical descriptor already existed (a retried create)", body = Descriptor),
+        (status = 400, description = "malformed body or unknown fields", body = crate::openapi::ErrorBodySchema),
+        (status = 401, description = "no or an unknown token", body = crate::openapi::ErrorBodySchema),
+        (status = 403, description = "a read-only token", body = crate::openapi::ErrorBodySchema),
+        (status = 409, description = "the id holds different content", body = crate::openapi::ErrorBodySchema),
+        (status = 410, description = "the id was burned", body = crate::openapi::ErrorBodySchema),
+        (status = 413, description = "descriptor or body too large", body = crate::openapi::ErrorBodySchema),
+        (status = 422, description = "the descriptor breaks a rule of the model", body = crate::openapi::ErrorBodySchema),
+        (status = 503, description = "store or bus unavailable; retry", body = crate::openapi::ErrorBodySchema)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     Body(body): Body,
@@ -241,7 +290,26 @@ async fn create(
     Ok((status, Json(descriptor)).into_response())
 }
 
-async fn revise(
+#[utoipa::path(
+    put,
+    path = "/v1/descriptors/{id}",
+    params(("id" = String, Path, description = "the catalog descriptor's id")),
+    request_body = Descriptor,
+    responses(
+        (status = 200, description = "revised, or this revision was already stored", body = Descriptor),
+        (status = 400, description = "malformed body or invalid id", body = crate::openapi::ErrorBodySchema),
+        (status = 401, description = "no or an unknown token", body = crate::openapi::ErrorBodySchema),
+        (status = 403, description = "a read-only token", body = crate::openapi::ErrorBodySchema),
+        (status = 404, description = "never existed", body = crate::openapi::ErrorBodySchema),
+        (status = 409, description = "not the next revision (conflict) or a crafted descriptor (descriptor_immutable)", body = crate::openapi::ErrorBodySchema),
+        (status = 410, description = "burned", body = crate::openapi::ErrorBodySchema),
+        (status = 413, description = "descriptor or body too large", body = crate::openapi::ErrorBodySchema),
+        (status = 422, description = "the descriptor breaks a rule of the model", body = crate::openapi::ErrorBodySchema),
+        (status = 503, description = "store or bus unavailable; retry", body = crate::openapi::ErrorBodySchema)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn revise(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -270,7 +338,21 @@ async fn revise(
     Ok((StatusCode::OK, Json(descriptor)).into_response())
 }
 
-async fn burn(
+#[utoipa::path(
+    delete,
+    path = "/v1/descriptors/{id}",
+    params(("id" = String, Path, description = "the item id")),
+    responses(
+        (status = 200, description = "burned now or earlier", body = BurnResponse),
+        (status = 400, description = "invalid id", body = crate::openapi::ErrorBodySchema),
+        (status = 401, description = "no or an unknown token", body = crate::openapi::ErrorBodySchema),
+        (status = 403, description = "a read-only token", body = crate::openapi::ErrorBodySchema),
+        (status = 404, description = "never existed; nothing written", body = crate::openapi::ErrorBodySchema),
+        (status = 503, description = "store or bus unavailable; retry", body = crate::openapi::ErrorBodySchema)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn burn(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -284,12 +366,34 @@ async fn burn(
     Ok(Json(BurnResponse { id, outcome }))
 }
 
-async fn ready(State(state): State<AppState>) -> Result<&'static str, Error> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    responses((status = 200, description = "the process is up", body = String))
+)]
+pub(crate) async fn health() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = "the store answers", body = String),
+        (status = 503, description = "the store does not answer", body = crate::openapi::ErrorBodySchema)
+    )
+)]
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<&'static str, Error> {
     state.store.ping().await?;
     Ok("ready")
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(
             CONTENT_TYPE,

@@ -518,3 +518,66 @@ async fn serves_over_a_real_socket_until_shutdown() {
     server.await.unwrap().unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn serves_an_openapi_document_matching_the_api() {
+    let app = TestApp::new();
+    let response = app.get("/v1/openapi.json").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let doc = response.json;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let expected = [
+        ("/v1/descriptors:batchGet", "post"),
+        ("/v1/descriptors", "post"),
+        ("/v1/descriptors/{id}", "get"),
+        ("/v1/descriptors/{id}", "put"),
+        ("/v1/descriptors/{id}", "delete"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} undocumented"
+        );
+    }
+    // Nothing else is documented.
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 6, "{:?}", paths.keys().collect::<Vec<_>>());
+
+    // The schemas describe what the service actually sends.
+    let schemas = &doc["components"]["schemas"];
+    let sent = serde_json::to_value(crafted("sword-1")).unwrap();
+    for key in sent.as_object().unwrap().keys() {
+        assert!(
+            schemas["Descriptor"]["properties"][key].is_object(),
+            "Descriptor.{key} missing from the schema"
+        );
+    }
+    let codes: Vec<&str> = schemas["ErrorBody"]["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for code in [
+        "malformed_request",
+        "invalid_id",
+        "invalid_descriptor",
+        "batch_too_large",
+        "payload_too_large",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "burned",
+        "conflict",
+        "descriptor_immutable",
+    ] {
+        assert!(codes.contains(&code), "{code} not in the ErrorBody schema");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
