@@ -104,7 +104,10 @@ fn descriptor(n: usize) -> Descriptor {
                 "rarity".to_owned(),
                 AttributeValue::Text(["common", "rare", "epic"][n % 3].into()),
             ),
-            ("soulbound".to_owned(), AttributeValue::Bool(n.is_multiple_of(2))),
+            (
+                "soulbound".to_owned(),
+                AttributeValue::Bool(n.is_multiple_of(2)),
+            ),
             (
                 "lore".to_owned(),
                 AttributeValue::Text(
