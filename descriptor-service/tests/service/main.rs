@@ -2,6 +2,7 @@
 //! socket, over a real socket, the store conformance suite on every store,
 //! the cache's query counts and cross-replica invalidation.
 
+mod cache;
 mod common;
 mod http;
 mod replicas;
