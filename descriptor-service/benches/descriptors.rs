@@ -40,7 +40,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use protocol::{
     AttributeValue, CraftInput, Descriptor, DescriptorKind, ItemId, Quantity, Stacking, UserId,
 };
@@ -55,6 +55,7 @@ const REFERENCE_DESCRIPTORS: usize = 2_043_630;
 const WRITE_TOKEN: &str = "bench-writer";
 const LOAD_CHUNK: usize = 20_000;
 const READERS: usize = 2;
+const BURNERS: usize = 8;
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -495,13 +496,13 @@ async fn scale(
     let stop = Arc::new(AtomicBool::new(false));
     let readers = spawn_readers(&service.http, count, &stop, 3);
     let started = Instant::now();
-    let burners: Vec<_> = (0..2)
+    let burners: Vec<_> = (0..BURNERS)
         .map(|burner| {
             let http = service.http.clone();
             tokio::spawn(async move {
                 // Every other id from the hottest down: the reads keep
                 // meeting descriptors that are being burned.
-                for n in (burner..burns).step_by(2) {
+                for n in (burner..burns).step_by(BURNERS) {
                     http.burn(&item_id(2 * n)).await?;
                 }
                 Ok::<(), anyhow::Error>(())
@@ -551,6 +552,15 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / 1048576.0)
 }
 
+fn bson_mib(value: Option<&Bson>) -> String {
+    match value {
+        Some(Bson::Int32(n)) => mib(u64::try_from(*n).unwrap_or(0)),
+        Some(Bson::Int64(n)) => mib(u64::try_from(*n).unwrap_or(0)),
+        Some(Bson::Double(x)) => mib(*x as u64),
+        _ => "?".into(),
+    }
+}
+
 async fn all() -> Result<()> {
     let count = env_count("DESCRIPTORS_BENCH_SCALE", REFERENCE_DESCRIPTORS);
     let burns = env_count("DESCRIPTORS_BENCH_BURNS", 100_000).min(count / 2);
@@ -590,16 +600,10 @@ async fn all() -> Result<()> {
                 .await;
             Ok(match stats {
                 Ok(stats) => format!(
-                    "dataSize {} storageSize {} indexSize {}",
-                    stats
-                        .get("dataSize")
-                        .map_or("?".into(), ToString::to_string),
-                    stats
-                        .get("storageSize")
-                        .map_or("?".into(), ToString::to_string),
-                    stats
-                        .get("indexSize")
-                        .map_or("?".into(), ToString::to_string),
+                    "data {}, storage {}, indexes {} (dbStats)",
+                    bson_mib(stats.get("dataSize")),
+                    bson_mib(stats.get("storageSize")),
+                    bson_mib(stats.get("indexSize")),
                 ),
                 Err(e) => format!("unknown (dbStats: {e})"),
             })

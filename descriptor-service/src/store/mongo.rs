@@ -116,9 +116,13 @@ impl DescriptorStore for MongoStore {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = ids.iter().map(ItemId::as_str).collect();
+        // One reply for the whole batch: without a batch size the server
+        // answers 101 documents and the rest in a second round trip.
+        let batch_size = u32::try_from(ids.len()).unwrap_or(u32::MAX);
         let documents: Vec<Document> = self
             .collection
             .find(doc! { "_id": { "$in": ids } })
+            .batch_size(batch_size)
             .await?
             .try_collect()
             .await?;
@@ -167,18 +171,24 @@ impl DescriptorStore for MongoStore {
     }
 
     async fn burn(&self, id: &ItemId) -> Result<BurnOutcome, Error> {
-        let before = self
+        // The common case is one plain update; only a burn that matched
+        // nothing reads to tell a retried burn from an unknown id.
+        let burned = self
             .collection
-            .find_one_and_update(
-                doc! { "_id": id.as_str() },
+            .update_one(
+                doc! { "_id": id.as_str(), "burned": { "$ne": true } },
                 doc! { "$set": { "burned": true }, "$unset": { "body": "" } },
             )
-            .return_document(ReturnDocument::Before)
             .await?;
-        match before {
+        if burned.matched_count == 1 {
+            return Ok(BurnOutcome::Burned);
+        }
+        match self.read_one(id).await? {
+            Some(Record::Burned(_)) => Ok(BurnOutcome::AlreadyBurned),
+            Some(Record::Live(_)) => Err(Error::Internal(format!(
+                "descriptor {id} is live but its burn matched nothing"
+            ))),
             None => Err(Error::NotFound(id.clone())),
-            Some(Document { burned: true, .. }) => Ok(BurnOutcome::AlreadyBurned),
-            Some(_) => Ok(BurnOutcome::Burned),
         }
     }
 
