@@ -30,6 +30,8 @@ mod error;
 mod inventory;
 mod ledger;
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 
 #[cfg(feature = "test-util")]
@@ -38,4 +40,6 @@ pub mod conformance;
 pub use error::Error;
 pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};

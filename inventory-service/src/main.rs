@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use inventory_core::{Inventory, MemoryStore};
+use inventory_core::{Inventory, SqliteConfig, SqliteStore};
 use inventory_service::{AppState, Config, ServiceToken};
 
 #[tokio::main]
@@ -24,7 +24,9 @@ async fn main() -> anyhow::Result<()> {
             token
         }
     };
-    let inventory = Inventory::new(MemoryStore::new());
+    let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path))
+        .with_context(|| format!("opening {}", config.sqlite_path.display()))?;
+    let inventory = Inventory::new(store);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

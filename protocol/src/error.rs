@@ -169,6 +169,20 @@ pub enum Error {
         /// Its net change across the trade.
         net: i64,
     },
+    /// A WebSocket frame that is not exactly one known message.
+    #[error("malformed message: {0}")]
+    MalformedMessage(String),
+    /// A WebSocket frame larger than its direction allows.
+    #[error("message is {len} bytes; at most {max} are allowed")]
+    MessageTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A message that could not be encoded (a bug: every message type encodes).
+    #[error("cannot encode message: {0}")]
+    Encoding(String),
 }
 
 impl Error {
@@ -185,6 +199,9 @@ impl Error {
             Self::TradeWithSelf(_) => ErrorCode::TradeWithSelf,
             Self::TradeNotBetweenTwoUsers(_) => ErrorCode::TradeNotBetweenTwoUsers,
             Self::TradeUnbalanced { .. } => ErrorCode::TradeUnbalanced,
+            Self::MalformedMessage(_) => ErrorCode::MalformedRequest,
+            Self::MessageTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::Encoding(_) => ErrorCode::Internal,
         }
     }
 

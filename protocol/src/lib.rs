@@ -3,8 +3,10 @@
 //! Everything that crosses a process boundary is defined here: identifiers with
 //! their grammar ([`ItemId`], [`UserId`], [`OwnerId`], [`ChangeId`]), the
 //! [`Change`] a game server asks for, the [`ChangeEvent`] that propagates once
-//! it is applied, owner snapshots, item [`Descriptor`]s with their batch-get types, and the one table of stable [`ErrorCode`]s
-//! used by HTTP and WebSocket alike.
+//! it is applied, owner snapshots, item [`Descriptor`]s with their batch-get types,
+//! the client WebSocket's [`ClientMessage`] and [`ServerMessage`] with their
+//! [`Encoding`]s, and the one table of stable [`ErrorCode`]s used by HTTP and
+//! WebSocket alike.
 //!
 //! The crate is serde-only and does no IO, so it builds for
 //! `wasm32-unknown-unknown` (CI checks it).
@@ -26,6 +28,7 @@ mod descriptor;
 mod error;
 mod event;
 mod ids;
+mod message;
 
 pub use change::{
     Change, ChangeKind, MAX_BALANCE, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY,
@@ -39,3 +42,7 @@ pub use descriptor::{
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use event::{ChangeEvent, DeltaOutcome, ItemDelta, OwnerDelta, OwnerSnapshot, Version};
 pub use ids::{ChangeId, CharacterId, ID_MAX_LEN, ItemId, OwnerId, UserId};
+pub use message::{
+    ClientMessage, Encoding, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, ServerMessage,
+    decode_client, decode_server, encode_client, encode_server,
+};

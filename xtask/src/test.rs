@@ -12,8 +12,9 @@ use crate::install;
 use crate::job::{Job, cargo};
 
 /// Crates that must build for `wasm32-unknown-unknown`, proving they do no
-/// native IO: the wire contract now, the SDK's state logic once it lands.
-const WASM_CHECKED_CRATES: &[&str] = &["protocol"];
+/// native IO: the wire contract and the SDK's IO-free core (its native
+/// transports are the default `native` feature, hence `--no-default-features`).
+const WASM_CHECKED_CRATES: &[&str] = &["protocol", "sdk"];
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -59,7 +60,12 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
         job.command("cargo clippy", clippy)?;
     }
     let mut wasm = cargo();
-    wasm.args(["build", "--target", "wasm32-unknown-unknown"]);
+    wasm.args([
+        "build",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--no-default-features",
+    ]);
     for krate in WASM_CHECKED_CRATES {
         wasm.args(["-p", krate]);
     }
