@@ -38,6 +38,9 @@ pub enum Error {
     /// No route matches the request's path.
     #[error("no such route")]
     NoRoute,
+    /// The route exists, but not for this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// The id was burned.
     #[error("descriptor {0} was burned")]
     Burned(ItemId),
@@ -73,6 +76,7 @@ impl Error {
             Self::Unauthorized => ErrorCode::Unauthorized,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) | Self::NoRoute => ErrorCode::NotFound,
+            Self::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Self::Burned(_) => ErrorCode::Burned,
             Self::Conflict { .. } => ErrorCode::Conflict,
             Self::Immutable(_) => ErrorCode::DescriptorImmutable,

@@ -16,6 +16,7 @@
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(|| async { Error::NoRoute })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -120,7 +122,8 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn parse_id(raw: &str) -> Result<ItemId, Error> {
+fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ItemId, Error> {
+    let Path(raw) = path.map_err(|rejection| Error::Malformed(rejection.body_text()))?;
     Ok(ItemId::parse(raw)?)
 }
 
@@ -186,11 +189,11 @@ pub(crate) async fn batch_get(
 )]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     state.auth.check(&headers, Access::Read)?;
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let lookup = state
         .cache
         .get_many(std::slice::from_ref(&id))
@@ -311,12 +314,12 @@ pub(crate) async fn create(
 )]
 pub(crate) async fn revise(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, Error> {
     state.auth.check(&headers, Access::Write)?;
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let descriptor: Descriptor = decode_descriptor(&body)?;
     if descriptor.id != id {
         return Err(protocol::DescriptorError::Invalid(format!(
@@ -354,11 +357,11 @@ pub(crate) async fn revise(
 )]
 pub(crate) async fn burn(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<BurnResponse>, Error> {
     state.auth.check(&headers, Access::Write)?;
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     count_write(&state, "burn");
     let outcome = state.store.burn(&id).await?;
     state.cache.burned(&id).await;

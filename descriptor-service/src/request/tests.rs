@@ -1,3 +1,6 @@
+//! Unit tests of request decoding: table-driven cases and property tests that
+//! arbitrary bodies never panic.
+
 use proptest::prelude::*;
 use protocol::ErrorCode;
 

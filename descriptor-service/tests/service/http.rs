@@ -367,6 +367,22 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
             "batch_too_large",
         ),
         bad(Method::GET, "/v1/nowhere", None, &[], 404, "not_found"),
+        bad(
+            Method::PATCH,
+            "/v1/descriptors/bad-1",
+            None,
+            &[AS_WRITER],
+            405,
+            "method_not_allowed",
+        ),
+        bad(
+            Method::GET,
+            "/v1/descriptors/%FF",
+            None,
+            &[],
+            400,
+            "malformed_request",
+        ),
     ];
     for case in cases {
         let response = app
