@@ -4,6 +4,7 @@
 
 mod cache;
 mod common;
+mod config;
 mod http;
 mod replicas;
 mod stores;
