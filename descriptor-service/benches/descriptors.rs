@@ -158,7 +158,7 @@ impl Http {
     async fn batch(&self, ids: &[ItemId]) -> Result<Bytes> {
         let body = serde_json::to_vec(&serde_json::json!({ "ids": ids }))?;
         let (status, body) = self
-            .send(Method::POST, "/v1/descriptors:batchGet", body.into())
+            .send(Method::POST, "/v1/descriptors/batch", body.into())
             .await?;
         ensure!(status == StatusCode::OK, "batch answered {status}");
         Ok(body)

@@ -2,7 +2,7 @@
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `POST /v1/descriptors:batchGet` | batch get, body `{"ids": [...]}` |
+//! | `POST /v1/descriptors/batch` | batch get, body `{"ids": [...]}` (the item whose id is `batch` is still served by the other methods on that path) |
 //! | `GET /v1/descriptors/{id}` | one descriptor, with `ETag` and `Cache-Control` |
 //! | `POST /v1/descriptors` | create (crafting), idempotent by id and content |
 //! | `PUT /v1/descriptors/{id}` | next revision of a catalog descriptor |
@@ -17,8 +17,11 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Request, State,
+};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +48,8 @@ pub const MAX_BATCH_BODY_BYTES: usize = MAX_BATCH_IDS * (protocol::ID_MAX_LEN + 
 /// pretty-printed JSON of an acceptable descriptor still gets in.
 pub const MAX_DESCRIPTOR_BODY_BYTES: usize = MAX_DESCRIPTOR_BYTES * 2;
 
+const BATCH_ROUTE: &str = "/v1/descriptors/batch";
+const BATCH_SEGMENT: &str = "batch";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "public, no-cache";
 
@@ -52,8 +57,12 @@ const REVALIDATE: &str = "public, no-cache";
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route(
-            "/v1/descriptors:batchGet",
-            post(batch_get).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+            BATCH_ROUTE,
+            post(batch_get)
+                .get(get_one)
+                .put(revise)
+                .delete(burn)
+                .layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
         )
         .route(
             "/v1/descriptors",
@@ -122,9 +131,27 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ItemId, Error> {
-    let Path(raw) = path.map_err(|rejection| Error::Malformed(rejection.body_text()))?;
-    Ok(ItemId::parse(raw)?)
+/// The id of a `/v1/descriptors/{id}` route. `/v1/descriptors/batch` is both
+/// the batch route and the path of the item whose id is `batch`: that route
+/// has no path parameter and serves the item's other methods with this id.
+pub(crate) struct ItemPath(ItemId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ItemPath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let on_batch_route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .is_some_and(|path| path.as_str() == BATCH_ROUTE);
+        if on_batch_route {
+            return Ok(Self(ItemId::parse(BATCH_SEGMENT)?));
+        }
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection: PathRejection| Error::Malformed(rejection.body_text()))?;
+        Ok(Self(ItemId::parse(raw)?))
+    }
 }
 
 #[derive(Serialize)]
@@ -136,7 +163,7 @@ struct BatchBody<'a> {
 
 #[utoipa::path(
     post,
-    path = "/v1/descriptors:batchGet",
+    path = "/v1/descriptors/batch",
     request_body = BatchGetRequest,
     responses(
         (status = 200, description = "every distinct id in exactly one list", body = BatchGetResponse),
@@ -189,11 +216,10 @@ pub(crate) async fn batch_get(
 )]
 pub(crate) async fn get_one(
     State(state): State<AppState>,
-    id: Result<Path<String>, PathRejection>,
+    ItemPath(id): ItemPath,
     headers: HeaderMap,
 ) -> Result<Response, Error> {
     state.auth.check(&headers, Access::Read)?;
-    let id = parse_id(id)?;
     let lookup = state
         .cache
         .get_many(std::slice::from_ref(&id))
@@ -314,12 +340,11 @@ pub(crate) async fn create(
 )]
 pub(crate) async fn revise(
     State(state): State<AppState>,
-    id: Result<Path<String>, PathRejection>,
+    ItemPath(id): ItemPath,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response, Error> {
     state.auth.check(&headers, Access::Write)?;
-    let id = parse_id(id)?;
     let descriptor: Descriptor = decode_descriptor(&body)?;
     if descriptor.id != id {
         return Err(protocol::DescriptorError::Invalid(format!(
@@ -357,11 +382,10 @@ pub(crate) async fn revise(
 )]
 pub(crate) async fn burn(
     State(state): State<AppState>,
-    id: Result<Path<String>, PathRejection>,
+    ItemPath(id): ItemPath,
     headers: HeaderMap,
 ) -> Result<Json<BurnResponse>, Error> {
     state.auth.check(&headers, Access::Write)?;
-    let id = parse_id(id)?;
     count_write(&state, "burn");
     let outcome = state.store.burn(&id).await?;
     state.cache.burned(&id).await;

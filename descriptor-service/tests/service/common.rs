@@ -74,7 +74,7 @@ impl TestApp {
 
     pub async fn batch(&self, ids: &[&str]) -> Response {
         let body = serde_json::json!({ "ids": ids }).to_string();
-        self.send(Method::POST, "/v1/descriptors:batchGet", Some(body), &[])
+        self.send(Method::POST, "/v1/descriptors/batch", Some(body), &[])
             .await
     }
 

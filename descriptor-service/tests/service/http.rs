@@ -344,7 +344,7 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
         ),
         bad(
             post.clone(),
-            "/v1/descriptors:batchGet",
+            "/v1/descriptors/batch",
             Some(r#"{"ids":["ok","bad id"]}"#.into()),
             &[],
             400,
@@ -352,7 +352,7 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
         ),
         bad(
             post.clone(),
-            "/v1/descriptors:batchGet",
+            "/v1/descriptors/batch",
             Some(r#"{"ids":[],"x":1}"#.into()),
             &[],
             400,
@@ -360,7 +360,7 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
         ),
         bad(
             post.clone(),
-            "/v1/descriptors:batchGet",
+            "/v1/descriptors/batch",
             Some(serde_json::json!({ "ids": too_many }).to_string()),
             &[],
             413,
@@ -439,7 +439,7 @@ async fn closed_reads_need_a_token() {
     let batch = app
         .send(
             Method::POST,
-            "/v1/descriptors:batchGet",
+            "/v1/descriptors/batch",
             Some(r#"{"ids":["x"]}"#.into()),
             &[],
         )
@@ -463,7 +463,7 @@ async fn health_readiness_and_metrics() {
         "descriptors_store_queries_total{op=\"get_many\"} 1",
         "descriptors_store_queries_total{op=\"create\"} 1",
         "descriptors_batch_ids_count 2",
-        "descriptors_request_seconds_bucket{route=\"/v1/descriptors:batchGet\"",
+        "descriptors_request_seconds_bucket{route=\"/v1/descriptors/batch\"",
     ] {
         assert!(response.contains(name), "{name} not in\n{response}");
     }
@@ -522,7 +522,7 @@ async fn serves_over_a_real_socket_until_shutdown() {
     let answer = raw_http(
         addr,
         format!(
-            "POST /v1/descriptors:batchGet HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\
+            "POST /v1/descriptors/batch HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\
              connection: close\r\n\r\n{batch}",
             batch.len()
         ),
@@ -543,7 +543,7 @@ async fn serves_an_openapi_document_matching_the_api() {
     let doc = response.json;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let expected = [
-        ("/v1/descriptors:batchGet", "post"),
+        ("/v1/descriptors/batch", "post"),
         ("/v1/descriptors", "post"),
         ("/v1/descriptors/{id}", "get"),
         ("/v1/descriptors/{id}", "put"),
@@ -595,5 +595,22 @@ async fn serves_an_openapi_document_matching_the_api() {
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
+    );
+}
+
+#[tokio::test]
+async fn the_item_named_batch_is_served_beside_the_batch_route() {
+    let app = TestApp::new();
+    let created = app.create(&crafted("batch")).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let got = app.get("/v1/descriptors/batch").await;
+    assert_eq!(got.status, StatusCode::OK, "{got:?}");
+    assert_eq!(got.json["id"], "batch");
+    assert_eq!(app.batch(&["batch"]).await.ids("descriptors"), ["batch"]);
+    let burned = app.burn("batch").await;
+    assert_eq!(burned.json["outcome"], "burned");
+    assert_eq!(
+        app.get("/v1/descriptors/batch").await.status,
+        StatusCode::GONE
     );
 }
