@@ -58,6 +58,12 @@ const BENCHES: &[Bench] = &[
         target: "propagation",
         features: &["redis", "test-util"],
     },
+    Bench {
+        name: "descriptors",
+        package: "descriptor-service",
+        target: "descriptors",
+        features: &["sqlite", "mongodb"],
+    },
 ];
 
 #[derive(Debug, Args)]
