@@ -53,8 +53,11 @@ async fn a_parsed_config_serves_with_its_store_and_tokens() {
 
 #[test]
 fn the_mongodb_store_needs_a_uri() {
-    let config =
+    let mut config =
         Config::try_parse_from(["descriptor-service", "--store", "mongodb"]).expect("parse");
+    // The test harness exports MONGODB_URI, which clap would pick up as the
+    // flag's environment fallback; the case under test is "no URI at all".
+    config.mongodb_uri = None;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let error = runtime.block_on(config.into_state()).expect_err("no uri");
     assert_eq!(error.code(), protocol::ErrorCode::Unavailable);
