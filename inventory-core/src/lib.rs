@@ -3,9 +3,14 @@
 //! [`Inventory`] facade that validates a change, applies it and returns the
 //! event to propagate.
 //!
+//! Propagation: the [`EventBus`] port (per-player channels) with the in-process
+//! [`LocalBus`] and, behind the `redis` feature, a Redis pub/sub adapter; the
+//! [`ZoneNode`] that keeps one server process's player caches, subscribed by
+//! reference-counted zone interest and updated only by versioned events.
+//!
 //! Adapters live behind features: `sqlite` (the embedded default, on by
-//! default). `test-util` exposes the [`conformance`] suite that every
-//! [`InventoryStore`] must pass.
+//! default), `redis`. `test-util` exposes the [`conformance`] suite that every
+//! [`InventoryStore`] must pass, and a fault-injecting bus wrapper.
 //!
 //! ```
 //! use inventory_core::{Inventory, MemoryStore};
@@ -26,16 +31,32 @@
 //! # }
 //! ```
 
+mod bus;
+mod cache;
 mod error;
+mod interest;
 mod inventory;
 mod ledger;
 mod memory;
+mod metrics;
+mod node;
 mod store;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+pub use bus::{
+    BusMessage, BusReceiver, DEFAULT_CHANNEL_PREFIX, EventBus, LocalBus, LocalConnection,
+};
+#[cfg(feature = "test-util")]
+pub use bus::{FaultPlan, FaultyBus};
+#[cfg(feature = "redis")]
+pub use bus::{RedisBus, RedisBusConfig};
+pub use cache::{EventOutcome, HydrationOutcome, PlayerCache, SEEN_WINDOW};
 pub use error::Error;
+pub use interest::{InterestChange, ZoneId, ZoneInterest};
 pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
+pub use metrics::{MetricsSnapshot, PropagationMetrics};
+pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};
