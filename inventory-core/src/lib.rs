@@ -40,6 +40,8 @@ mod ledger;
 mod memory;
 mod metrics;
 mod node;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 
 #[cfg(feature = "test-util")]
@@ -59,4 +61,6 @@ pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
 pub use metrics::{MetricsSnapshot, PropagationMetrics};
 pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};

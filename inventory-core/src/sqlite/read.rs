@@ -1,0 +1,92 @@
+//! Loads on a read-only connection, each inside one read transaction so that
+//! an owner's items and version come from the same WAL snapshot.
+
+use std::collections::BTreeMap;
+
+use protocol::{ItemId, MAX_BALANCE, OwnerId, OwnerSnapshot, UserId, Version};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::Error;
+
+use super::{corrupt_or_sql, sql_error};
+
+const VERSION: &str = "SELECT version FROM owners WHERE owner = ?1";
+const ITEMS: &str = "SELECT item, qty FROM items WHERE owner = ?1";
+const USER_OWNERS: &str = "SELECT owner FROM owners WHERE user = ?1";
+
+/// One owner's snapshot.
+pub(super) fn load(conn: &mut Connection, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    let snapshot = read_owner(&tx, owner)?;
+    tx.commit().map_err(sql_error)?;
+    Ok(snapshot)
+}
+
+/// Every touched owner of `user`, in ascending owner order, all from one
+/// snapshot.
+pub(super) fn load_user(conn: &mut Connection, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    let account = OwnerId::account(user.clone());
+    let keys: Vec<String> = tx
+        .prepare_cached(USER_OWNERS)
+        .and_then(|mut s| {
+            s.query_map([user.as_str()], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|e| corrupt_or_sql(e, &account))?;
+    let mut snapshots = Vec::with_capacity(keys.len());
+    for key in keys {
+        let owner = OwnerId::parse(&key)
+            .ok()
+            .filter(|owner| owner.user() == user)
+            .ok_or_else(|| Error::Corrupt {
+                owner: account.clone(),
+                detail: format!("owner row {key:?} does not name an owner of this user"),
+            })?;
+        snapshots.push(read_owner(&tx, &owner)?);
+    }
+    tx.commit().map_err(sql_error)?;
+    snapshots.sort_by(|a, b| a.owner.cmp(&b.owner));
+    Ok(snapshots)
+}
+
+fn read_owner(conn: &Connection, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
+    let key = owner.to_string();
+    let corrupt = |detail: String| Error::Corrupt {
+        owner: owner.clone(),
+        detail,
+    };
+    let version: Option<i64> = conn
+        .prepare_cached(VERSION)
+        .and_then(|mut s| s.query_row(params![key], |r| r.get(0)).optional())
+        .map_err(|e| corrupt_or_sql(e, owner))?;
+    let version = match version {
+        None => Version::ZERO,
+        Some(v) if v > 0 => Version::new(v as u64),
+        Some(v) => return Err(corrupt(format!("stored version {v} is not positive"))),
+    };
+    let rows: Vec<(String, i64)> = conn
+        .prepare_cached(ITEMS)
+        .and_then(|mut s| {
+            s.query_map(params![key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|e| corrupt_or_sql(e, owner))?;
+    let mut items = BTreeMap::new();
+    for (item, qty) in rows {
+        let id = ItemId::parse(&item).map_err(|e| corrupt(format!("bad item id: {e}")))?;
+        let qty = u64::try_from(qty)
+            .ok()
+            .filter(|q| (1..=MAX_BALANCE).contains(q))
+            .ok_or_else(|| corrupt(format!("quantity {qty} of {item} is out of range")))?;
+        items.insert(id, qty);
+    }
+    if version == Version::ZERO && !items.is_empty() {
+        return Err(corrupt("items stored without a version".to_owned()));
+    }
+    Ok(OwnerSnapshot {
+        owner: owner.clone(),
+        version,
+        items,
+    })
+}
