@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use protocol::{ChangeEvent, OwnerDelta, OwnerSnapshot, UserId};
+use protocol::{ChangeEvent, ChangeId, ChangeKind, OwnerDelta, OwnerSnapshot, UserId};
 use tokio::sync::mpsc;
 
 use crate::cache::{EventOutcome, HydrationOutcome, PlayerCache};
@@ -37,7 +37,14 @@ const SUBSCRIPTION_SHARDS: usize = 64;
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum CacheUpdate {
     /// One owner moved to its next version.
-    Delta(OwnerDelta),
+    Delta {
+        /// The change that moved it.
+        change_id: ChangeId,
+        /// What the change meant.
+        kind: ChangeKind,
+        /// The owner, its new version and the stacks that moved.
+        owner: OwnerDelta,
+    },
     /// Start over from these snapshots (first delivery, after a gap, after a
     /// reconnection, or after the follower lagged).
     Resync(Vec<OwnerSnapshot>),
@@ -443,13 +450,18 @@ impl Shared {
             // Released meanwhile: an event in flight after the unsubscribe.
             return;
         };
+        let (change_id, kind) = (event.change_id, event.kind);
         match player.cache.on_event(event) {
             EventOutcome::Buffered => {}
             EventOutcome::Duplicate => self.metrics().add_duplicates(1),
             EventOutcome::Applied(deltas) => {
                 self.metrics().add_applied(deltas.len() as u64);
-                for delta in deltas {
-                    player.notify(&CacheUpdate::Delta(delta));
+                for owner in deltas {
+                    player.notify(&CacheUpdate::Delta {
+                        change_id,
+                        kind,
+                        owner,
+                    });
                 }
             }
             EventOutcome::Gap(generation) => {

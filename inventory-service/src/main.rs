@@ -1,9 +1,12 @@
-//! The zone node binary: reads [`Config`], opens the store, serves until Ctrl-C.
+//! The zone node binary: reads [`Config`], opens the store and the bus, serves
+//! until Ctrl-C, then drains.
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use inventory_core::{Inventory, MemoryStore};
-use inventory_service::{AppState, Config, ServiceToken};
+use inventory_core::{LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig};
+use inventory_service::{AppState, BusChoice, ClientTokens, Config, ServiceToken};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,12 +27,36 @@ async fn main() -> anyhow::Result<()> {
             token
         }
     };
-    let inventory = Inventory::new(MemoryStore::new());
+    let client_tokens = match &config.jwt_secret {
+        Some(secret) => ClientTokens::hs256(secret.as_bytes()).context("INVENTORY_JWT_SECRET")?,
+        None => {
+            tracing::warn!("no INVENTORY_JWT_SECRET set; game clients cannot connect");
+            ClientTokens::random()
+        }
+    }
+    .with_leeway(std::time::Duration::from_secs(config.jwt_leeway_secs));
+    let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path))
+        .with_context(|| format!("opening {}", config.sqlite_path.display()))?;
+    let bus = match &config.redis_url {
+        Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
+        None => BusChoice::Local(LocalBus::new()),
+    };
+    let (inventory, node) =
+        inventory_service::start_node(Arc::new(store), bus, ZoneNodeConfig::new())
+            .await
+            .context("connecting the bus")?;
+    if let Some(url) = &config.descriptor_url {
+        tracing::info!(%url, "descriptor service");
+    }
+    let state = AppState::builder(inventory, node, token, client_tokens)
+        .with_zones(config.zones.clone())
+        .with_edge_config(config.edge())
+        .build();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "inventory node listening");
-    inventory_service::run(listener, AppState::new(inventory, token), async {
+    inventory_service::run(listener, state, async {
         tokio::signal::ctrl_c().await.ok();
     })
     .await?;
