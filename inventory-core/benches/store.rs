@@ -165,6 +165,7 @@ fn ours_rate_with(
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let before = store.stats();
+        let cpu_before = process_cpu();
         let tasks: Vec<_> = (0..callers)
             .map(|_| {
                 let (stop, done, store, consume) =
@@ -186,13 +187,20 @@ fn ours_rate_with(
         }
         let changes_per_s = rate(done.load(Ordering::Relaxed), started.elapsed());
         let stats = store.stats();
+        let cpu = process_cpu()
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before));
         let batches = stats.batches - before.batches;
         let requests = stats.requests - before.requests;
         println!(
             "  ({callers} callers: {requests} changes in {batches} commits, {} per commit, \
-             {} ms per commit)",
+             {} ms per commit, {} us of CPU per change)",
             format_figure(requests as f64 / batches.max(1) as f64),
-            format_figure(RUN.as_secs_f64() * 1e3 / batches.max(1) as f64)
+            format_figure(RUN.as_secs_f64() * 1e3 / batches.max(1) as f64),
+            cpu.map_or_else(
+                || "?".to_owned(),
+                |cpu| format_figure(cpu.as_secs_f64() * 1e6 / requests.max(1) as f64)
+            )
         );
         changes_per_s
     })
@@ -231,4 +239,16 @@ fn fsync_latency(path: &Path) -> Duration {
         syncs += 1;
     }
     started.elapsed() / syncs
+}
+
+/// CPU time used so far by this process's live threads (Linux
+/// `/proc/self/task/*/schedstat`), or `None` where that is not available.
+/// Unlike wall time, it hardly moves when other work shares the machine.
+fn process_cpu() -> Option<Duration> {
+    let mut nanos = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(nanos))
 }

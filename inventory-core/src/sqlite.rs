@@ -152,6 +152,24 @@ struct Counters {
 ///
 /// A change whose `apply` future is dropped after it was queued is still
 /// applied: the caller learns the outcome by retrying with the same id.
+///
+/// ```
+/// use inventory_core::{InventoryStore, SqliteConfig, SqliteStore};
+/// use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+///
+/// # tokio::runtime::Runtime::new()?.block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(SqliteConfig::new(dir.path().join("inventory.db")))?;
+/// let alice = OwnerId::account(UserId::parse("alice")?);
+/// let change = Change::new(ChangeId::random())
+///     .grant(alice.clone(), ItemId::parse("wood")?, Quantity::new(5)?)
+///     .validate()?;
+/// store.apply(&change).await?;
+/// assert_eq!(store.load(&alice).await?.version.get(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     inner: Arc<Inner>,

@@ -61,11 +61,10 @@ const DELETE_EMPTY: &str = "DELETE FROM items WHERE owner = ?1 AND item = ?2 AND
 const GRANT: &str = "INSERT INTO items (owner, item, qty) VALUES (?1, ?2, ?3) \
      ON CONFLICT (owner, item) DO UPDATE SET qty = qty + excluded.qty \
      WHERE qty + excluded.qty <= ?4";
-// An owner's version and, if the owner remembers this change id, the version
-// the change produced: one indexed lookup per owner.
-const OWNER_STATE: &str = "SELECT o.version, r.version FROM owners AS o \
-     LEFT JOIN recent_changes AS r ON r.owner = o.owner AND r.change_id = ?2 \
-     WHERE o.owner = ?1";
+// Two lookups rather than one join: with STAT4, SQLite re-prepares a join
+// whose plan might depend on the bound values, on every run.
+const VERSION: &str = "SELECT version FROM owners WHERE owner = ?1";
+const RECORDED: &str = "SELECT version FROM recent_changes WHERE owner = ?1 AND change_id = ?2";
 const NEW_OWNER: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?2, 1)";
 const BUMP_VERSION: &str = "UPDATE owners SET version = version + 1 WHERE owner = ?1";
 const JOURNAL: &str = "INSERT INTO journal (change_id, kind, change, versions, applied_at) \
@@ -323,18 +322,17 @@ fn owner_states<'a>(
         .owners()
         .map(|owner| {
             let key = owner.to_string();
-            let row: Option<(i64, Option<i64>)> = conn
-                .prepare_cached(OWNER_STATE)
-                .and_then(|mut s| {
-                    s.query_row(params![key, id.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
-                })
-                .optional()
-                .map_err(|e| corrupt_or_sql(e, owner))?;
-            let (version, recorded) = match row {
+            let lookup = |sql, params: &[&dyn rusqlite::ToSql]| -> Result<Option<i64>, Error> {
+                conn.prepare_cached(sql)
+                    .and_then(|mut s| s.query_row(params, |r| r.get(0)))
+                    .optional()
+                    .map_err(|e| corrupt_or_sql(e, owner))
+            };
+            let (version, recorded) = match lookup(VERSION, params![key])? {
                 None => (0, None),
-                Some((version, recorded)) => {
+                Some(version) => {
                     stored_version(version, owner)?;
-                    (version, recorded)
+                    (version, lookup(RECORDED, params![key, id.as_slice()])?)
                 }
             };
             Ok(OwnerState {
