@@ -23,6 +23,13 @@ use tokio::time::Instant;
 use crate::feed::{Lease, Outgoing};
 use crate::{ApiError, AppState};
 
+/// The initial read buffer of a connection.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// How much a connection buffers before writing to the socket (a flush
+/// writes everything regardless).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
+
 /// The limits of the client WebSocket.
 #[derive(Clone, Copy, Debug)]
 pub struct EdgeConfig {
@@ -163,6 +170,10 @@ pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade)
     ws.protocols(Encoding::ALL.map(Encoding::subprotocol))
         .max_message_size(config.max_read_bytes)
         .max_frame_size(config.max_read_bytes)
+        // Clients send small frames; the 128 KiB defaults would dominate an
+        // idle connection's memory.
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             let encoding = socket
                 .protocol()

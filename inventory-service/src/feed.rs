@@ -502,3 +502,143 @@ impl Drop for Lease {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::{ChangeId, ChangeKind, OwnerDelta};
+
+    use super::*;
+
+    fn owner(id: &str) -> OwnerId {
+        OwnerId::parse(id).unwrap()
+    }
+
+    fn delta(of: &str, version: u64) -> (Version, Arc<Outgoing>) {
+        let out = Outgoing::new(ServerMessage::Delta {
+            change_id: ChangeId::nil(),
+            kind: ChangeKind::Adjust,
+            owner: OwnerDelta {
+                owner: owner(of),
+                version: Version::new(version),
+                deltas: Vec::new(),
+            },
+        });
+        (Version::new(version), out)
+    }
+
+    /// Alice's account at v5 with v3..=v5 in the window; her hero at v2 with
+    /// an empty window.
+    fn state() -> FeedState {
+        let mut state = FeedState::default();
+        for (of, version) in [("a:alice", 5), ("c:alice:hero", 2)] {
+            let mut snapshot = OwnerSnapshot::empty(owner(of));
+            snapshot.version = Version::new(version);
+            state.owners.insert(owner(of), snapshot);
+        }
+        state.recent.insert(
+            owner("a:alice"),
+            (3..=5).map(|v| delta("a:alice", v)).collect(),
+        );
+        state
+    }
+
+    /// The answer, one short line per message.
+    fn check(resume: Option<&[(&str, u64)]>, expected: &[&str]) {
+        let resume: Option<BTreeMap<OwnerId, Version>> = resume.map(|r| {
+            r.iter()
+                .map(|&(o, v)| (owner(o), Version::new(v)))
+                .collect()
+        });
+        let (answer, _) = state().answer(&UserId::parse("alice").unwrap(), resume.as_ref());
+        let lines: Vec<String> = answer
+            .iter()
+            .map(|out| match out.message() {
+                ServerMessage::Welcome { owners, .. } => format!("welcome {}", owners.len()),
+                ServerMessage::Snapshot { owners } => format!(
+                    "snapshot {}",
+                    owners
+                        .iter()
+                        .map(|s| s.owner.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                ServerMessage::Resumed { owners } => format!(
+                    "resumed {}",
+                    owners
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                ServerMessage::Delta { owner, .. } => {
+                    format!("delta {} {}", owner.owner, owner.version)
+                }
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lines, expected);
+    }
+
+    #[test]
+    fn a_first_hello_gets_every_snapshot() {
+        check(None, &["welcome 2", "snapshot a:alice,c:alice:hero"]);
+    }
+
+    #[test]
+    fn a_resume_inside_the_window_gets_the_missed_deltas() {
+        check(
+            Some(&[("a:alice", 2), ("c:alice:hero", 2)]),
+            &[
+                "welcome 2",
+                "resumed a:alice,c:alice:hero",
+                "delta a:alice v3",
+                "delta a:alice v4",
+                "delta a:alice v5",
+            ],
+        );
+        check(
+            Some(&[("a:alice", 4), ("c:alice:hero", 2)]),
+            &[
+                "welcome 2",
+                "resumed a:alice,c:alice:hero",
+                "delta a:alice v5",
+            ],
+        );
+    }
+
+    #[test]
+    fn outside_the_window_ahead_or_unknown_gets_a_snapshot() {
+        check(
+            Some(&[("a:alice", 1)]),
+            &["welcome 2", "snapshot a:alice,c:alice:hero"],
+        );
+        check(
+            Some(&[("a:alice", 5), ("c:alice:hero", 9), ("a:bob", 3)]),
+            &["welcome 2", "resumed a:alice", "snapshot c:alice:hero"],
+        );
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_client_as_slow() {
+        let metrics = Metrics::new(inventory_core::PropagationMetrics::new());
+        let mut state = state();
+        let (queue, mut receiver) = mpsc::channel(1);
+        let slow = Arc::new(AtomicBool::new(false));
+        state.clients.insert(
+            1,
+            ClientSlot {
+                queue,
+                slow: slow.clone(),
+            },
+        );
+        let (_, out) = delta("a:alice", 6);
+        state.fan_out(&out, &metrics);
+        assert!(!slow.load(Ordering::Acquire));
+        state.fan_out(&out, &metrics);
+        assert!(slow.load(Ordering::Acquire));
+        assert!(state.clients.is_empty());
+        assert_eq!(metrics.slow_client_disconnects.get(), 1);
+        assert!(receiver.try_recv().is_ok());
+        assert!(receiver.try_recv().is_err());
+    }
+}

@@ -56,9 +56,21 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "inventory node listening");
-    inventory_service::run(listener, state, async {
-        tokio::signal::ctrl_c().await.ok();
-    })
-    .await?;
+    inventory_service::run(listener, state, stop_signal()).await?;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM from a supervisor.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.ok();
 }
