@@ -48,7 +48,7 @@ impl MongoServer {
         // other processes looking for a free port.
         daemon.spawn(&args(topology, 0, &daemon));
         let ready = daemon.wait_ready(|daemon| {
-            listening_port(&daemon.read_log()).filter(|&port| answers_hello(port))
+            listening_port(&daemon.recent_log()).filter(|&port| answers_hello(port))
         });
         match ready {
             Ok(port) => MongoServer {
@@ -91,7 +91,9 @@ impl MongoServer {
     pub fn restart(&mut self) {
         let port = self.port;
         let args = args(self.topology, port, &self.daemon);
-        self.daemon.respawn(&args, || answers_hello(port));
+        self.daemon.respawn(&args, |daemon| {
+            listening_port(&daemon.recent_log()) == Some(port) && answers_hello(port)
+        });
     }
 
     pub fn is_running(&mut self) -> bool {

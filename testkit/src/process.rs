@@ -138,7 +138,7 @@ impl Daemon {
     /// Spawns the server with `args`, its stdout and stderr appended to the log.
     pub fn spawn(&mut self, args: &[String]) {
         self.kill();
-        self.log_mark = self.read_log().len();
+        self.log_mark = self.log_bytes().len();
         let log = self.open_log();
         let log_err = log
             .try_clone()
@@ -204,17 +204,15 @@ impl Daemon {
 
     /// True if the current process exited because its port was taken.
     pub fn lost_port_race(&self) -> bool {
-        self.read_log()
-            .get(self.log_mark..)
-            .is_some_and(|recent| recent.contains(PORT_IN_USE))
+        self.recent_log().contains(PORT_IN_USE)
     }
 
     /// Spawns with `args` on a port that must not change (a restart) until
     /// `answers` says it is ready, waiting while the port is still busy.
-    pub fn respawn(&mut self, args: &[String], mut answers: impl FnMut() -> bool) {
+    pub fn respawn(&mut self, args: &[String], mut answers: impl FnMut(&Daemon) -> bool) {
         for _ in 0..RESPAWN_ATTEMPTS {
             self.spawn(args);
-            match self.wait_ready(|_| answers().then_some(())) {
+            match self.wait_ready(|daemon| answers(daemon).then_some(())) {
                 Ok(()) => return,
                 Err(NotReady::Exited(_)) if self.lost_port_race() => thread::sleep(RESPAWN_PAUSE),
                 Err(why) => self.not_ready(why),
@@ -242,7 +240,19 @@ impl Daemon {
     }
 
     pub fn read_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        String::from_utf8_lossy(&self.log_bytes()).into_owned()
+    }
+
+    /// What the current process has logged so far. Readiness checks look for
+    /// its "listening" line here before probing the port, so that another
+    /// server that took the port first is never mistaken for this one.
+    pub fn recent_log(&self) -> String {
+        let log = self.log_bytes();
+        String::from_utf8_lossy(log.get(self.log_mark..).unwrap_or_default()).into_owned()
+    }
+
+    fn log_bytes(&self) -> Vec<u8> {
+        std::fs::read(&self.log).unwrap_or_default()
     }
 
     /// Stops the server, keeps its temp dir for inspection, and panics with

@@ -7,6 +7,9 @@ use crate::process::{self, Daemon, NotReady};
 /// How many ports to try when another process takes the chosen one first.
 const BIND_ATTEMPTS: usize = 5;
 
+/// What redis-server logs once it has bound its port.
+const READY: &str = "Ready to accept connections";
+
 /// A `redis-server` child on `127.0.0.1`, with its own temp dir and log.
 ///
 /// It persists nothing: a [`restart`](RedisServer::restart) comes back empty,
@@ -34,7 +37,7 @@ impl RedisServer {
         for _ in 0..BIND_ATTEMPTS {
             let port = process::free_port();
             daemon.spawn(&args(port, &daemon));
-            match daemon.wait_ready(|_| answers_ping(port).then_some(())) {
+            match daemon.wait_ready(|daemon| is_ready(daemon, port).then_some(())) {
                 Ok(()) => return RedisServer { daemon, port },
                 Err(NotReady::Exited(_)) if daemon.lost_port_race() => continue,
                 Err(why) => daemon.not_ready(why),
@@ -69,7 +72,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         let port = self.port;
         let args = args(port, &self.daemon);
-        self.daemon.respawn(&args, || answers_ping(port));
+        self.daemon.respawn(&args, |daemon| is_ready(daemon, port));
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -99,6 +102,11 @@ fn args(port: u16, daemon: &Daemon) -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// Our server says it listens (so the port is not someone else's) and answers.
+fn is_ready(daemon: &Daemon, port: u16) -> bool {
+    daemon.recent_log().contains(READY) && answers_ping(port)
 }
 
 /// Sends an inline `PING` and expects `+PONG` (a loading server answers `-LOADING`).

@@ -57,6 +57,48 @@ fn shared_redis_is_started_once() {
     assert_eq!(redis_command(port, "PING"), "+PONG");
 }
 
+/// Shared servers live in statics that are never dropped: the watchdog must
+/// kill them when the test process exits. This test runs itself as a child
+/// process (marked by an env var) that starts the shared Redis and exits.
+#[test]
+fn shared_servers_die_with_the_test_process() {
+    const CHILD: &str = "TESTKIT_EXIT_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        report_shared_url_to_parent();
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "--exact",
+            "shared_servers_die_with_the_test_process",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let port: u16 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("SHARED_URL redis://127.0.0.1:"))
+        .and_then(|port| port.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the child reported no URL: {stdout}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shared server outlived its process"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+// The child's only channel to its parent test is its stdout.
+#[allow(clippy::print_stdout)]
+fn report_shared_url_to_parent() {
+    println!("SHARED_URL {}", testkit::redis_url());
+}
+
 #[test]
 fn dropping_a_server_kills_it_and_removes_its_dir() {
     let redis = RedisServer::start();

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
@@ -21,6 +21,21 @@ struct Bench {
     /// The `[[bench]]` target in the package's manifest.
     target: &'static str,
     features: &'static [&'static str],
+}
+
+impl Bench {
+    /// `cargo bench` for this benchmark, with `bench_args` for the program.
+    fn command(&self, bench_args: &[String]) -> Command {
+        let mut command = cargo();
+        command.args(["bench", "-p", self.package, "--bench", self.target]);
+        if !self.features.is_empty() {
+            command.args(["--features", &self.features.join(",")]);
+        }
+        if !bench_args.is_empty() {
+            command.arg("--").args(bench_args);
+        }
+        command
+    }
 }
 
 /// One line per benchmark.
@@ -47,13 +62,7 @@ pub struct BenchArgs {
 pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     if args.list {
         for bench in BENCHES {
-            println!(
-                "{:<12} cargo bench -p {} --bench {} --features {}",
-                bench.name,
-                bench.package,
-                bench.target,
-                bench.features.join(",")
-            );
+            println!("{:<12} {}", bench.name, display(&bench.command(&[])));
         }
         return Ok(());
     }
@@ -106,14 +115,8 @@ fn run_all(root: &Path, bench_args: &[String]) -> Result<()> {
 /// goes to the terminal only, so the file holds just the report.
 fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> {
     let report_path = target_dir(root).join(format!("bench-{}.txt", bench.name));
-    let mut command = cargo();
-    command
-        .args(["bench", "-p", bench.package, "--bench", bench.target])
-        .args(["--features", &bench.features.join(",")])
-        .arg("--")
-        .args(bench_args)
-        .current_dir(root)
-        .stdout(Stdio::piped());
+    let mut command = bench.command(bench_args);
+    command.current_dir(root).stdout(Stdio::piped());
     let shown = display(&command);
     eprintln!("\n==> bench {}\n$ {shown}", bench.name);
     let mut child = command
@@ -145,4 +148,18 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
 /// `$CARGO_TARGET_DIR` (relative to the workspace) or `<workspace>/target`.
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_names_are_unique_and_leave_all_free() {
+        let mut names: Vec<_> = BENCHES.iter().map(|bench| bench.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), BENCHES.len());
+        assert!(!names.contains(&"all"));
+    }
 }

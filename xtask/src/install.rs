@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::job::{self, cargo, probe};
 
@@ -30,6 +30,9 @@ const SECANTUS_BINARY: &str = "secantusd-rs";
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
+/// The lint steps' tools: minimal toolchain installs (such as CI images) lack them.
+const RUSTUP_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+
 /// npm packages for the browser tests: `binaryen` for a `wasm-opt` that works
 /// (Debian's does not), `playwright-core` to drive the system chromium.
 const NPM_PACKAGES: &[&str] = &["binaryen", "playwright-core"];
@@ -38,6 +41,7 @@ const NPM_PACKAGES: &[&str] = &["binaryen", "playwright-core"];
 pub fn ensure_test_tools(root: &Path) -> Result<()> {
     ensure_apt_packages(APT_TOOLS)?;
     ensure_secantus()?;
+    ensure_rustup_components(RUSTUP_COMPONENTS)?;
     ensure_rustup_target(WASM_TARGET)?;
     if let Some(version) = browser_wasm_bindgen_version(root)? {
         ensure_wasm_bindgen_cli(&version)?;
@@ -65,7 +69,18 @@ pub fn ensure_apt_packages(tools: &[(&str, &str)]) -> Result<()> {
         );
     }
     job::run(apt_get().arg("update"))?;
-    job::run(apt_get().args(["install", "-y"]).args(&missing))
+    job::run(apt_get().args(["install", "-y"]).args(&missing))?;
+    let still_missing: Vec<&str> = tools
+        .iter()
+        .map(|(_, binary)| *binary)
+        .filter(|binary| testkit::find_binary(binary).is_none())
+        .collect();
+    ensure!(
+        still_missing.is_empty(),
+        "apt-get succeeded but these are still not on PATH: {}",
+        still_missing.join(", ")
+    );
+    Ok(())
 }
 
 fn apt_get() -> Command {
@@ -99,7 +114,41 @@ pub fn ensure_secantus() -> Result<()> {
         SECANTUS_VERSION,
         // It declares a newer rust-version than ours; the daemon builds fine.
         "--ignore-rust-version",
-    ]))
+    ]))?;
+    ensure!(
+        testkit::find_binary(SECANTUS_BINARY).is_some(),
+        "`cargo install {SECANTUS_CRATE}` succeeded but {SECANTUS_BINARY} is not on PATH or in Cargo's bin dir"
+    );
+    Ok(())
+}
+
+pub fn ensure_rustup_components(components: &[&str]) -> Result<()> {
+    let installed = probe(Command::new("rustup").args(["component", "list", "--installed"]))
+        .context("`rustup` is needed to add the rustfmt and clippy components")?;
+    let missing = missing_components(&installed, components);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    job::run(
+        Command::new("rustup")
+            .args(["component", "add"])
+            .args(&missing),
+    )
+}
+
+/// The `wanted` components absent from `rustup component list --installed`,
+/// which names each with its host triple: `clippy-x86_64-unknown-linux-gnu`.
+fn missing_components<'a>(installed: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|component| {
+            !installed.lines().any(|line| {
+                line.strip_prefix(component)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
+            })
+        })
+        .collect()
 }
 
 pub fn ensure_rustup_target(target: &str) -> Result<()> {
@@ -120,9 +169,7 @@ fn browser_wasm_bindgen_version(root: &Path) -> Result<Option<String>> {
     for entry in fs::read_dir(root).context("cannot list the workspace")? {
         let manifest = entry?.path().join("Cargo.toml");
         if let Ok(text) = fs::read_to_string(&manifest) {
-            uses_wasm_bindgen |= text
-                .lines()
-                .any(|line| line.trim_start().starts_with("wasm-bindgen"));
+            uses_wasm_bindgen |= declares_wasm_bindgen(&text);
         }
     }
     if !uses_wasm_bindgen {
@@ -132,6 +179,14 @@ fn browser_wasm_bindgen_version(root: &Path) -> Result<Option<String>> {
     locked_version(&lock, "wasm-bindgen")
         .map(Some)
         .context("a crate uses wasm-bindgen but Cargo.lock has no version for it")
+}
+
+/// Whether a member's manifest declares a wasm-bindgen dependency (the
+/// library, its test crate, in any dependency table).
+fn declares_wasm_bindgen(manifest: &str) -> bool {
+    manifest
+        .lines()
+        .any(|line| line.trim_start().starts_with("wasm-bindgen"))
 }
 
 /// The version of `package` in a Cargo.lock, if it appears once.
@@ -148,7 +203,8 @@ fn locked_version(lock: &str, package: &str) -> Option<String> {
 
 /// `cargo install wasm-bindgen-cli` at exactly the library's version.
 pub fn ensure_wasm_bindgen_cli(version: &str) -> Result<()> {
-    let installed = probe(Command::new("wasm-bindgen").arg("--version"))
+    let installed = testkit::find_binary("wasm-bindgen")
+        .and_then(|binary| probe(Command::new(binary).arg("--version")))
         .is_some_and(|output| output.split_whitespace().nth(1) == Some(version));
     if installed {
         return Ok(());
@@ -194,5 +250,28 @@ mod tests {
             Some("0.2.130")
         );
         assert_eq!(locked_version(lock, "serde"), None);
+    }
+
+    #[test]
+    fn wasm_bindgen_is_found_in_any_dependency_table() {
+        assert!(declares_wasm_bindgen(
+            "[dependencies]\nwasm-bindgen.workspace = true\n"
+        ));
+        assert!(declares_wasm_bindgen(
+            "[dev-dependencies]\n  wasm-bindgen-test = \"0.3\"\n"
+        ));
+        assert!(!declares_wasm_bindgen(
+            "# wasm-bindgen later\n[dependencies]\nsdk.workspace = true\n"
+        ));
+    }
+
+    #[test]
+    fn components_are_matched_without_their_host_triple() {
+        let installed = "cargo-x86_64-unknown-linux-gnu\nrustfmt-x86_64-unknown-linux-gnu\n";
+        assert_eq!(
+            missing_components(installed, &["rustfmt", "clippy"]),
+            ["clippy"]
+        );
+        assert!(missing_components("rustfmt-preview\n", &["rustfmt"]).is_empty());
     }
 }
