@@ -148,19 +148,22 @@ struct Player {
 }
 
 struct FollowerSlot {
-    sender: mpsc::Sender<CacheUpdate>,
+    /// Shared, not cloned, per follower; and a channel's first block holds
+    /// 32 slots, so a pointer keeps an idle follower small.
+    sender: mpsc::Sender<Arc<CacheUpdate>>,
     lagged: Arc<AtomicBool>,
 }
 
 impl Player {
     /// Sends `update` to every follower; a full follower is marked lagged and
     /// skipped until it has drained, then resynced; a gone one is forgotten.
-    fn notify(&mut self, update: &CacheUpdate) {
+    fn notify(&mut self, update: CacheUpdate) {
+        let update = Arc::new(update);
         self.followers.retain(|slot| {
             if slot.lagged.load(Ordering::Acquire) {
                 return !slot.sender.is_closed();
             }
-            match slot.sender.try_send(update.clone()) {
+            match slot.sender.try_send(Arc::clone(&update)) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     slot.lagged.store(true, Ordering::Release);
@@ -172,8 +175,7 @@ impl Player {
     }
 
     fn resync_followers(&mut self) {
-        let update = CacheUpdate::Resync(self.cache.snapshots());
-        self.notify(&update);
+        self.notify(CacheUpdate::Resync(self.cache.snapshots()));
     }
 }
 
@@ -277,7 +279,7 @@ impl ZoneNode {
         let (sender, receiver) = mpsc::channel(self.shared.config.follower_capacity);
         if player.cache.is_ready() {
             // The channel is new and has room for one.
-            let _ = sender.try_send(CacheUpdate::Resync(player.cache.snapshots()));
+            let _ = sender.try_send(Arc::new(CacheUpdate::Resync(player.cache.snapshots())));
         }
         let lagged = Arc::new(AtomicBool::new(false));
         player.followers.push(FollowerSlot {
@@ -297,7 +299,7 @@ impl ZoneNode {
 #[derive(Debug)]
 pub struct Follower {
     user: UserId,
-    receiver: mpsc::Receiver<CacheUpdate>,
+    receiver: mpsc::Receiver<Arc<CacheUpdate>>,
     lagged: Arc<AtomicBool>,
     node: Weak<Shared>,
 }
@@ -306,7 +308,7 @@ impl Follower {
     /// The next update, or `None` once the player is no longer held here.
     pub async fn recv(&mut self) -> Option<CacheUpdate> {
         match self.receiver.try_recv() {
-            Ok(update) => return Some(update),
+            Ok(update) => return Some(Arc::unwrap_or_clone(update)),
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
             Err(mpsc::error::TryRecvError::Empty) => {}
         }
@@ -323,7 +325,7 @@ impl Follower {
             }
             // Hydrating: its end sends a Resync.
         }
-        self.receiver.recv().await
+        self.receiver.recv().await.map(Arc::unwrap_or_clone)
     }
 }
 
@@ -457,7 +459,7 @@ impl Shared {
             EventOutcome::Applied(deltas) => {
                 self.metrics().add_applied(deltas.len() as u64);
                 for owner in deltas {
-                    player.notify(&CacheUpdate::Delta {
+                    player.notify(CacheUpdate::Delta {
                         change_id,
                         kind,
                         owner,

@@ -23,8 +23,9 @@ use tokio::time::Instant;
 use crate::feed::{Lease, Outgoing};
 use crate::{ApiError, AppState};
 
-/// The initial read buffer of a connection.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The read buffer of a connection (zero-filled, so resident): a `Hello`
+/// fits; a bigger frame grows it.
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// How much a connection buffers before writing to the socket (a flush
 /// writes everything regardless).
@@ -228,10 +229,20 @@ impl Connection {
                 code,
                 reason: reason.into(),
             };
-            let _ = tokio::time::timeout(
-                Duration::from_secs(1),
-                socket.send(Message::Close(Some(frame))),
-            )
+            // The closing handshake: wait (briefly) for the client's close,
+            // reading what it had sent meanwhile, so that the socket closes
+            // with nothing unread. Closing with unread data resets the
+            // connection, and the client would lose the last messages (the
+            // error saying why, say).
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                    while let Some(Ok(message)) = socket.recv().await {
+                        if matches!(message, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                }
+            })
             .await;
         }
         metrics.clients_connected.dec();
@@ -372,7 +383,9 @@ impl Connection {
             session.queue = queue;
             return Ok(initial);
         }
-        let lease = self.state.feeds().attach(&user).await?;
+        // Boxed: the attach (a join and a store load) happens once, and its
+        // state would otherwise sit in every idle connection's future.
+        let lease = Box::pin(self.state.feeds().attach(&user)).await?;
         let (initial, queue) = lease.hello(resume, self.config.send_queue);
         self.session = Some(Session { user, lease, queue });
         Ok(initial)

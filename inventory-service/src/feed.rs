@@ -263,7 +263,9 @@ impl FeedsInner {
 }
 
 async fn run_feed(inner: Arc<FeedsInner>, feed: Arc<Feed>, _alive: watch::Receiver<()>) {
-    if let Err(e) = inner.node.join(&feed.zone, &feed.user).await {
+    // Joining and leaving are boxed: their state (a store load, a
+    // subscription) would otherwise be part of every idle feed's task.
+    if let Err(e) = Box::pin(inner.node.join(&feed.zone, &feed.user)).await {
         tracing::warn!(user = %feed.user, error = %e, "cannot start a client feed");
         inner.forget(&feed, Status::Failed(e.code()));
         return;
@@ -298,7 +300,7 @@ async fn run_feed(inner: Arc<FeedsInner>, feed: Arc<Feed>, _alive: watch::Receiv
     }
     inner.forget(&feed, Status::Closed);
     inner.metrics.player_feeds.dec();
-    if let Err(e) = inner.node.leave(&feed.zone, &feed.user).await {
+    if let Err(e) = Box::pin(inner.node.leave(&feed.zone, &feed.user)).await {
         tracing::warn!(user = %feed.user, error = %e, "releasing a client feed's interest failed");
     }
 }

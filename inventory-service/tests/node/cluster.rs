@@ -74,7 +74,16 @@ async fn a_change_on_node_a_reaches_clients_on_both_nodes_once_in_order() {
 async fn a_killed_connection_resumes_with_the_missed_deltas() {
     let url = testkit::redis_url();
     let store = SharedStore::new();
-    let a = Node::start(&store, redis(&url)).await;
+    // No periodic version check: one racing an event in flight would
+    // re-hydrate the cache, and the resync would empty the resume window.
+    let a = Node::start_configured(
+        &store,
+        redis(&url),
+        EdgeConfig::new(),
+        inventory_core::ZoneNodeConfig::new().with_version_check_interval(None),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
     let proxy = Proxy::start(a.addr).await;
     a.apply(grant("a:alice", "wood", 1)).await;
     let client = Watched::connect(&proxy.ws_url(), "alice", None).await;

@@ -91,13 +91,23 @@ impl Node {
         edge: EdgeConfig,
         addr: SocketAddr,
     ) -> Self {
-        let (inventory, node) = inventory_service::start_node(
-            store.store.clone(),
-            bus,
-            ZoneNodeConfig::new().with_version_check_interval(Some(Duration::from_millis(500))),
-        )
-        .await
-        .unwrap();
+        // A publish lost while Redis restarts is only caught by the periodic
+        // version check (or the player's next event): keep it short.
+        let config =
+            ZoneNodeConfig::new().with_version_check_interval(Some(Duration::from_millis(500)));
+        Self::start_configured(store, bus, edge, config, addr).await
+    }
+
+    pub async fn start_configured(
+        store: &SharedStore,
+        bus: BusChoice,
+        edge: EdgeConfig,
+        config: ZoneNodeConfig,
+        addr: SocketAddr,
+    ) -> Self {
+        let (inventory, node) = inventory_service::start_node(store.store.clone(), bus, config)
+            .await
+            .unwrap();
         let state = AppState::builder(
             inventory,
             node,
