@@ -14,6 +14,8 @@ mod local;
 mod redis;
 
 #[cfg(feature = "test-util")]
+pub mod conformance;
+#[cfg(feature = "test-util")]
 mod faulty;
 
 #[cfg(feature = "test-util")]
@@ -50,6 +52,9 @@ pub type BusReceiver = mpsc::UnboundedReceiver<BusMessage>;
 /// One process's connection to the propagation fabric.
 ///
 /// # Contract
+///
+/// Every adapter passes the shared `bus_conformance` suite (feature
+/// `test-util`) on a healthy connection; the propagation tests add faults.
 ///
 /// - **Channels.** Each player has one channel. [`publish`](Self::publish)
 ///   sends an event on one player's channel; a change touching two players

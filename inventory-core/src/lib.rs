@@ -8,9 +8,35 @@
 //! [`ZoneNode`] that keeps one server process's player caches, subscribed by
 //! reference-counted zone interest and updated only by versioned events.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use inventory_core::{CacheUpdate, Inventory, LocalBus, MemoryStore, ZoneId, ZoneNode, ZoneNodeConfig};
+//! use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = Arc::new(MemoryStore::new());
+//! let bus = LocalBus::new();
+//! let (connection, receiver) = bus.connect();
+//! let node = ZoneNode::start(store.clone(), connection.clone(), receiver, ZoneNodeConfig::new());
+//! let inventory = Inventory::from_arc(store).with_bus(connection);
+//!
+//! let alice = UserId::parse("alice")?;
+//! node.join(&ZoneId::new("forest"), &alice).await?; // subscribes, then hydrates
+//! let mut follower = node.follow(&alice).expect("alice is here");
+//! assert_eq!(follower.recv().await, Some(CacheUpdate::Resync(vec![])));
+//!
+//! let wood = ItemId::parse("wood")?;
+//! let change = Change::new(ChangeId::random()).grant(OwnerId::account(alice.clone()), wood, Quantity::new(5)?);
+//! inventory.apply(change).await?; // applied, then published on alice's channel
+//! assert!(matches!(follower.recv().await, Some(CacheUpdate::Delta { owner, .. }) if owner.version.get() == 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! Adapters live behind features: `sqlite` (the embedded default, on by
-//! default), `redis`. `test-util` exposes the [`conformance`] suite that every
-//! [`InventoryStore`] must pass, and a fault-injecting bus wrapper.
+//! default), `mongodb` (`MongoStore`, the production source of truth) and
+//! `redis` (the Redis pub/sub bus). `test-util` exposes the [`conformance`]
+//! suite that every [`InventoryStore`] must pass, and fault-injecting wrappers.
 //!
 //! ```
 //! use inventory_core::{Inventory, MemoryStore};
@@ -38,6 +64,8 @@ mod interest;
 mod inventory;
 mod ledger;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongo;
 mod metrics;
 mod node;
 #[cfg(feature = "sqlite")]
@@ -47,6 +75,8 @@ mod store;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+#[cfg(feature = "test-util")]
+pub use bus::conformance as bus_conformance;
 pub use bus::{
     BusMessage, BusReceiver, DEFAULT_CHANNEL_PREFIX, EventBus, LocalBus, LocalConnection,
 };
@@ -59,6 +89,10 @@ pub use error::Error;
 pub use interest::{InterestChange, ZoneId, ZoneInterest};
 pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
+#[cfg(all(feature = "mongodb", feature = "test-util"))]
+pub use mongo::{FaultInjector, FaultKind};
+#[cfg(feature = "mongodb")]
+pub use mongo::{MongoConfig, MongoStats, MongoStore};
 pub use metrics::{MetricsSnapshot, PropagationMetrics};
 pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
 #[cfg(feature = "sqlite")]

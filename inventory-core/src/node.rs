@@ -185,6 +185,10 @@ type Hydration = (UserId, u64, u64);
 impl ZoneNode {
     /// Starts a node over `store`, subscribing through `bus`, whose messages
     /// arrive on `receiver`. Needs a Tokio runtime.
+    ///
+    /// `bus` must be this node's own connection (a publisher may share it):
+    /// a connection's subscriptions are a set, so two nodes subscribing
+    /// through one connection would release each other's channels.
     #[must_use]
     pub fn start(
         store: Arc<dyn InventoryStore>,

@@ -152,11 +152,60 @@ async fn join_leave_storm(store: Arc<dyn InventoryStore>, fabric: Fabric) {
     cluster.leave_all().await;
 }
 
+/// A SQLite store in a temporary directory, which must outlive it.
+#[cfg(feature = "sqlite")]
+fn sqlite_store() -> (Arc<dyn InventoryStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = inventory_core::SqliteConfig::new(dir.path().join("inventory.db"));
+    let store = inventory_core::SqliteStore::open(config).expect("open SQLite");
+    (Arc::new(store), dir)
+}
+
+/// The single-node default: the in-process bus over SQLite.
+#[cfg(feature = "sqlite")]
+mod local_sqlite {
+    use super::*;
+
+    fn fabric() -> Fabric {
+        Fabric::Local(LocalBus::new())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_nodes_converge() {
+        let (store, _dir) = sqlite_store();
+        convergence(store, fabric()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lossy_duplicating_reordering_bus_converges() {
+        let (store, _dir) = sqlite_store();
+        faulty_fabric(store, fabric()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn join_leave_storm_leaks_nothing() {
+        let (store, _dir) = sqlite_store();
+        join_leave_storm(store, fabric()).await;
+    }
+}
+
 mod local {
     use super::*;
 
     fn fabric() -> Fabric {
         Fabric::Local(LocalBus::new())
+    }
+
+    mod bus_contract {
+        use std::sync::LazyLock;
+
+        use super::*;
+
+        static BUS: LazyLock<LocalBus> = LazyLock::new(LocalBus::new);
+
+        inventory_core::bus_conformance_tests!(|| async {
+            Fabric::Local(BUS.clone()).connect().await
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -187,6 +236,15 @@ mod redis {
         Fabric::Redis(server.url())
     }
 
+    /// The bus contract on the shared Redis of the harness (`REDIS_URL`).
+    mod bus_contract {
+        use super::*;
+
+        inventory_core::bus_conformance_tests!(|| async {
+            Fabric::Redis(testkit::redis_url()).connect().await
+        });
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn three_nodes_converge() {
         let server = RedisServer::start();
@@ -203,6 +261,22 @@ mod redis {
     async fn join_leave_storm_leaks_nothing() {
         let server = RedisServer::start();
         join_leave_storm(memory_store(), fabric(&server)).await;
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_nodes_converge_on_sqlite() {
+        let server = RedisServer::start();
+        let (store, _dir) = sqlite_store();
+        convergence(store, fabric(&server)).await;
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lossy_duplicating_reordering_bus_converges_on_sqlite() {
+        let server = RedisServer::start();
+        let (store, _dir) = sqlite_store();
+        faulty_fabric(store, fabric(&server)).await;
     }
 
     /// `redis-server` is killed mid-run and restarted on the same port: every
@@ -232,5 +306,143 @@ mod redis {
         let metrics = cluster.total_metrics();
         assert!(metrics.reconnects >= NODES as u64, "{metrics:?}");
         cluster.leave_all().await;
+    }
+
+    /// Changes made only while Redis is down, none after: their events are
+    /// lost and no later event reveals a gap, so only the re-check after
+    /// re-subscription can bring the caches up to date.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn changes_made_while_redis_is_down_reach_every_cache() {
+        let mut server = RedisServer::start();
+        let config = ZoneNodeConfig::new().with_version_check_interval(None);
+        let cluster = Cluster::start(memory_store(), fabric(&server), NODES, None, config).await;
+        let users = common::players(4);
+        for (i, user) in users.iter().enumerate() {
+            let node = &cluster.nodes[i % NODES];
+            node.join(&ZoneId::new("plaza"), user).await.unwrap();
+        }
+        let server = tokio::task::spawn_blocking(move || {
+            server.kill();
+            server
+        })
+        .await
+        .unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        for i in 0..20 {
+            let change = common::random_change(&mut rng, &users);
+            let _ = cluster.inventories[i % NODES].apply(change).await;
+        }
+        let failures = cluster.total_metrics().publish_failures;
+        assert!(failures > 0, "{:?}", cluster.total_metrics());
+        let _server = tokio::task::spawn_blocking(move || {
+            let mut server = server;
+            server.restart();
+            server
+        })
+        .await
+        .unwrap();
+        cluster.assert_converged().await;
+        cluster.assert_subscriptions_match_interest().await;
+        cluster.leave_all().await;
+    }
+}
+
+/// Single-node behaviours of the facade and the node, on the in-process bus.
+mod single_node {
+    use inventory_core::{CacheUpdate, Inventory, PropagationMetrics, ZoneNode};
+    use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity};
+
+    use super::*;
+
+    fn grant(owner: &OwnerId, n: u64) -> Change {
+        Change::new(ChangeId::random()).grant(
+            owner.clone(),
+            ItemId::parse("wood").unwrap(),
+            Quantity::new(n).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_retry_publishes_again_and_caches_discard_it() {
+        let store = memory_store();
+        let bus = LocalBus::new();
+        let metrics = PropagationMetrics::new();
+        let (connection, receiver) = bus.connect();
+        let node = ZoneNode::start(
+            store.clone(),
+            connection.clone(),
+            receiver,
+            ZoneNodeConfig::new().with_metrics(metrics.clone()),
+        );
+        let inventory = Inventory::from_arc(store.clone())
+            .with_bus(connection)
+            .with_metrics(metrics.clone());
+        let user = common::players(1).remove(0);
+        let owner = OwnerId::account(user.clone());
+        node.join(&ZoneId::new("town"), &user).await.unwrap();
+        // Hydrated by the time join returns.
+        assert_eq!(node.snapshot(&user), Some(vec![]));
+
+        let change = grant(&owner, 3);
+        assert!(
+            !inventory
+                .apply(change.clone())
+                .await
+                .unwrap()
+                .already_applied
+        );
+        assert!(inventory.apply(change).await.unwrap().already_applied);
+        let deadline = Instant::now() + common::QUIESCENCE;
+        while metrics.snapshot().received < 2 {
+            assert!(Instant::now() < deadline, "{:?}", metrics.snapshot());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let m = metrics.snapshot();
+        assert_eq!((m.published, m.applied, m.duplicates), (2, 1, 1), "{m:?}");
+        assert_eq!(
+            node.snapshot(&user),
+            Some(store.load_user(&user).await.unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lagging_follower_is_resynced_not_buffered_without_bound() {
+        let store = memory_store();
+        let bus = LocalBus::new();
+        let (connection, receiver) = bus.connect();
+        let node = ZoneNode::start(
+            store.clone(),
+            connection.clone(),
+            receiver,
+            ZoneNodeConfig::new().with_follower_capacity(4),
+        );
+        let inventory = Inventory::from_arc(store.clone()).with_bus(connection);
+        let user = common::players(1).remove(0);
+        let owner = OwnerId::account(user.clone());
+        node.join(&ZoneId::new("town"), &user).await.unwrap();
+        let mut follower = node.follow(&user).unwrap();
+        for _ in 0..50 {
+            inventory.apply(grant(&owner, 1)).await.unwrap();
+        }
+        let stored = store.load_user(&user).await.unwrap();
+        let deadline = Instant::now() + common::QUIESCENCE;
+        while node.snapshot(&user) != Some(stored.clone()) {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The first snapshot and three deltas fit; then a resync to the end.
+        let mut updates = Vec::new();
+        while updates.last() != Some(&CacheUpdate::Resync(stored.clone())) {
+            updates.push(follower.recv().await.unwrap());
+        }
+        assert!(updates.len() <= 5, "{updates:?}");
+        assert!(matches!(updates[0], CacheUpdate::Resync(_)));
+
+        // Then it follows normally again, and ends when the player leaves.
+        inventory.apply(grant(&owner, 1)).await.unwrap();
+        assert!(matches!(follower.recv().await, Some(CacheUpdate::Delta { .. })));
+        node.leave(&ZoneId::new("town"), &user).await.unwrap();
+        assert_eq!(follower.recv().await, None);
+        assert!(node.follow(&user).is_none());
     }
 }

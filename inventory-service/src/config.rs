@@ -19,6 +19,12 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_SQLITE_PATH", default_value = "inventory.db")]
     pub sqlite_path: PathBuf,
 
+    /// MongoDB connection string: the store is then MongoDB (database
+    /// `inventory`) instead of SQLite. Needs the `mongodb` feature.
+    #[cfg(feature = "mongodb")]
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<String>,
+
     /// Redis URL for the propagation bus; without it, an in-process bus (a
     /// single node).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]

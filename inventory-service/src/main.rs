@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use inventory_core::{LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig};
+use inventory_core::{
+    InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig,
+};
 use inventory_service::{AppState, BusChoice, ClientTokens, Config, ServiceToken};
 
 #[tokio::main]
@@ -35,8 +37,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     .with_leeway(std::time::Duration::from_secs(config.jwt_leeway_secs));
-    let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path))
-        .with_context(|| format!("opening {}", config.sqlite_path.display()))?;
+    let store = open_store(&config).await?;
     let bus = match &config.redis_url {
         Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
         None => BusChoice::Local(LocalBus::new()),
@@ -58,6 +59,23 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, "inventory node listening");
     inventory_service::run(listener, state, stop_signal()).await?;
     Ok(())
+}
+
+/// MongoDB if a URI is configured (feature `mongodb`), else the embedded
+/// SQLite file.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn InventoryStore>> {
+    #[cfg(feature = "mongodb")]
+    if let Some(uri) = &config.mongodb_uri {
+        let store = inventory_core::MongoStore::connect(inventory_core::MongoConfig::new(uri))
+            .await
+            .context("connecting to MONGODB_URI")?;
+        tracing::info!("store: MongoDB");
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path))
+        .with_context(|| format!("opening {}", config.sqlite_path.display()))?;
+    tracing::info!(path = %config.sqlite_path.display(), "store: SQLite");
+    Ok(Arc::new(store))
 }
 
 /// Ctrl-C, or SIGTERM from a supervisor.

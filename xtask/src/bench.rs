@@ -39,12 +39,26 @@ impl Bench {
 }
 
 /// One line per benchmark.
-const BENCHES: &[Bench] = &[Bench {
-    name: "store",
-    package: "inventory-core",
-    target: "store",
-    features: &["sqlite"],
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "store",
+        package: "inventory-core",
+        target: "store",
+        features: &["sqlite"],
+    },
+    Bench {
+        name: "mongo",
+        package: "inventory-core",
+        target: "mongo",
+        features: &["mongodb"],
+    },
+    Bench {
+        name: "propagation",
+        package: "inventory-core",
+        target: "propagation",
+        features: &["redis", "test-util"],
+    },
+];
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {

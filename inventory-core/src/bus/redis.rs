@@ -43,12 +43,13 @@ pub struct RedisBusConfig {
     min_backoff: Duration,
     max_backoff: Duration,
     response_timeout: Duration,
+    publish_timeout: Duration,
 }
 
 impl RedisBusConfig {
     /// A bus on the Redis server at `url` (`redis://host:port`), with the
-    /// default channel prefix `inv:`, backoff from 50 ms to 2 s and a 5 s
-    /// response timeout.
+    /// default channel prefix `inv:`, backoff from 50 ms to 2 s, a 5 s
+    /// response timeout and a 1 s publish timeout.
     #[must_use]
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -57,6 +58,7 @@ impl RedisBusConfig {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
             response_timeout: Duration::from_secs(5),
+            publish_timeout: Duration::from_secs(1),
         }
     }
 
@@ -79,6 +81,16 @@ impl RedisBusConfig {
     #[must_use]
     pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a publish may wait, reconnection included. A publish
+    /// comes after the store confirmed a change, so a game server must not
+    /// hang on it while Redis is away: past this it fails and is counted, and
+    /// caches recover on reconnection.
+    #[must_use]
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout;
         self
     }
 
@@ -301,13 +313,19 @@ impl EventBus for RedisBus {
     async fn publish(&self, user: &UserId, event: &ChangeEvent) -> Result<(), Error> {
         let payload = serde_json::to_vec(event)
             .map_err(|e| Error::Bus(format!("cannot encode the event: {e}")))?;
-        redis::cmd("PUBLISH")
-            .arg(self.channel(user))
-            .arg(payload)
-            .query_async::<i64>(&mut self.inner.publisher.clone())
-            .await
-            .map_err(|e| bus_error("PUBLISH failed", &e))?;
-        Ok(())
+        let mut publisher = self.inner.publisher.clone();
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(self.channel(user)).arg(payload);
+        match tokio::time::timeout(
+            self.inner.config.publish_timeout,
+            command.query_async::<i64>(&mut publisher),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(bus_error("PUBLISH failed", &e)),
+            Err(_) => Err(Error::Bus("PUBLISH timed out".to_owned())),
+        }
     }
 
     async fn subscribe(&self, user: &UserId) -> Result<(), Error> {
