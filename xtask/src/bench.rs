@@ -58,6 +58,12 @@ const BENCHES: &[Bench] = &[
         target: "propagation",
         features: &["redis", "test-util"],
     },
+    Bench {
+        name: "edge",
+        package: "inventory-service",
+        target: "edge",
+        features: &[],
+    },
 ];
 
 #[derive(Debug, Args)]
