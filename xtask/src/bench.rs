@@ -59,6 +59,12 @@ const BENCHES: &[Bench] = &[
         features: &["redis", "test-util"],
     },
     Bench {
+        name: "descriptors",
+        package: "descriptor-service",
+        target: "descriptors",
+        features: &["sqlite", "mongodb"],
+    },
+    Bench {
         name: "edge",
         package: "inventory-service",
         target: "edge",
