@@ -49,9 +49,19 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_JWT_LEEWAY_SECS", default_value_t = 30)]
     pub jwt_leeway_secs: u64,
 
-    /// The descriptor service clients should use (reported, not proxied).
+    /// The descriptor service clients use. Without it the node embeds one
+    /// (SQLite at `--descriptor-sqlite-path`) and serves its API on the same
+    /// listener, so the whole stack is one process.
     #[arg(long, env = "INVENTORY_DESCRIPTOR_URL")]
     pub descriptor_url: Option<String>,
+
+    /// The embedded descriptor service's SQLite file (created if missing).
+    #[arg(
+        long,
+        env = "INVENTORY_DESCRIPTOR_SQLITE_PATH",
+        default_value = "descriptors.db"
+    )]
+    pub descriptor_sqlite_path: PathBuf,
 
     /// Client messages per second (sustained).
     #[arg(long, env = "INVENTORY_CLIENT_RATE", default_value_t = 10.0)]

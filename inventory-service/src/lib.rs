@@ -13,6 +13,7 @@
 //! | `GET /v1/owners/{owner}`, `GET /v1/users/{user}` | game servers | read inventories |
 //! | `POST`/`DELETE /v1/zones/{zone}/players/{user}` | game servers | join / leave a zone |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operators | liveness, readiness, Prometheus |
+//! | anything else | | the fallback router, if any: in the embedded mode, the descriptor service (`/v1/descriptors…`) |
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -83,7 +84,7 @@ pub fn app(state: AppState) -> Router {
         .merge(gameplay::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-        .merge(extra)
+        .fallback_service(extra)
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {

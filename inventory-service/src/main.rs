@@ -46,10 +46,15 @@ async fn main() -> anyhow::Result<()> {
         inventory_service::start_node(Arc::new(store), bus, ZoneNodeConfig::new())
             .await
             .context("connecting the bus")?;
-    if let Some(url) = &config.descriptor_url {
-        tracing::info!(%url, "descriptor service");
-    }
+    let descriptors = match &config.descriptor_url {
+        Some(url) => {
+            tracing::info!(%url, "descriptor service elsewhere");
+            axum::Router::new()
+        }
+        None => embedded_descriptors(&config, &token)?,
+    };
     let state = AppState::builder(inventory, node, token, client_tokens)
+        .with_fallback(descriptors)
         .with_zones(config.zones.clone())
         .with_edge_config(config.edge())
         .build();
@@ -76,6 +81,22 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn InventoryStore>> 
         .with_context(|| format!("opening {}", config.sqlite_path.display()))?;
     tracing::info!(path = %config.sqlite_path.display(), "store: SQLite");
     Ok(Arc::new(store))
+}
+
+/// The descriptor service over its own SQLite file, its writes guarded by the
+/// node's service token, its reads open (clients fetch descriptors).
+fn embedded_descriptors(config: &Config, token: &ServiceToken) -> anyhow::Result<axum::Router> {
+    let path = &config.descriptor_sqlite_path;
+    let store = descriptor_service::SqliteStore::open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let auth = descriptor_service::AuthConfig::default()
+        .with_write_token(token.secret())
+        .with_open_reads(true);
+    let state = descriptor_service::AppState::builder(Arc::new(store))
+        .with_auth(auth)
+        .build();
+    tracing::info!(path = %path.display(), "descriptor service embedded at /v1/descriptors");
+    Ok(descriptor_service::app(state))
 }
 
 /// Ctrl-C, or SIGTERM from a supervisor.

@@ -96,9 +96,9 @@ impl AppStateBuilder {
         self
     }
 
-    /// More routes served on the same listener (the embedded descriptor
-    /// service, say).
-    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+    /// A router that answers every request the node itself does not route,
+    /// on the same listener: the embedded descriptor service, say.
+    pub fn with_fallback(mut self, routes: axum::Router) -> Self {
         self.extra = routes;
         self
     }

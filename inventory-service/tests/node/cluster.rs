@@ -82,6 +82,7 @@ async fn a_killed_connection_resumes_with_the_missed_deltas() {
         EdgeConfig::new(),
         inventory_core::ZoneNodeConfig::new().with_version_check_interval(None),
         "127.0.0.1:0".parse().unwrap(),
+        axum::Router::new(),
     )
     .await;
     let proxy = Proxy::start(a.addr).await;

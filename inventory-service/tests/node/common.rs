@@ -95,7 +95,7 @@ impl Node {
         // version check (or the player's next event): keep it short.
         let config =
             ZoneNodeConfig::new().with_version_check_interval(Some(Duration::from_millis(500)));
-        Self::start_configured(store, bus, edge, config, addr).await
+        Self::start_configured(store, bus, edge, config, addr, axum::Router::new()).await
     }
 
     pub async fn start_configured(
@@ -104,6 +104,7 @@ impl Node {
         edge: EdgeConfig,
         config: ZoneNodeConfig,
         addr: SocketAddr,
+        fallback: axum::Router,
     ) -> Self {
         let (inventory, node) = inventory_service::start_node(store.store.clone(), bus, config)
             .await
@@ -115,6 +116,7 @@ impl Node {
             tokens(),
         )
         .with_edge_config(edge)
+        .with_fallback(fallback)
         .build();
         let mut attempts = 0;
         let listener = loop {

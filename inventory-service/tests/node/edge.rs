@@ -323,3 +323,64 @@ async fn random_frames_through_the_socket_never_take_the_node_down() {
     client.client.close().await;
     node.stop().await;
 }
+
+#[tokio::test]
+async fn the_embedded_mode_serves_the_descriptor_api_on_the_same_listener() {
+    let store = SharedStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let descriptors =
+        descriptor_service::SqliteStore::open(dir.path().join("descriptors.db")).unwrap();
+    let auth = descriptor_service::AuthConfig::default()
+        .with_write_token(crate::common::SERVICE_TOKEN)
+        .with_open_reads(true);
+    let descriptor_app = descriptor_service::app(
+        descriptor_service::AppState::builder(std::sync::Arc::new(descriptors))
+            .with_auth(auth)
+            .build(),
+    );
+    let node = Node::start_configured(
+        &store,
+        BusChoice::Local(LocalBus::new()),
+        EdgeConfig::new(),
+        inventory_core::ZoneNodeConfig::new(),
+        "127.0.0.1:0".parse().unwrap(),
+        descriptor_app,
+    )
+    .await;
+    let sword = item("sword-of-dawn");
+    let mut descriptor = crate::common::descriptor(&sword);
+    descriptor.name = "Sword of Dawn".into();
+    let (status, body) = crate::common::api(
+        &node,
+        "POST",
+        "/v1/descriptors",
+        Some(crate::common::SERVICE_TOKEN),
+        Some(serde_json::to_value(&descriptor).unwrap()),
+    )
+    .await;
+    assert!(status.is_success(), "{status}: {body}");
+    // Writes need the service token; the node's own routes still answer.
+    let (status, _) = crate::common::api(
+        &node,
+        "POST",
+        "/v1/descriptors",
+        None,
+        Some(serde_json::to_value(&descriptor).unwrap()),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 401);
+    let client = Watched::connect(&node.ws_url(), "alice", Some(&node.http(""))).await;
+    node.apply(grant("c:alice:hero", "sword-of-dawn", 1)).await;
+    let hero = owner("c:alice:hero");
+    crate::common::eventually("the descriptor merged in", || async {
+        client
+            .client
+            .view()
+            .item(&hero, &sword)
+            .and_then(|i| i.descriptor.descriptor().map(|d| d.name.clone()))
+            == Some("Sword of Dawn".to_owned())
+    })
+    .await;
+    client.client.close().await;
+    node.stop().await;
+}
