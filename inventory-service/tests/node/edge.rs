@@ -182,7 +182,7 @@ async fn oversized_frames_and_floods_hit_the_limits() {
         &store,
         BusChoice::Local(LocalBus::new()),
         EdgeConfig::new()
-            .with_rate_limit(5.0, 5)
+            .with_rate_limit(0.5, 5)
             .with_max_offences(3),
         "127.0.0.1:0".parse().unwrap(),
     )
@@ -222,7 +222,7 @@ async fn oversized_frames_and_floods_hit_the_limits() {
         .iter()
         .filter(|m| error_code(m) == Some(ErrorCode::RateLimited))
         .count();
-    assert!((5..=7).contains(&pongs), "{messages:?}");
+    assert!((5..=8).contains(&pongs), "{messages:?}");
     assert_eq!(limited, 3, "{messages:?}");
     assert!(
         node.metric("inventory_client_errors_total{code=\"rate_limited\"}")
