@@ -161,7 +161,7 @@ async fn our_latency(
         let receive = async {
             loop {
                 match follower.recv().await.expect("follower open") {
-                    CacheUpdate::Delta(_) => return Instant::now(),
+                    CacheUpdate::Delta { .. } => return Instant::now(),
                     CacheUpdate::Resync(_) => {}
                 }
             }

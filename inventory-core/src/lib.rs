@@ -28,7 +28,7 @@
 //! let wood = ItemId::parse("wood")?;
 //! let change = Change::new(ChangeId::random()).grant(OwnerId::account(alice.clone()), wood, Quantity::new(5)?);
 //! inventory.apply(change).await?; // applied, then published on alice's channel
-//! assert!(matches!(follower.recv().await, Some(CacheUpdate::Delta(d)) if d.version.get() == 1));
+//! assert!(matches!(follower.recv().await, Some(CacheUpdate::Delta { owner, .. }) if owner.version.get() == 1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```

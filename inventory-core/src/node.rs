@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
-use protocol::{ChangeEvent, OwnerDelta, OwnerSnapshot, UserId};
+use protocol::{ChangeEvent, ChangeId, ChangeKind, OwnerDelta, OwnerSnapshot, UserId};
 use tokio::sync::mpsc;
 
 use crate::cache::{EventOutcome, HydrationOutcome, PlayerCache};
@@ -37,7 +37,14 @@ const SUBSCRIPTION_SHARDS: usize = 64;
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum CacheUpdate {
     /// One owner moved to its next version.
-    Delta(OwnerDelta),
+    Delta {
+        /// The change that moved it.
+        change_id: ChangeId,
+        /// What the change meant.
+        kind: ChangeKind,
+        /// The owner, its new version and the stacks that moved.
+        owner: OwnerDelta,
+    },
     /// Start over from these snapshots (first delivery, after a gap, after a
     /// reconnection, or after the follower lagged).
     Resync(Vec<OwnerSnapshot>),
@@ -141,19 +148,22 @@ struct Player {
 }
 
 struct FollowerSlot {
-    sender: mpsc::Sender<CacheUpdate>,
+    /// Shared, not cloned, per follower; and a channel's first block holds
+    /// 32 slots, so a pointer keeps an idle follower small.
+    sender: mpsc::Sender<Arc<CacheUpdate>>,
     lagged: Arc<AtomicBool>,
 }
 
 impl Player {
     /// Sends `update` to every follower; a full follower is marked lagged and
     /// skipped until it has drained, then resynced; a gone one is forgotten.
-    fn notify(&mut self, update: &CacheUpdate) {
+    fn notify(&mut self, update: CacheUpdate) {
+        let update = Arc::new(update);
         self.followers.retain(|slot| {
             if slot.lagged.load(Ordering::Acquire) {
                 return !slot.sender.is_closed();
             }
-            match slot.sender.try_send(update.clone()) {
+            match slot.sender.try_send(Arc::clone(&update)) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     slot.lagged.store(true, Ordering::Release);
@@ -165,8 +175,7 @@ impl Player {
     }
 
     fn resync_followers(&mut self) {
-        let update = CacheUpdate::Resync(self.cache.snapshots());
-        self.notify(&update);
+        self.notify(CacheUpdate::Resync(self.cache.snapshots()));
     }
 }
 
@@ -274,7 +283,7 @@ impl ZoneNode {
         let (sender, receiver) = mpsc::channel(self.shared.config.follower_capacity);
         if player.cache.is_ready() {
             // The channel is new and has room for one.
-            let _ = sender.try_send(CacheUpdate::Resync(player.cache.snapshots()));
+            let _ = sender.try_send(Arc::new(CacheUpdate::Resync(player.cache.snapshots())));
         }
         let lagged = Arc::new(AtomicBool::new(false));
         player.followers.push(FollowerSlot {
@@ -294,7 +303,7 @@ impl ZoneNode {
 #[derive(Debug)]
 pub struct Follower {
     user: UserId,
-    receiver: mpsc::Receiver<CacheUpdate>,
+    receiver: mpsc::Receiver<Arc<CacheUpdate>>,
     lagged: Arc<AtomicBool>,
     node: Weak<Shared>,
 }
@@ -303,7 +312,7 @@ impl Follower {
     /// The next update, or `None` once the player is no longer held here.
     pub async fn recv(&mut self) -> Option<CacheUpdate> {
         match self.receiver.try_recv() {
-            Ok(update) => return Some(update),
+            Ok(update) => return Some(Arc::unwrap_or_clone(update)),
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
             Err(mpsc::error::TryRecvError::Empty) => {}
         }
@@ -320,7 +329,7 @@ impl Follower {
             }
             // Hydrating: its end sends a Resync.
         }
-        self.receiver.recv().await
+        self.receiver.recv().await.map(Arc::unwrap_or_clone)
     }
 }
 
@@ -447,13 +456,18 @@ impl Shared {
             // Released meanwhile: an event in flight after the unsubscribe.
             return;
         };
+        let (change_id, kind) = (event.change_id, event.kind);
         match player.cache.on_event(event) {
             EventOutcome::Buffered => {}
             EventOutcome::Duplicate => self.metrics().add_duplicates(1),
             EventOutcome::Applied(deltas) => {
                 self.metrics().add_applied(deltas.len() as u64);
-                for delta in deltas {
-                    player.notify(&CacheUpdate::Delta(delta));
+                for owner in deltas {
+                    player.notify(CacheUpdate::Delta {
+                        change_id,
+                        kind,
+                        owner,
+                    });
                 }
             }
             EventOutcome::Gap(generation) => {

@@ -440,7 +440,10 @@ mod single_node {
 
         // Then it follows normally again, and ends when the player leaves.
         inventory.apply(grant(&owner, 1)).await.unwrap();
-        assert!(matches!(follower.recv().await, Some(CacheUpdate::Delta(_))));
+        assert!(matches!(
+            follower.recv().await,
+            Some(CacheUpdate::Delta { .. })
+        ));
         node.leave(&ZoneId::new("town"), &user).await.unwrap();
         assert_eq!(follower.recv().await, None);
         assert!(node.follow(&user).is_none());

@@ -1,30 +1,16 @@
-//! The gameplay API game servers call: apply a change, read inventories.
+//! The gameplay API game servers call: apply a change, read inventories, and
+//! join or leave a player into a zone of this node.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use inventory_core::Inventory;
-use protocol::{Change, ChangeEvent, OwnerId, OwnerSnapshot, UserId};
+use inventory_core::ZoneId;
+use protocol::{Change, ChangeEvent, ErrorCode, ID_MAX_LEN, OwnerId, OwnerSnapshot, UserId};
 use serde::Serialize;
 
-use crate::{ApiError, ServiceToken};
-
-/// What every handler shares.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    inventory: Inventory,
-    token: ServiceToken,
-}
-
-impl AppState {
-    /// State over an inventory, guarded by a service token.
-    #[must_use]
-    pub fn new(inventory: Inventory, token: ServiceToken) -> Self {
-        Self { inventory, token }
-    }
-}
+use crate::{ApiError, AppState};
 
 /// The answer to an applied change.
 #[derive(Debug, Serialize)]
@@ -40,6 +26,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/changes", post(apply_change))
         .route("/v1/owners/{owner}", get(load_owner))
         .route("/v1/users/{user}", get(load_user))
+        .route(
+            "/v1/zones/{zone}/players/{user}",
+            post(join_zone).delete(leave_zone),
+        )
 }
 
 async fn apply_change(
@@ -47,9 +37,9 @@ async fn apply_change(
     headers: HeaderMap,
     body: Result<Json<Change>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
-    state.token.check(&headers)?;
+    state.service_token().check(&headers)?;
     let Json(change) = body?;
-    let applied = state.inventory.apply(change).await?;
+    let applied = state.inventory().apply(change).await?;
     let status = if applied.already_applied {
         StatusCode::OK
     } else {
@@ -69,9 +59,9 @@ async fn load_owner(
     headers: HeaderMap,
     Path(owner): Path<String>,
 ) -> Result<Json<OwnerSnapshot>, ApiError> {
-    state.token.check(&headers)?;
+    state.service_token().check(&headers)?;
     let owner = OwnerId::parse(&owner)?;
-    Ok(Json(state.inventory.load(&owner).await?))
+    Ok(Json(state.inventory().load(&owner).await?))
 }
 
 async fn load_user(
@@ -79,7 +69,73 @@ async fn load_user(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<Vec<OwnerSnapshot>>, ApiError> {
-    state.token.check(&headers)?;
+    state.service_token().check(&headers)?;
     let user = UserId::parse(user)?;
-    Ok(Json(state.inventory.load_user(&user).await?))
+    Ok(Json(state.inventory().load_user(&user).await?))
+}
+
+/// A zone name follows the id grammar (`[A-Za-z0-9_-]{1,64}`), which keeps
+/// the node's reserved client zones (`@clients#<n>`) out of reach.
+fn zone(state: &AppState, name: &str) -> Result<ZoneId, ApiError> {
+    let valid = !name.is_empty()
+        && name.len() <= ID_MAX_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(ApiError::new(
+            ErrorCode::InvalidId,
+            format!("invalid zone {name:?}: a zone name is 1 to {ID_MAX_LEN} of A-Z a-z 0-9 _ -"),
+        ));
+    }
+    if !state.zone_allowed(name) {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("this node does not host zone {name:?}"),
+        ));
+    }
+    Ok(ZoneId::new(name))
+}
+
+/// The answer to a join or leave: the zones of this node now holding the player.
+#[derive(Debug, Serialize)]
+struct Zones {
+    zones: Vec<String>,
+}
+
+async fn join_zone(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((zone_name, user)): Path<(String, String)>,
+) -> Result<Json<Zones>, ApiError> {
+    state.service_token().check(&headers)?;
+    let zone = zone(&state, &zone_name)?;
+    let user = UserId::parse(user)?;
+    state.node().join(&zone, &user).await?;
+    Ok(Json(zones_of(&state, &user)))
+}
+
+async fn leave_zone(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((zone_name, user)): Path<(String, String)>,
+) -> Result<Json<Zones>, ApiError> {
+    state.service_token().check(&headers)?;
+    let zone = zone(&state, &zone_name)?;
+    let user = UserId::parse(user)?;
+    state.node().leave(&zone, &user).await?;
+    Ok(Json(zones_of(&state, &user)))
+}
+
+/// The game zones holding `user` (the node's client zones are not listed).
+fn zones_of(state: &AppState, user: &UserId) -> Zones {
+    Zones {
+        zones: state
+            .node()
+            .zones_of(user)
+            .into_iter()
+            .map(|z| z.as_str().to_owned())
+            .filter(|z| !z.starts_with('@'))
+            .collect(),
+    }
 }

@@ -1,17 +1,39 @@
-//! The zone node: the gameplay mutation API that game servers call, and (from
-//! the zone-node issue on) the WebSocket edge that streams snapshots and deltas
-//! to game clients.
+//! The zone node: the WebSocket edge that streams each game client its own
+//! player's snapshot and deltas, and the gameplay API that game servers call
+//! to change inventories and to move players between zones.
 //!
 //! The library exposes [`app`] (a `Router`, testable without a socket) and
-//! [`run`] (serve a listener until a shutdown signal); `main.rs` only reads
-//! [`Config`] and wires.
+//! [`run`] (serve a listener until a shutdown signal, then drain); `main.rs`
+//! only reads [`Config`] and wires.
+//!
+//! | route | who | what |
+//! |---|---|---|
+//! | `GET /v1/ws` | game clients | the client WebSocket (`protocol::ClientMessage` / `ServerMessage`) |
+//! | `POST /v1/changes` | game servers | apply a change (idempotent by change id) |
+//! | `GET /v1/owners/{owner}`, `GET /v1/users/{user}` | game servers | read inventories |
+//! | `POST`/`DELETE /v1/zones/{zone}/players/{user}` | game servers | join / leave a zone |
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operators | liveness, readiness, Prometheus |
+//! | anything else | | the fallback router, if any: in the embedded mode, the descriptor service (`/v1/descriptors…`) |
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use inventory_core::{Inventory, MemoryStore};
-//! use inventory_service::{AppState, ServiceToken};
+//! use std::sync::Arc;
+//! use inventory_core::{LocalBus, MemoryStore, ZoneNodeConfig};
+//! use inventory_service::{AppState, BusChoice, ClientTokens, ServiceToken};
 //!
-//! let state = AppState::new(Inventory::new(MemoryStore::new()), ServiceToken::new("secret")?);
+//! let (inventory, node) = inventory_service::start_node(
+//!     Arc::new(MemoryStore::new()),
+//!     BusChoice::Local(LocalBus::new()),
+//!     ZoneNodeConfig::new(),
+//! )
+//! .await?;
+//! let state = AppState::builder(
+//!     inventory,
+//!     node,
+//!     ServiceToken::new("a-service-token-of-16+")?,
+//!     ClientTokens::hs256(b"a-jwt-secret-of-16-bytes+")?,
+//! )
+//! .build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! inventory_service::run(listener, state, std::future::pending()).await?;
 //! # Ok(())
@@ -20,40 +42,86 @@
 
 mod auth;
 mod config;
+mod edge;
 mod error;
+mod feed;
 mod gameplay;
+mod metrics;
+mod state;
 
 use std::future::Future;
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::{any, get};
 
-pub use auth::ServiceToken;
+pub use auth::{ClientTokens, ServiceToken};
 pub use config::Config;
+pub use edge::EdgeConfig;
 pub use error::ApiError;
-pub use gameplay::AppState;
+pub use metrics::Metrics;
+pub use state::{AppState, AppStateBuilder, BusChoice, start_node};
 
 /// The largest request body the node accepts, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// How long [`run`] waits for clients to go and feeds to release their
+/// interest after the shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The node's HTTP routes.
 pub fn app(state: AppState) -> Router {
+    let extra = state.extra_routes();
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/v1/ws", any(edge::upgrade))
         .merge(gameplay::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+        .fallback_service(extra)
 }
 
-/// Serves [`app`] on `listener` until `shutdown` completes, then finishes the
-/// requests in flight.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(),
+    )
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes; then refuses new
+/// clients, closes the connected ones (they reconnect to another node and
+/// resume), finishes the requests in flight and releases every player the
+/// clients held (unsubscribing), waiting at most [`DRAIN_TIMEOUT`].
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let draining = state.clone();
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
+    let signal = async move {
+        shutdown.await;
+        draining.drain(DRAIN_TIMEOUT).await;
+        let _ = drained_tx.send(());
+    };
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(signal)
+        .await;
+    // The signal future completed (drained) or the server failed first.
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, drained_rx).await;
+    served
 }

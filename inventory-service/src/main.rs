@@ -1,9 +1,14 @@
-//! The zone node binary: reads [`Config`], opens the store, serves until Ctrl-C.
+//! The zone node binary: reads [`Config`], opens the store and the bus, serves
+//! until Ctrl-C, then drains.
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use inventory_core::{Inventory, SqliteConfig, SqliteStore};
-use inventory_service::{AppState, Config, ServiceToken};
+use inventory_core::{
+    InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig,
+};
+use inventory_service::{AppState, BusChoice, ClientTokens, Config, ServiceToken};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -24,16 +29,87 @@ async fn main() -> anyhow::Result<()> {
             token
         }
     };
-    let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path))
-        .with_context(|| format!("opening {}", config.sqlite_path.display()))?;
-    let inventory = Inventory::new(store);
+    let client_tokens = match &config.jwt_secret {
+        Some(secret) => ClientTokens::hs256(secret.as_bytes()).context("INVENTORY_JWT_SECRET")?,
+        None => {
+            tracing::warn!("no INVENTORY_JWT_SECRET set; game clients cannot connect");
+            ClientTokens::random()
+        }
+    }
+    .with_leeway(std::time::Duration::from_secs(config.jwt_leeway_secs));
+    let store = open_store(&config).await?;
+    let bus = match &config.redis_url {
+        Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
+        None => BusChoice::Local(LocalBus::new()),
+    };
+    let (inventory, node) =
+        inventory_service::start_node(Arc::new(store), bus, ZoneNodeConfig::new())
+            .await
+            .context("connecting the bus")?;
+    let descriptors = match &config.descriptor_url {
+        Some(url) => {
+            tracing::info!(%url, "descriptor service elsewhere");
+            axum::Router::new()
+        }
+        None => embedded_descriptors(&config, &token)?,
+    };
+    let state = AppState::builder(inventory, node, token, client_tokens)
+        .with_fallback(descriptors)
+        .with_zones(config.zones.clone())
+        .with_edge_config(config.edge())
+        .build();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "inventory node listening");
-    inventory_service::run(listener, AppState::new(inventory, token), async {
-        tokio::signal::ctrl_c().await.ok();
-    })
-    .await?;
+    inventory_service::run(listener, state, stop_signal()).await?;
     Ok(())
+}
+
+/// MongoDB if a URI is configured (feature `mongodb`), else the embedded
+/// SQLite file.
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn InventoryStore>> {
+    #[cfg(feature = "mongodb")]
+    if let Some(uri) = &config.mongodb_uri {
+        let store = inventory_core::MongoStore::connect(inventory_core::MongoConfig::new(uri))
+            .await
+            .context("connecting to MONGODB_URI")?;
+        tracing::info!("store: MongoDB");
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path))
+        .with_context(|| format!("opening {}", config.sqlite_path.display()))?;
+    tracing::info!(path = %config.sqlite_path.display(), "store: SQLite");
+    Ok(Arc::new(store))
+}
+
+/// The descriptor service over its own SQLite file, its writes guarded by the
+/// node's service token, its reads open (clients fetch descriptors).
+fn embedded_descriptors(config: &Config, token: &ServiceToken) -> anyhow::Result<axum::Router> {
+    let path = &config.descriptor_sqlite_path;
+    let store = descriptor_service::SqliteStore::open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let auth = descriptor_service::AuthConfig::default()
+        .with_write_token(token.secret())
+        .with_open_reads(true);
+    let state = descriptor_service::AppState::builder(Arc::new(store))
+        .with_auth(auth)
+        .build();
+    tracing::info!(path = %path.display(), "descriptor service embedded at /v1/descriptors");
+    Ok(descriptor_service::app(state))
+}
+
+/// Ctrl-C, or SIGTERM from a supervisor.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.ok();
 }

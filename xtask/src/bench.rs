@@ -64,6 +64,12 @@ const BENCHES: &[Bench] = &[
         target: "descriptors",
         features: &["sqlite", "mongodb"],
     },
+    Bench {
+        name: "edge",
+        package: "inventory-service",
+        target: "edge",
+        features: &[],
+    },
 ];
 
 #[derive(Debug, Args)]

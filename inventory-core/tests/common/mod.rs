@@ -394,7 +394,7 @@ impl FollowedView {
                             .map(|s| (s.owner.clone(), s))
                             .collect();
                     }
-                    CacheUpdate::Delta(delta) => {
+                    CacheUpdate::Delta { owner: delta, .. } => {
                         let snapshot = owners
                             .entry(delta.owner.clone())
                             .or_insert_with(|| OwnerSnapshot::empty(delta.owner.clone()));

@@ -1,20 +1,28 @@
 //! The gameplay API through the router (no socket) and over a real socket.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use inventory_core::{Inventory, MemoryStore};
-use inventory_service::{AppState, ServiceToken, app};
-use protocol::{ChangeId, ErrorBody, ErrorCode};
+use inventory_core::{LocalBus, MemoryStore, ZoneNodeConfig};
+use inventory_service::{AppState, BusChoice, ServiceToken, app};
+use protocol::{ChangeId, ErrorBody, ErrorCode, UserId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const TOKEN: &str = "test-service-token-0123";
+use crate::common::{SERVICE_TOKEN as TOKEN, tokens};
 
-fn state() -> AppState {
-    AppState::new(
-        Inventory::new(MemoryStore::new()),
-        ServiceToken::new(TOKEN).unwrap(),
+async fn state() -> AppState {
+    let (inventory, node) = inventory_service::start_node(
+        Arc::new(MemoryStore::new()),
+        BusChoice::Local(LocalBus::new()),
+        ZoneNodeConfig::new(),
     )
+    .await
+    .unwrap();
+    AppState::builder(inventory, node, ServiceToken::new(TOKEN).unwrap(), tokens())
+        .with_zones(["forest", "town"])
+        .build()
 }
 
 async fn call(
@@ -54,7 +62,7 @@ fn error_code(value: &Value) -> ErrorCode {
 
 #[tokio::test]
 async fn apply_then_read_and_retry_is_idempotent() {
-    let state = state();
+    let state = state().await;
     let id = ChangeId::random();
     let body = grant(id, "a:alice", "wood", 5);
     let (status, applied) = call(
@@ -80,7 +88,7 @@ async fn apply_then_read_and_retry_is_idempotent() {
 
 #[tokio::test]
 async fn bad_input_gets_a_stable_code_and_writes_nothing() {
-    let state = state();
+    let state = state().await;
     let id = ChangeId::random();
     let consume =
         json!({"id": id, "ops": [{"op": "consume", "owner": "a:bob", "item": "gold", "qty": 1}]})
@@ -132,7 +140,7 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
 
 #[tokio::test]
 async fn the_gameplay_api_requires_the_service_token() {
-    let state = state();
+    let state = state().await;
     for token in [None, Some("wrong-token-wrong-token")] {
         let (status, value) = call(
             &state,
@@ -159,7 +167,7 @@ async fn serves_over_a_real_socket_and_shuts_down() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(inventory_service::run(listener, state(), async {
+    let server = tokio::spawn(inventory_service::run(listener, state().await, async {
         stopped.await.ok();
     }));
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -173,4 +181,105 @@ async fn serves_over_a_real_socket_and_shuts_down() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn join_and_leave_zones_hold_the_player_on_the_node() {
+    let state = state().await;
+    let alice = UserId::parse("alice").unwrap();
+    let (status, zones) = call(
+        &state,
+        "POST",
+        "/v1/zones/forest/players/alice",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{zones}");
+    assert_eq!(zones["zones"], json!(["forest"]));
+    assert!(state.node().snapshot(&alice).is_some());
+    let (_, zones) = call(
+        &state,
+        "POST",
+        "/v1/zones/town/players/alice",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(zones["zones"], json!(["forest", "town"]));
+    let (_, zones) = call(
+        &state,
+        "DELETE",
+        "/v1/zones/forest/players/alice",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(zones["zones"], json!(["town"]));
+    let (_, zones) = call(
+        &state,
+        "DELETE",
+        "/v1/zones/town/players/alice",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(zones["zones"], json!([]));
+    assert!(state.node().snapshot(&alice).is_none());
+    for (uri, status, code) in [
+        (
+            "/v1/zones/cave/players/alice",
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+        ),
+        (
+            "/v1/zones/@clients%230/players/alice",
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+        (
+            "/v1/zones/forest/players/al.ice",
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+    ] {
+        let (got, value) = call(&state, "POST", uri, Some(TOKEN), None).await;
+        assert_eq!((got, error_code(&value)), (status, code), "{uri}: {value}");
+    }
+    let (status, _) = call(&state, "POST", "/v1/zones/forest/players/alice", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(state.node().snapshot(&alice).is_none());
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let state = state().await;
+    let (status, _) = call(&state, "GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let res = app(state.clone()).oneshot(req).await.unwrap();
+    let text = String::from_utf8(
+        axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    for metric in [
+        "inventory_clients_connected",
+        "inventory_deltas_sent_total",
+        "inventory_client_bytes_sent_total",
+        "inventory_resumes_total",
+        "inventory_snapshots_sent_total",
+        "inventory_slow_client_disconnects_total",
+        "inventory_events_published",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from\n{text}");
+    }
+    state.drain(std::time::Duration::from_secs(1)).await;
+    let (status, _) = call(&state, "GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }

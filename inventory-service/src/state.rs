@@ -1,0 +1,215 @@
+//! What every handler shares ([`AppState`]), and the wiring of a store and a
+//! bus into an [`Inventory`] and a [`ZoneNode`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use inventory_core::{
+    Error, EventBus, Inventory, InventoryStore, LocalBus, PropagationMetrics, RedisBus,
+    RedisBusConfig, ZoneNode, ZoneNodeConfig,
+};
+use tokio::sync::watch;
+
+use crate::feed::{FeedConfig, Feeds};
+use crate::{ClientTokens, EdgeConfig, Metrics, ServiceToken};
+
+/// Which propagation fabric a node uses.
+#[derive(Clone, Debug)]
+pub enum BusChoice {
+    /// In-process: every node sharing this bus lives in this process.
+    Local(LocalBus),
+    /// Redis pub/sub; each node opens its own connections.
+    Redis(RedisBusConfig),
+}
+
+/// Opens a bus connection and starts a zone node over `store`: the returned
+/// [`Inventory`] publishes through the same connection the node subscribes
+/// with, and both count in the same metrics.
+pub async fn start_node(
+    store: Arc<dyn InventoryStore>,
+    bus: BusChoice,
+    config: ZoneNodeConfig,
+) -> Result<(Inventory, ZoneNode), Error> {
+    let metrics = PropagationMetrics::new();
+    let config = config.with_metrics(metrics.clone());
+    let (bus, receiver): (Arc<dyn EventBus>, _) = match bus {
+        BusChoice::Local(bus) => {
+            let (connection, receiver) = bus.connect();
+            (Arc::new(connection), receiver)
+        }
+        BusChoice::Redis(config) => {
+            let (bus, receiver) = RedisBus::connect(config).await?;
+            (Arc::new(bus), receiver)
+        }
+    };
+    let node = ZoneNode::start(store.clone(), bus.clone(), receiver, config);
+    let inventory = Inventory::from_arc(store)
+        .with_bus(bus)
+        .with_metrics(metrics);
+    Ok((inventory, node))
+}
+
+/// What every handler shares. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    inventory: Inventory,
+    node: ZoneNode,
+    service_token: ServiceToken,
+    client_tokens: ClientTokens,
+    zones: Option<BTreeSet<String>>,
+    edge: EdgeConfig,
+    feeds: Feeds,
+    metrics: Metrics,
+    draining: watch::Sender<bool>,
+    extra: axum::Router,
+}
+
+/// Builds an [`AppState`].
+#[derive(Debug)]
+#[must_use]
+pub struct AppStateBuilder {
+    inventory: Inventory,
+    node: ZoneNode,
+    service_token: ServiceToken,
+    client_tokens: ClientTokens,
+    zones: Option<BTreeSet<String>>,
+    edge: EdgeConfig,
+    extra: axum::Router,
+}
+
+impl AppStateBuilder {
+    /// Only these zones may be joined (default: any zone name).
+    pub fn with_zones(mut self, zones: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let zones: BTreeSet<String> = zones.into_iter().map(Into::into).collect();
+        self.zones = (!zones.is_empty()).then_some(zones);
+        self
+    }
+
+    /// The client WebSocket's limits.
+    pub fn with_edge_config(mut self, edge: EdgeConfig) -> Self {
+        self.edge = edge;
+        self
+    }
+
+    /// A router that answers every request the node itself does not route,
+    /// on the same listener: the embedded descriptor service, say.
+    pub fn with_fallback(mut self, routes: axum::Router) -> Self {
+        self.extra = routes;
+        self
+    }
+
+    /// The state.
+    pub fn build(self) -> AppState {
+        let metrics = Metrics::new(self.node.metrics().clone());
+        let feeds = Feeds::new(
+            self.node.clone(),
+            FeedConfig {
+                resume_window: self.edge.resume_window,
+                linger: self.edge.linger,
+            },
+            metrics.clone(),
+        );
+        AppState {
+            shared: Arc::new(Shared {
+                inventory: self.inventory,
+                node: self.node,
+                service_token: self.service_token,
+                client_tokens: self.client_tokens,
+                zones: self.zones,
+                edge: self.edge,
+                feeds,
+                metrics,
+                draining: watch::Sender::new(false),
+                extra: self.extra,
+            }),
+        }
+    }
+}
+
+impl AppState {
+    /// A state over a node and its inventory, the gameplay API guarded by
+    /// `service_token`, clients authenticated by `client_tokens`.
+    pub fn builder(
+        inventory: Inventory,
+        node: ZoneNode,
+        service_token: ServiceToken,
+        client_tokens: ClientTokens,
+    ) -> AppStateBuilder {
+        AppStateBuilder {
+            inventory,
+            node,
+            service_token,
+            client_tokens,
+            zones: None,
+            edge: EdgeConfig::default(),
+            extra: axum::Router::new(),
+        }
+    }
+
+    /// The inventory facade.
+    #[must_use]
+    pub fn inventory(&self) -> &Inventory {
+        &self.shared.inventory
+    }
+
+    /// The zone node.
+    #[must_use]
+    pub fn node(&self) -> &ZoneNode {
+        &self.shared.node
+    }
+
+    /// The node's metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// The client token verifier (and issuer).
+    #[must_use]
+    pub fn client_tokens(&self) -> &ClientTokens {
+        &self.shared.client_tokens
+    }
+
+    pub(crate) fn service_token(&self) -> &ServiceToken {
+        &self.shared.service_token
+    }
+
+    pub(crate) fn zone_allowed(&self, zone: &str) -> bool {
+        self.shared.zones.as_ref().is_none_or(|z| z.contains(zone))
+    }
+
+    pub(crate) fn edge_config(&self) -> EdgeConfig {
+        self.shared.edge
+    }
+
+    pub(crate) fn feeds(&self) -> &Feeds {
+        &self.shared.feeds
+    }
+
+    pub(crate) fn extra_routes(&self) -> axum::Router {
+        self.shared.extra.clone()
+    }
+
+    /// True once shutdown began: readiness fails and new clients are refused.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        *self.shared.draining.borrow()
+    }
+
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shared.draining.subscribe()
+    }
+
+    /// Starts draining: refuses new clients and tells connected ones to go
+    /// (they reconnect elsewhere and resume); then waits for the player
+    /// feeds to release their interest, at most `timeout`.
+    pub async fn drain(&self, timeout: std::time::Duration) {
+        self.shared.draining.send_replace(true);
+        self.shared.feeds.close(timeout).await;
+    }
+}

@@ -1,0 +1,6 @@
+//! The zone node end to end: real sockets, real Redis, SQLite, SDK clients.
+
+mod cluster;
+mod common;
+mod edge;
+mod gameplay;
