@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::Error;
 use crate::connection::{Config, Driver, Event, Shared, with_driver};
-use crate::error::to_js;
+use crate::error::{option_to_js, to_js};
 use crate::js_view;
 
 /// The constructor's options (`InventoryClientOptions` in TypeScript).
@@ -211,20 +211,20 @@ impl InventoryClient {
     ) -> Result<InventoryClient, JsValue> {
         let options: Options = match options {
             Some(options) => serde_wasm_bindgen::from_value(options.into())
-                .map_err(|e| Error::InvalidOption(e.to_string()))
-                .map_err(|e| to_js(&sdk::Error::transport(e)))?,
+                .map_err(|e| option_to_js(&Error::InvalidOption(e.to_string())))?,
             None => Options::default(),
         };
         let config = options
             .into_config(url, token)
-            .map_err(|e| to_js(&sdk::Error::transport(e)))?;
+            .map_err(|e| option_to_js(&e))?;
         Ok(Self {
             shared: Rc::new(RefCell::new(Driver::new(config))),
         })
     }
 
     /// Connects, says hello and resolves once the node has welcomed the
-    /// client (its inventories are then in `items()`). Rejects with an
+    /// client and every inventory of the session has arrived (they are then
+    /// in `items()`). Rejects with an
     /// `InventoryError` if the first connection fails or the token is
     /// refused; afterwards the client reconnects and resumes by itself.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]

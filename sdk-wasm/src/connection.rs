@@ -129,6 +129,9 @@ pub(crate) struct Driver {
     /// Incremented for every socket, so that events of an old one are ignored.
     session: u64,
     welcomed: bool,
+    /// The owners of the session's welcome until each is held: the session
+    /// counts as connected (and `connect()` resolves) once all are.
+    hydrating: Option<Vec<protocol::OwnerId>>,
     closed: bool,
     delays: ExponentialBackoff,
     attempt: u32,
@@ -139,9 +142,9 @@ pub(crate) struct Driver {
     nonce: u64,
     ping_sent: Option<(u64, f64)>,
     latency_ms: Option<f64>,
-    /// Whether a session was ever welcomed: until then a failure ends the
+    /// Whether a session ever got connected: until then a failure ends the
     /// client (and rejects `connect()`), as natively.
-    ever_welcomed: bool,
+    ever_connected: bool,
     descriptors: DescriptorQueue,
     outbox: Vec<Event>,
     /// The user's listeners and pending `connect()` promises.
@@ -174,6 +177,7 @@ impl Driver {
             socket: None,
             session: 0,
             welcomed: false,
+            hydrating: None,
             closed: false,
             attempt: 0,
             reconnect_timer: None,
@@ -183,7 +187,7 @@ impl Driver {
             nonce: 0,
             ping_sent: None,
             latency_ms: None,
-            ever_welcomed: false,
+            ever_connected: false,
             descriptors: DescriptorQueue::default(),
             outbox: Vec::new(),
             listeners: Listeners::default(),
@@ -247,6 +251,7 @@ impl Driver {
     fn end_session(&mut self) {
         self.socket = None;
         self.welcomed = false;
+        self.hydrating = None;
         self.reconnect_timer = None;
         self.connect_timer = None;
         self.ping_timer = None;
@@ -374,7 +379,12 @@ impl Driver {
             }
         };
         match &message {
-            ServerMessage::Welcome { .. } => self.welcomed(me),
+            ServerMessage::Welcome { owners, .. } => {
+                if !self.welcomed {
+                    self.hydrating = Some(owners.clone());
+                }
+                self.welcomed(me);
+            }
             ServerMessage::Pong { nonce } => {
                 if let Some((sent_nonce, sent_at)) = self.ping_sent
                     && sent_nonce == *nonce
@@ -399,6 +409,7 @@ impl Driver {
         if !changes.is_empty() {
             self.outbox.push(Event::Changes(changes));
         }
+        self.check_hydrated();
         if let Some(resume) = self.state.take_resume_request() {
             self.send(&ClientMessage::Hello {
                 token: self.config.token.clone(),
@@ -417,9 +428,6 @@ impl Driver {
         self.connect_timer = None;
         self.delays = self.config.backoff();
         self.attempt = 0;
-        self.ever_welcomed = true;
-        self.set_connection(JsConnection::Connected);
-        self.outbox.push(Event::Ready(Ok(())));
         let session = self.session;
         let me = me.clone();
         let interval_ms = self.config.ping_interval_ms;
@@ -428,6 +436,20 @@ impl Driver {
         }));
         // Replay the immediate first ping so that the latency is known early.
         self.ping();
+    }
+
+    /// Reports the session connected once every welcomed owner is held.
+    fn check_hydrated(&mut self) {
+        let hydrated = self
+            .hydrating
+            .as_ref()
+            .is_some_and(|owners| owners.iter().all(|owner| self.state.owner(owner).is_some()));
+        if hydrated {
+            self.hydrating = None;
+            self.ever_connected = true;
+            self.set_connection(JsConnection::Connected);
+            self.outbox.push(Event::Ready(Ok(())));
+        }
     }
 
     fn on_ping_tick(&mut self, session: u64, me: &Weak<RefCell<Driver>>) {
@@ -464,7 +486,7 @@ impl Driver {
     fn lost(&mut self, error: sdk::Error, me: &Weak<RefCell<Driver>>) {
         self.end_session();
         self.outbox.push(Event::Error(error.clone()));
-        if !self.ever_welcomed {
+        if !self.ever_connected {
             self.outbox.push(Event::Ready(Err(error)));
             self.closed = true;
             self.set_connection(JsConnection::Closed);

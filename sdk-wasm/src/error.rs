@@ -2,6 +2,7 @@
 //! shown to JavaScript: an `Error` whose `code` is the stable
 //! [`protocol::ErrorCode`] string.
 
+use protocol::ErrorCode;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Failures of the browser transports. They reach users wrapped in
@@ -47,10 +48,19 @@ impl Error {
 /// The JavaScript form of an SDK error: an `Error` with `code` (a stable
 /// `protocol::ErrorCode` string) and `retryable`.
 pub(crate) fn to_js(error: &sdk::Error) -> JsValue {
-    let js = js_sys::Error::new(&error.to_string());
+    js_error(&error.to_string(), error.code(), error.is_retryable())
+}
+
+/// The JavaScript form of a refused option: `malformed_request`, final.
+pub(crate) fn option_to_js(error: &Error) -> JsValue {
+    js_error(&error.to_string(), ErrorCode::MalformedRequest, false)
+}
+
+fn js_error(message: &str, code: ErrorCode, retryable: bool) -> JsValue {
+    let js = js_sys::Error::new(message);
     // Setting own properties on a fresh Error object cannot fail.
-    let _ = js_sys::Reflect::set(&js, &"code".into(), &error.code().as_str().into());
-    let _ = js_sys::Reflect::set(&js, &"retryable".into(), &error.is_retryable().into());
+    let _ = js_sys::Reflect::set(&js, &"code".into(), &code.as_str().into());
+    let _ = js_sys::Reflect::set(&js, &"retryable".into(), &retryable.into());
     js.into()
 }
 

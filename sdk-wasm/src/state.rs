@@ -7,7 +7,7 @@ use sdk::ClientState;
 use wasm_bindgen::prelude::*;
 
 use crate::client::{encoding_named, to_plain};
-use crate::error::to_js;
+use crate::error::{option_to_js, to_js};
 use crate::js_view;
 
 /// The player's inventories as the node's frames describe them, without any
@@ -28,7 +28,7 @@ impl InventoryState {
         #[wasm_bindgen(unchecked_param_type = "\"json\" | \"msgpack\"")] encoding: Option<String>,
     ) -> Result<InventoryState, JsValue> {
         let encoding = match encoding {
-            Some(name) => encoding_named(&name).map_err(|e| to_js(&sdk::Error::transport(e)))?,
+            Some(name) => encoding_named(&name).map_err(|e| option_to_js(&e))?,
             None => Encoding::Json,
         };
         Ok(Self {
