@@ -205,7 +205,7 @@ impl InventoryClient {
     pub fn new(
         url: String,
         token: String,
-        #[wasm_bindgen(unchecked_param_type = "InventoryClientOptions")] options: Option<
+        #[wasm_bindgen(unchecked_optional_param_type = "InventoryClientOptions")] options: Option<
             js_sys::Object,
         >,
     ) -> Result<InventoryClient, JsValue> {

@@ -5,13 +5,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
 use crate::job::{cargo, display};
+use crate::target_dir;
 
 /// A benchmark `cargo xtask bench <name>` knows how to run.
 #[derive(Debug)]
@@ -143,11 +144,6 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
     );
     eprintln!("report saved to {}", report_path.display());
     Ok(report)
-}
-
-/// `$CARGO_TARGET_DIR` (relative to the workspace) or `<workspace>/target`.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 #[cfg(test)]
