@@ -25,7 +25,9 @@ impl InventoryState {
     /// or `"msgpack"`).
     #[wasm_bindgen(constructor)]
     pub fn new(
-        #[wasm_bindgen(unchecked_optional_param_type = "\"json\" | \"msgpack\"")] encoding: Option<String>,
+        #[wasm_bindgen(unchecked_optional_param_type = "\"json\" | \"msgpack\"")] encoding: Option<
+            String,
+        >,
     ) -> Result<InventoryState, JsValue> {
         let encoding = match encoding {
             Some(name) => encoding_named(&name).map_err(|e| option_to_js(&e))?,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
 use crate::job::{cargo, display};
-use crate::target_dir;
+use crate::{install, target_dir, wasm};
 
 /// A benchmark `cargo xtask bench <name>` knows how to run.
 #[derive(Debug)]
@@ -22,6 +22,9 @@ struct Bench {
     /// The `[[bench]]` target in the package's manifest.
     target: &'static str,
     features: &'static [&'static str],
+    /// Whether it measures the wasm release bundle, which is built first and
+    /// named in `SDK_WASM_BUNDLE`.
+    needs_wasm_bundle: bool,
 }
 
 impl Bench {
@@ -40,12 +43,22 @@ impl Bench {
 }
 
 /// One line per benchmark.
-const BENCHES: &[Bench] = &[Bench {
-    name: "store",
-    package: "inventory-core",
-    target: "store",
-    features: &["sqlite"],
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "store",
+        package: "inventory-core",
+        target: "store",
+        features: &["sqlite"],
+        needs_wasm_bundle: false,
+    },
+    Bench {
+        name: "wasm",
+        package: "sdk-wasm",
+        target: "wasm",
+        features: &[],
+        needs_wasm_bundle: true,
+    },
+];
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -118,6 +131,11 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
     let report_path = target_dir(root).join(format!("bench-{}.txt", bench.name));
     let mut command = bench.command(bench_args);
     command.current_dir(root).stdout(Stdio::piped());
+    if bench.needs_wasm_bundle {
+        install::ensure_wasm_tools(root)?;
+        let bundle = wasm::build(root)?;
+        command.env("SDK_WASM_BUNDLE", &bundle.dirs[0]);
+    }
     let shown = display(&command);
     eprintln!("\n==> bench {}\n$ {shown}", bench.name);
     let mut child = command
