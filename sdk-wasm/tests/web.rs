@@ -43,7 +43,11 @@ fn ws_url() -> String {
 }
 
 fn plain(value: &JsValue) -> Value {
-    serde_wasm_bindgen::from_value(value.clone()).expect("a plain JS value")
+    if value.is_undefined() {
+        return Value::Null;
+    }
+    let json = js_sys::JSON::stringify(value).expect("a plain JS value");
+    serde_json::from_str(&String::from(json)).unwrap()
 }
 
 /// Calls a control endpoint of the stub.
@@ -92,9 +96,8 @@ fn recorder() -> (Rc<RefCell<Vec<Value>>>, Function) {
 }
 
 fn options(value: Value) -> Option<js_sys::Object> {
-    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
     Some(
-        serde::Serialize::serialize(&value, &serializer)
+        js_sys::JSON::parse(&value.to_string())
             .unwrap()
             .unchecked_into(),
     )
