@@ -46,6 +46,9 @@ pub enum Error {
     /// Any other backend failure.
     #[error("store error: {0}")]
     Backend(String),
+    /// The event bus could not deliver or subscribe.
+    #[error("event bus error: {0}")]
+    Bus(String),
 }
 
 impl Error {
@@ -56,7 +59,7 @@ impl Error {
             Self::Invalid(e) => e.code(),
             Self::Insufficient { .. } => ErrorCode::InsufficientBalance,
             Self::BalanceOverflow { .. } => ErrorCode::BalanceOverflow,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::Bus(_) => ErrorCode::Unavailable,
             Self::Corrupt { .. } | Self::Backend(_) => ErrorCode::Internal,
         }
     }

@@ -3,9 +3,40 @@
 //! [`Inventory`] facade that validates a change, applies it and returns the
 //! event to propagate.
 //!
+//! Propagation: the [`EventBus`] port (per-player channels) with the in-process
+//! [`LocalBus`] and, behind the `redis` feature, a Redis pub/sub adapter; the
+//! [`ZoneNode`] that keeps one server process's player caches, subscribed by
+//! reference-counted zone interest and updated only by versioned events.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use inventory_core::{CacheUpdate, Inventory, LocalBus, MemoryStore, ZoneId, ZoneNode, ZoneNodeConfig};
+//! use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = Arc::new(MemoryStore::new());
+//! let bus = LocalBus::new();
+//! let (connection, receiver) = bus.connect();
+//! let node = ZoneNode::start(store.clone(), connection.clone(), receiver, ZoneNodeConfig::new());
+//! let inventory = Inventory::from_arc(store).with_bus(connection);
+//!
+//! let alice = UserId::parse("alice")?;
+//! node.join(&ZoneId::new("forest"), &alice).await?; // subscribes, then hydrates
+//! let mut follower = node.follow(&alice).expect("alice is here");
+//! assert_eq!(follower.recv().await, Some(CacheUpdate::Resync(vec![])));
+//!
+//! let wood = ItemId::parse("wood")?;
+//! let change = Change::new(ChangeId::random()).grant(OwnerId::account(alice.clone()), wood, Quantity::new(5)?);
+//! inventory.apply(change).await?; // applied, then published on alice's channel
+//! assert!(matches!(follower.recv().await, Some(CacheUpdate::Delta(d)) if d.version.get() == 1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! Adapters live behind features: `sqlite` (the embedded default, on by
-//! default). `test-util` exposes the [`conformance`] suite that every
-//! [`InventoryStore`] must pass.
+//! default), `mongodb` (`MongoStore`, the production source of truth) and
+//! `redis` (the Redis pub/sub bus). `test-util` exposes the [`conformance`]
+//! suite that every [`InventoryStore`] must pass, and fault-injecting wrappers.
 //!
 //! ```
 //! use inventory_core::{Inventory, MemoryStore};
@@ -26,10 +57,17 @@
 //! # }
 //! ```
 
+mod bus;
+mod cache;
 mod error;
+mod interest;
 mod inventory;
 mod ledger;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongo;
+mod metrics;
+mod node;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -37,9 +75,26 @@ mod store;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+#[cfg(feature = "test-util")]
+pub use bus::conformance as bus_conformance;
+pub use bus::{
+    BusMessage, BusReceiver, DEFAULT_CHANNEL_PREFIX, EventBus, LocalBus, LocalConnection,
+};
+#[cfg(feature = "test-util")]
+pub use bus::{FaultPlan, FaultyBus};
+#[cfg(feature = "redis")]
+pub use bus::{RedisBus, RedisBusConfig};
+pub use cache::{EventOutcome, HydrationOutcome, PlayerCache, SEEN_WINDOW};
 pub use error::Error;
+pub use interest::{InterestChange, ZoneId, ZoneInterest};
 pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
+#[cfg(all(feature = "mongodb", feature = "test-util"))]
+pub use mongo::{FaultInjector, FaultKind};
+#[cfg(feature = "mongodb")]
+pub use mongo::{MongoConfig, MongoStats, MongoStore};
+pub use metrics::{MetricsSnapshot, PropagationMetrics};
+pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};

@@ -52,6 +52,20 @@ const BENCHES: &[Bench] = &[
         needs_wasm_bundle: false,
     },
     Bench {
+        name: "mongo",
+        package: "inventory-core",
+        target: "mongo",
+        features: &["mongodb"],
+        needs_wasm_bundle: false,
+    },
+    Bench {
+        name: "propagation",
+        package: "inventory-core",
+        target: "propagation",
+        features: &["redis", "test-util"],
+        needs_wasm_bundle: false,
+    },
+    Bench {
         name: "wasm",
         package: "sdk-wasm",
         target: "wasm",

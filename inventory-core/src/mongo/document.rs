@@ -1,0 +1,414 @@
+//! The owner document as pure code over BSON: the filter and update each
+//! operation sends, and the reading of a stored document back into a
+//! snapshot, an idempotency answer or the guard that refused a change.
+//!
+//! Nothing here does IO, so every rule is unit-tested without a server.
+
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{Binary, Bson, Document, doc};
+use protocol::{
+    ChangeId, ItemId, MAX_BALANCE, Operation, OwnerId, OwnerSnapshot, UserId, ValidChange, Version,
+};
+
+use crate::ledger::next_balance;
+use crate::{Error, IDEMPOTENCY_WINDOW};
+
+/// The owner id, in its string form (`a:<user>` / `c:<user>:<character>`).
+pub(crate) const ID: &str = "_id";
+/// The user the owner belongs to (indexed, for `load_user`).
+pub(crate) const USER: &str = "u";
+/// The owner's version.
+pub(crate) const VERSION: &str = "v";
+/// One field per item: `items.<item id>` holds the balance as an `Int64`.
+pub(crate) const ITEMS: &str = "items";
+/// The ids of the owner's most recent changes, oldest first, one entry per
+/// version: the last entry produced version `v`, the one before `v - 1`, and so
+/// on. The entry's version is therefore implied by its position, which keeps
+/// the window small (27 bytes per entry).
+pub(crate) const RECENT: &str = "recent";
+
+/// The subtype of a `recent` entry that retracts a change undone by
+/// compensation: it keeps the entry's position (and so every other entry's
+/// version) while the change id itself no longer counts as applied.
+const RETRACTED: BinarySubtype = BinarySubtype::UserDefined(0x80);
+
+/// The window as the `$slice` of a `$push`.
+#[allow(clippy::cast_possible_wrap)] // IDEMPOTENCY_WINDOW is 1024.
+const WINDOW: i32 = -(IDEMPOTENCY_WINDOW as i32);
+
+/// The `recent` entry recording that `id` was applied.
+pub(crate) fn applied_entry(id: ChangeId) -> Bson {
+    Bson::Binary(Binary {
+        subtype: BinarySubtype::Uuid,
+        bytes: id.as_uuid().as_bytes().to_vec(),
+    })
+}
+
+fn retracted_entry(id: ChangeId) -> Bson {
+    Bson::Binary(Binary {
+        subtype: RETRACTED,
+        bytes: id.as_uuid().as_bytes().to_vec(),
+    })
+}
+
+/// The path of an item's balance.
+pub(crate) fn item_path(item: &ItemId) -> String {
+    // Safe as a field path: the ItemId grammar is `[A-Za-z0-9_-]{1,64}`, so no
+    // `.`, `$` or NUL can reach the database.
+    format!("{ITEMS}.{item}")
+}
+
+/// As an `Int64`: every quantity and balance is at most `MAX_BALANCE`.
+#[allow(clippy::cast_possible_wrap)]
+fn int(n: u64) -> i64 {
+    n as i64
+}
+
+/// The one atomic update that applies an owner's part of a change.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct OwnerUpdate {
+    /// `{_id, recent: {$ne: <change id>}, items.<consumed>: {$gte: n}, items.<granted>: {$not: {$gt: MAX - n}}}`.
+    pub(crate) filter: Document,
+    /// `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<change id>], $slice: -1024}}}`.
+    pub(crate) update: Document,
+    /// The post-image fields the caller needs: the version and each consumed
+    /// balance (to spot a stack that reached zero).
+    pub(crate) projection: Document,
+}
+
+/// The update applying `owner`'s operations of `change`.
+pub(crate) fn owner_update(owner: &OwnerId, change: &ValidChange) -> OwnerUpdate {
+    let mut filter = doc! {
+        ID: owner.to_string(),
+        RECENT: { "$ne": applied_entry(change.id()) },
+    };
+    let mut inc = Document::new();
+    let mut projection = doc! { ID: 0, VERSION: 1 };
+    for op in change.ops_for(owner) {
+        let path = item_path(op.item());
+        let qty = op.qty().get();
+        match op {
+            Operation::Consume { .. } => {
+                filter.insert(path.clone(), doc! { "$gte": int(qty) });
+                inc.insert(path.clone(), -int(qty));
+                projection.insert(path, 1);
+            }
+            Operation::Grant { .. } => {
+                // `$not: {$gt}` also matches a missing field, where `$lte` would not.
+                filter.insert(
+                    path.clone(),
+                    doc! { "$not": { "$gt": int(MAX_BALANCE - qty) } },
+                );
+                inc.insert(path, int(qty));
+            }
+        }
+    }
+    inc.insert(VERSION, 1_i64);
+    let update = doc! {
+        "$inc": inc,
+        "$push": { RECENT: { "$each": [applied_entry(change.id())], "$slice": WINDOW } },
+    };
+    OwnerUpdate {
+        filter,
+        update,
+        projection,
+    }
+}
+
+/// The document of an owner no change has touched yet, inserted (and a
+/// duplicate key ignored) before its first update. Updates never upsert: an
+/// upsert whose guard failed would insert a negative balance or collide with
+/// the existing document, and concurrent upserts are where servers differ.
+/// An untouched document (`v: 0`) is invisible to loads.
+pub(crate) fn skeleton(owner: &OwnerId) -> Document {
+    doc! {
+        ID: owner.to_string(),
+        USER: owner.user().as_str(),
+        VERSION: 0_i64,
+        ITEMS: {},
+        RECENT: [],
+    }
+}
+
+/// The projection a diagnosis or a compensation needs: version, window and the
+/// touched balances.
+pub(crate) fn touched_projection(owner: &OwnerId, change: &ValidChange) -> Document {
+    let mut projection = doc! { ID: 0, VERSION: 1, RECENT: 1 };
+    for op in change.ops_for(owner) {
+        projection.insert(item_path(op.item()), 1);
+    }
+    projection
+}
+
+/// The version an applied update produced, from its projected post-image.
+pub(crate) fn post_image_version(owner: &OwnerId, post: &Document) -> Result<Version, Error> {
+    version_of(owner, post)
+}
+
+/// The consumed stacks the post-image shows at zero, to be removed.
+pub(crate) fn emptied_items<'a>(
+    owner: &'a OwnerId,
+    change: &'a ValidChange,
+    post: &'a Document,
+) -> impl Iterator<Item = &'a ItemId> + 'a {
+    change
+        .ops_for(owner)
+        .filter(|op| matches!(op, Operation::Consume { .. }))
+        .map(Operation::item)
+        .filter(move |item| matches!(balance(owner, post, item), Ok(0)))
+}
+
+/// Removes a zero stack, only if it is still zero: a concurrent grant that
+/// refilled it makes the filter miss. The version is untouched: the balance
+/// (absent = 0) did not change.
+pub(crate) fn zero_cleanup(owner: &OwnerId, item: &ItemId) -> (Document, Document) {
+    let path = item_path(item);
+    (
+        doc! { ID: owner.to_string(), path.as_str(): 0_i64 },
+        doc! { "$unset": { path: "" } },
+    )
+}
+
+/// Why an owner update matched nothing, decided from the document read after it.
+#[derive(Debug)]
+pub(crate) enum Diagnosis {
+    /// The change id is in the window: the change was applied at this version.
+    AlreadyApplied(Version),
+    /// A guard fails against the current balances.
+    Refused(Error),
+    /// Neither: a concurrent change moved the balances between the update and
+    /// the read. The update should be sent again.
+    Raced,
+    /// The owner has no document yet and the part would apply to an empty
+    /// one: insert the [`skeleton`] and send the update again.
+    Missing,
+}
+
+/// Decides why `owner`'s update for `change` matched nothing, from the owner's
+/// document (projected with [`touched_projection`]) read afterwards.
+pub(crate) fn diagnose(
+    owner: &OwnerId,
+    change: &ValidChange,
+    doc: Option<&Document>,
+) -> Result<Diagnosis, Error> {
+    let Some(doc) = doc else {
+        // No document: nothing was applied, and every consume sees 0.
+        return Ok(match first_refusal(owner, change, None)? {
+            Some(refusal) => Diagnosis::Refused(refusal),
+            None => Diagnosis::Missing,
+        });
+    };
+    if let Some(version) = applied_version(owner, doc, change.id())? {
+        return Ok(Diagnosis::AlreadyApplied(version));
+    }
+    Ok(match first_refusal(owner, change, Some(doc))? {
+        Some(refusal) => Diagnosis::Refused(refusal),
+        None => Diagnosis::Raced,
+    })
+}
+
+/// The first operation of `owner`'s part whose guard fails on `doc`, if any.
+pub(crate) fn first_refusal(
+    owner: &OwnerId,
+    change: &ValidChange,
+    doc: Option<&Document>,
+) -> Result<Option<Error>, Error> {
+    for op in change.ops_for(owner) {
+        let held = match doc {
+            Some(doc) => balance(owner, doc, op.item())?,
+            None => 0,
+        };
+        if let Err(refusal) = next_balance(op, held) {
+            return Ok(Some(refusal));
+        }
+    }
+    Ok(None)
+}
+
+/// The version `id` produced on this owner, if it is in the window.
+pub(crate) fn applied_version(
+    owner: &OwnerId,
+    doc: &Document,
+    id: ChangeId,
+) -> Result<Option<Version>, Error> {
+    let recent = recent_of(owner, doc)?;
+    let entry = applied_entry(id);
+    let Some(index) = recent.iter().rposition(|e| *e == entry) else {
+        return Ok(None);
+    };
+    let version = version_of(owner, doc)?.get();
+    let behind = (recent.len() - 1 - index) as u64;
+    version
+        .checked_sub(behind)
+        .filter(|v| *v > 0)
+        .map(|v| Some(Version::new(v)))
+        .ok_or_else(|| corrupt(owner, "the change window is longer than the version"))
+}
+
+/// The compensating update for one owner's part of a change.
+#[derive(Debug)]
+pub(crate) struct Undo {
+    /// `{_id, v: <version read>}`: the update applies to exactly the document
+    /// it was computed from (compare-and-set).
+    pub(crate) filter: Document,
+    /// `{$inc: {items.<x>: ∓n, v: 1}, $set: {recent: <window with the change retracted>}}`.
+    pub(crate) update: Document,
+    /// The stacks the undo brings to zero, to be removed afterwards.
+    pub(crate) emptied: Vec<ItemId>,
+}
+
+/// The compensating update that undoes `owner`'s part of `change`, if that part
+/// is applied: the inverse `$inc` of every balance, `v + 1` (a version is never
+/// reused, so a cache that saw the undone part re-hydrates on the next gap),
+/// and the window rewritten with the change's entry retracted and a retraction
+/// entry for the new version, so the change id may be applied again later.
+///
+/// `Ok(None)`: nothing to undo (the part is not applied, or was already
+/// undone), which makes a retried compensation a no-op.
+/// `Err(Insufficient)`: the granted items were spent meanwhile; the undo must wait.
+pub(crate) fn undo_update(
+    owner: &OwnerId,
+    change: &ValidChange,
+    doc: Option<&Document>,
+) -> Result<Option<Undo>, Error> {
+    let Some(doc) = doc else {
+        return Ok(None);
+    };
+    let mut recent = recent_of(owner, doc)?.clone();
+    let entry = applied_entry(change.id());
+    let Some(index) = recent.iter().rposition(|e| *e == entry) else {
+        return Ok(None);
+    };
+    let version = version_of(owner, doc)?;
+    let mut inc = Document::new();
+    let mut emptied = Vec::new();
+    for op in change.ops_for(owner) {
+        let held = balance(owner, doc, op.item())?;
+        if let Operation::Grant { item, qty, .. } = op {
+            if held < qty.get() {
+                return Err(Error::Insufficient {
+                    owner: owner.clone(),
+                    item: item.clone(),
+                    requested: qty.get(),
+                    held,
+                });
+            }
+            if held == qty.get() {
+                emptied.push(item.clone());
+            }
+        }
+        inc.insert(item_path(op.item()), -op.delta());
+    }
+    inc.insert(VERSION, 1_i64);
+    recent[index] = retracted_entry(change.id());
+    recent.push(retracted_entry(change.id()));
+    let excess = recent.len().saturating_sub(IDEMPOTENCY_WINDOW);
+    recent.drain(..excess);
+    Ok(Some(Undo {
+        filter: doc! { ID: owner.to_string(), VERSION: int(version.get()) },
+        update: doc! { "$inc": inc, "$set": { RECENT: recent } },
+        emptied,
+    }))
+}
+
+/// Reads a stored document (projected without `recent`) as a snapshot; stacks
+/// at zero (not yet cleaned up) are hidden.
+pub(crate) fn snapshot(owner: &OwnerId, doc: &Document) -> Result<OwnerSnapshot, Error> {
+    let mut snapshot = OwnerSnapshot::empty(owner.clone());
+    snapshot.version = version_of(owner, doc)?;
+    let items = match doc.get(ITEMS) {
+        None => return Ok(snapshot),
+        Some(Bson::Document(items)) => items,
+        Some(other) => {
+            return Err(corrupt(
+                owner,
+                format!("`items` is a {:?}", other.element_type()),
+            ));
+        }
+    };
+    for (key, value) in items {
+        let item = ItemId::parse(key.as_str())
+            .map_err(|e| corrupt(owner, format!("bad item key {key:?}: {e}")))?;
+        let n = quantity(owner, key, value)?;
+        if n > 0 {
+            snapshot.items.insert(item, n);
+        }
+    }
+    Ok(snapshot)
+}
+
+/// The owner a document listed for `user` names; a malformed or foreign `_id`
+/// is reported against the user's account.
+pub(crate) fn owner_of(user: &UserId, doc: &Document) -> Result<OwnerId, Error> {
+    match doc.get(ID) {
+        Some(Bson::String(id)) => match OwnerId::parse(id) {
+            Ok(owner) if owner.user() == user => Ok(owner),
+            _ => Err(corrupt(
+                &OwnerId::account(user.clone()),
+                format!("a document of this user has the malformed _id {id:?}"),
+            )),
+        },
+        other => Err(corrupt(
+            &OwnerId::account(user.clone()),
+            format!("a document of this user has the _id {other:?}"),
+        )),
+    }
+}
+
+fn version_of(owner: &OwnerId, doc: &Document) -> Result<Version, Error> {
+    match doc.get(VERSION) {
+        None => Ok(Version::ZERO),
+        Some(Bson::Int64(v)) if *v >= 0 => Ok(Version::new(v.unsigned_abs())),
+        Some(Bson::Int32(v)) if *v >= 0 => Ok(Version::new(u64::from(v.unsigned_abs()))),
+        Some(other) => Err(corrupt(owner, format!("version `v` is {other}"))),
+    }
+}
+
+fn recent_of<'a>(owner: &OwnerId, doc: &'a Document) -> Result<&'a Vec<Bson>, Error> {
+    static EMPTY: Vec<Bson> = Vec::new();
+    match doc.get(RECENT) {
+        None => Ok(&EMPTY),
+        Some(Bson::Array(recent)) => Ok(recent),
+        Some(other) => Err(corrupt(
+            owner,
+            format!("`recent` is a {:?}", other.element_type()),
+        )),
+    }
+}
+
+fn balance(owner: &OwnerId, doc: &Document, item: &ItemId) -> Result<u64, Error> {
+    match doc.get(ITEMS) {
+        None => Ok(0),
+        Some(Bson::Document(items)) => items
+            .get(item.as_str())
+            .map_or(Ok(0), |value| quantity(owner, item.as_str(), value)),
+        Some(other) => Err(corrupt(
+            owner,
+            format!("`items` is a {:?}", other.element_type()),
+        )),
+    }
+}
+
+fn quantity(owner: &OwnerId, key: &str, value: &Bson) -> Result<u64, Error> {
+    let n = match value {
+        Bson::Int64(n) => *n,
+        Bson::Int32(n) => i64::from(*n),
+        other => {
+            return Err(corrupt(
+                owner,
+                format!("item {key} holds {other}, not an integer"),
+            ));
+        }
+    };
+    u64::try_from(n).map_err(|_| corrupt(owner, format!("item {key} holds a negative balance {n}")))
+}
+
+fn corrupt(owner: &OwnerId, detail: impl Into<String>) -> Error {
+    Error::Corrupt {
+        owner: owner.clone(),
+        detail: detail.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
