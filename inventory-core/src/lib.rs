@@ -64,9 +64,9 @@ mod interest;
 mod inventory;
 mod ledger;
 mod memory;
+mod metrics;
 #[cfg(feature = "mongodb")]
 mod mongo;
-mod metrics;
 mod node;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -89,11 +89,11 @@ pub use error::Error;
 pub use interest::{InterestChange, ZoneId, ZoneInterest};
 pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
+pub use metrics::{MetricsSnapshot, PropagationMetrics};
 #[cfg(all(feature = "mongodb", feature = "test-util"))]
 pub use mongo::{FaultInjector, FaultKind};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStats, MongoStore};
-pub use metrics::{MetricsSnapshot, PropagationMetrics};
 pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
