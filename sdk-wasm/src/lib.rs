@@ -29,3 +29,12 @@ pub use client::InventoryClient;
 pub use error::Error;
 pub use js_view::{JsChange, JsConnection, JsItem, JsOwner};
 pub use state::InventoryState;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// The SDK's version, for status lines and bug reports.
+#[wasm_bindgen]
+#[must_use]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}

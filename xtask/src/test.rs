@@ -97,7 +97,7 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
 /// The wasm SDK: its suite in Node and in headless Chromium against the stub
 /// node, then the release bundle and `tsc --strict` on TypeScript using it.
 fn wasm_steps(job: &mut Job) -> Result<()> {
-    let stub = job.step("start the stub node", StubNode::start)?;
+    let stub = job.step("start the stub node", |root| StubNode::start(root, &[]))?;
     eprintln!("SDK_WASM_STUB_NODE={}", stub.url);
     let webdriver_json = job.root().join(WEBDRIVER_JSON);
     let suite = |browser: bool| -> Result<std::process::Command> {
@@ -146,8 +146,36 @@ fn wasm_steps(job: &mut Job) -> Result<()> {
     let tools = job.root().join(JS_TOOLS_DIR);
     let mut tsc = std::process::Command::new(tools.join("node_modules/.bin/tsc"));
     tsc.arg("-p").arg(tools.join("tsconfig.json"));
-    job.command("tsc --strict (declarations)", tsc)
+    job.command("tsc --strict (declarations)", tsc)?;
+
+    // The live page, served with the bundle by the stub node (the zone node
+    // does not serve it yet), driven by Playwright in the system chromium.
+    let page = job.step("start the stub node with the page", |root| {
+        let web = crate::target_dir(root).join("npm/web");
+        StubNode::start(
+            root,
+            &[
+                "--page".as_ref(),
+                root.join(PAGE_DIR).as_os_str(),
+                "--pkg".as_ref(),
+                web.as_os_str(),
+            ],
+        )
+    })?;
+    let artifacts = job.root().join(ARTIFACTS_DIR);
+    std::fs::create_dir_all(&artifacts)?;
+    let mut e2e = std::process::Command::new("node");
+    e2e.arg(tools.join("e2e-page.mjs"))
+        .arg(&page.url)
+        .arg(artifacts.join("page.png"));
+    job.command("live page in headless Chromium (Playwright)", e2e)
 }
+
+/// The live inventory page's static files.
+const PAGE_DIR: &str = "sdk-wasm/page";
+
+/// Where CI collects files to keep (git-ignored).
+const ARTIFACTS_DIR: &str = ".ci-artifacts";
 
 /// The chromedriver capabilities of the browser suite: headless flags that
 /// work as root on this kind of machine (see DESIGN.md).
@@ -162,10 +190,11 @@ struct StubNode {
 }
 
 impl StubNode {
-    fn start(root: &Path) -> Result<StubNode> {
+    fn start(root: &Path, args: &[&std::ffi::OsStr]) -> Result<StubNode> {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new("node")
             .arg("stub-node.mjs")
+            .args(args)
             .current_dir(root.join(JS_TOOLS_DIR))
             .stdout(std::process::Stdio::piped())
             .spawn()
