@@ -165,14 +165,6 @@ pub struct InventoryClient {
     shared: Shared,
 }
 
-impl std::fmt::Debug for Driver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver")
-            .field("connection", self.connection())
-            .finish_non_exhaustive()
-    }
-}
-
 impl InventoryClient {
     fn run(&self, work: impl FnOnce(&mut Driver, &Weak<RefCell<Driver>>)) {
         let events = with_driver(&Rc::downgrade(&self.shared), work);

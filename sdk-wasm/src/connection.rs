@@ -151,6 +151,16 @@ pub(crate) struct Driver {
     pub listeners: Listeners,
 }
 
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("url", &self.config.url)
+            .field("connection", &self.connection)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
 pub(crate) type Shared = Rc<RefCell<Driver>>;
 
 /// Runs `work` on the driver if it still exists, then returns what it queued
