@@ -48,6 +48,7 @@ pub const MAX_TIMESTAMP_MS: u64 = (1 << 53) - 1;
 
 /// Whether a descriptor is a revisable catalog template or an immutable
 /// crafted item.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DescriptorKind {
@@ -58,6 +59,7 @@ pub enum DescriptorKind {
 }
 
 /// Whether items under this descriptor stack.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stacking {
@@ -68,16 +70,20 @@ pub enum Stacking {
 }
 
 /// One input consumed by the crafting that created a descriptor.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CraftInput {
     /// The item consumed.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub item: ItemId,
     /// How many.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub qty: Quantity,
 }
 
 /// A free-form attribute value: a scalar, never a nested structure.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum AttributeValue {
@@ -92,15 +98,18 @@ pub enum AttributeValue {
 }
 
 /// Everything about one item except who holds how many.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Descriptor {
     /// The item id, as carried by inventories.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: ItemId,
     /// Catalog template or crafted item.
     pub kind: DescriptorKind,
     /// The catalog template a crafted item instantiates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub template: Option<ItemId>,
     /// The display name.
     pub name: String,
@@ -113,6 +122,7 @@ pub struct Descriptor {
     pub created_at: u64,
     /// Who crafted it (crafted descriptors only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub crafted_by: Option<UserId>,
     /// What the crafting consumed (crafted descriptors only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -230,27 +240,33 @@ impl Descriptor {
 
 /// A batch get: the ids to fetch, at most [`MAX_BATCH_IDS`]; duplicates are
 /// fetched once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchGetRequest {
     /// The ids to fetch.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub ids: Vec<ItemId>,
 }
 
 /// The answer to a batch get. Every distinct requested id appears in exactly
 /// one of the three lists, in request order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchGetResponse {
     /// The descriptors found.
     pub descriptors: Vec<Descriptor>,
     /// Ids that never existed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub missing: Vec<ItemId>,
     /// Ids that existed and were burned.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub burned: Vec<ItemId>,
 }
 
 /// What a burn did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BurnOutcome {
@@ -261,10 +277,12 @@ pub enum BurnOutcome {
 }
 
 /// The answer to a burn.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BurnResponse {
     /// The burned id.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: ItemId,
     /// Whether this request or an earlier one burned it.
     pub outcome: BurnOutcome,

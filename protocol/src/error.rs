@@ -85,6 +85,8 @@ error_codes! {
     InvalidDescriptor = ("invalid_descriptor", 422),
     /// A crafted descriptor cannot be revised.
     DescriptorImmutable = ("descriptor_immutable", 409),
+    /// The path exists but not with this HTTP method.
+    MethodNotAllowed = ("method_not_allowed", 405),
     /// The request is well-formed but cannot be processed as asked.
     Unprocessable = ("unprocessable", 422),
     /// Too many requests or messages in a short time.

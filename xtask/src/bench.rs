@@ -72,6 +72,13 @@ const BENCHES: &[Bench] = &[
         features: &[],
         needs_wasm_bundle: true,
     },
+    Bench {
+        name: "descriptors",
+        package: "descriptor-service",
+        target: "descriptors",
+        features: &["sqlite", "mongodb"],
+        needs_wasm_bundle: false,
+    },
 ];
 
 #[derive(Debug, Args)]

@@ -1,3 +1,5 @@
+//! Unit tests of the descriptor model: its rules, size limit and JSON shape.
+
 use super::*;
 
 fn item(name: &str) -> ItemId {

@@ -1,0 +1,244 @@
+//! The [`DescriptorStore`] conformance suite every store must pass, a
+//! query-counting store wrapper, and sample descriptors (feature `test-util`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use protocol::{
+    AttributeValue, BurnOutcome, CraftInput, Descriptor, DescriptorKind, ErrorCode, ItemId,
+    Quantity, Stacking, UserId,
+};
+
+use crate::Error;
+use crate::store::{DescriptorStore, Record, WriteOutcome};
+
+/// A crafted descriptor named `id`, with a few attributes.
+#[must_use]
+pub fn crafted(id: &str) -> Descriptor {
+    Descriptor {
+        id: ItemId::parse(id).expect("valid id"),
+        kind: DescriptorKind::Crafted,
+        template: Some(ItemId::parse("iron-sword").expect("valid id")),
+        name: format!("Sword {id}"),
+        stacking: Stacking::Unique,
+        revision: 1,
+        created_at: 1_700_000_000_000,
+        crafted_by: Some(UserId::parse("alice").expect("valid id")),
+        inputs: vec![CraftInput {
+            item: ItemId::parse("iron").expect("valid id"),
+            qty: Quantity::new(3).expect("valid quantity"),
+        }],
+        attributes: BTreeMap::from([
+            ("attack".to_owned(), AttributeValue::Int(12)),
+            ("weight".to_owned(), AttributeValue::Float(2.5)),
+            ("rarity".to_owned(), AttributeValue::Text("rare".into())),
+            ("soulbound".to_owned(), AttributeValue::Bool(true)),
+        ]),
+    }
+}
+
+/// A catalog descriptor named `id` at `revision`.
+#[must_use]
+pub fn catalog(id: &str, revision: u32) -> Descriptor {
+    Descriptor {
+        id: ItemId::parse(id).expect("valid id"),
+        kind: DescriptorKind::Catalog,
+        template: None,
+        name: format!("Template {id} r{revision}"),
+        stacking: Stacking::Stackable,
+        revision,
+        created_at: 1_600_000_000_000,
+        crafted_by: None,
+        inputs: Vec::new(),
+        attributes: BTreeMap::from([("tier".to_owned(), AttributeValue::Int(i64::from(revision)))]),
+    }
+}
+
+fn id(value: &str) -> ItemId {
+    ItemId::parse(value).expect("valid id")
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, Error>) -> ErrorCode {
+    result.expect_err("an error").code()
+}
+
+async fn get_sorted(store: &dyn DescriptorStore, ids: &[ItemId]) -> Vec<Record> {
+    let mut records = store.get_many(ids).await.expect("get_many");
+    records.sort_by(|a, b| a.id().cmp(b.id()));
+    records
+}
+
+/// Runs every contract check against an empty `store`. Ids are prefixed with
+/// `prefix` so that one store can run the suite more than once.
+pub async fn check_store(store: &dyn DescriptorStore, prefix: &str) {
+    let name = |s: &str| format!("{prefix}-{s}");
+    store.ping().await.expect("ping");
+    assert!(store.get_many(&[]).await.expect("empty get").is_empty());
+
+    // Create, idempotent by content.
+    let sword = crafted(&name("sword"));
+    assert_eq!(
+        store.create(&sword).await.expect("create"),
+        WriteOutcome::Applied
+    );
+    assert_eq!(
+        store.create(&sword).await.expect("retry"),
+        WriteOutcome::Unchanged
+    );
+    let mut other = sword.clone();
+    other.name = "Another".into();
+    assert_eq!(code(store.create(&other).await), ErrorCode::Conflict);
+
+    // Batch read: live, missing, exact round trip (attribute types kept).
+    let ghost = id(&name("ghost"));
+    let records = store
+        .get_many(&[sword.id.clone(), ghost.clone()])
+        .await
+        .expect("get_many");
+    assert_eq!(records, vec![Record::Live(sword.clone())]);
+
+    // Burn: tombstone, idempotent, distinct from never existed.
+    assert_eq!(
+        store.burn(&sword.id).await.expect("burn"),
+        BurnOutcome::Burned
+    );
+    assert_eq!(
+        store.burn(&sword.id).await.expect("burn again"),
+        BurnOutcome::AlreadyBurned
+    );
+    assert_eq!(code(store.burn(&ghost).await), ErrorCode::NotFound);
+    assert!(
+        store
+            .get_many(std::slice::from_ref(&ghost))
+            .await
+            .expect("get")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .get_many(std::slice::from_ref(&sword.id))
+            .await
+            .expect("get"),
+        vec![Record::Burned(sword.id.clone())]
+    );
+    assert_eq!(code(store.create(&sword).await), ErrorCode::Burned);
+
+    // Catalog revisions.
+    let template = catalog(&name("template"), 1);
+    store.create(&template).await.expect("create catalog");
+    let next = catalog(&name("template"), 2);
+    assert_eq!(
+        store.revise(&next).await.expect("revise"),
+        WriteOutcome::Applied
+    );
+    assert_eq!(
+        store.revise(&next).await.expect("retry"),
+        WriteOutcome::Unchanged
+    );
+    let mut different = next.clone();
+    different.name = "Different".into();
+    assert_eq!(code(store.revise(&different).await), ErrorCode::Conflict);
+    assert_eq!(
+        code(store.revise(&catalog(&name("template"), 4)).await),
+        ErrorCode::Conflict
+    );
+    assert_eq!(
+        get_sorted(store, std::slice::from_ref(&next.id)).await,
+        vec![Record::Live(next.clone())]
+    );
+    assert_eq!(
+        code(store.revise(&catalog(&name("nothing"), 2)).await),
+        ErrorCode::NotFound
+    );
+    let mut crafted_as_catalog = catalog(&name("crafted"), 2);
+    store
+        .create(&crafted(&name("crafted")))
+        .await
+        .expect("create crafted");
+    crafted_as_catalog.id = id(&name("crafted"));
+    assert_eq!(
+        code(store.revise(&crafted_as_catalog).await),
+        ErrorCode::DescriptorImmutable
+    );
+    store.burn(&next.id).await.expect("burn catalog");
+    assert_eq!(
+        code(store.revise(&catalog(&name("template"), 3)).await),
+        ErrorCode::Burned
+    );
+
+    // A full batch: 1,000 ids, some present, in one call.
+    let many: Vec<Descriptor> = (0..50).map(|n| crafted(&name(&format!("m{n}")))).collect();
+    for descriptor in &many {
+        store.create(descriptor).await.expect("create many");
+    }
+    let ids: Vec<ItemId> = (0..1_000).map(|n| id(&name(&format!("m{n}")))).collect();
+    let records = get_sorted(store, &ids).await;
+    assert_eq!(records.len(), many.len());
+    assert!(records.iter().all(|r| matches!(r, Record::Live(_))));
+
+    // Concurrent identical creates: exactly one applies.
+    let racer = crafted(&name("racer"));
+    let outcomes = futures::future::join_all((0..8).map(|_| store.create(&racer))).await;
+    let applied = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(WriteOutcome::Applied)))
+        .count();
+    assert_eq!(applied, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+}
+
+/// Wraps a store and counts its read queries, for proving that a missed
+/// batch costs exactly one.
+#[derive(Debug)]
+pub struct CountingStore<S> {
+    inner: S,
+    reads: Arc<AtomicU64>,
+    ids_read: Arc<AtomicU64>,
+}
+
+impl<S> CountingStore<S> {
+    /// Counts the reads of `inner`.
+    #[must_use]
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            reads: Arc::default(),
+            ids_read: Arc::default(),
+        }
+    }
+
+    /// `get_many` calls so far.
+    #[must_use]
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    /// Ids asked of the store so far, over all `get_many` calls.
+    #[must_use]
+    pub fn ids_read(&self) -> u64 {
+        self.ids_read.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl<S: DescriptorStore> DescriptorStore for CountingStore<S> {
+    async fn get_many(&self, ids: &[ItemId]) -> Result<Vec<Record>, Error> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.ids_read.fetch_add(ids.len() as u64, Ordering::SeqCst);
+        self.inner.get_many(ids).await
+    }
+    async fn create(&self, descriptor: &Descriptor) -> Result<WriteOutcome, Error> {
+        self.inner.create(descriptor).await
+    }
+    async fn revise(&self, descriptor: &Descriptor) -> Result<WriteOutcome, Error> {
+        self.inner.revise(descriptor).await
+    }
+    async fn burn(&self, id: &ItemId) -> Result<BurnOutcome, Error> {
+        self.inner.burn(id).await
+    }
+    async fn ping(&self) -> Result<(), Error> {
+        self.inner.ping().await
+    }
+}
