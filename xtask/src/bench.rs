@@ -5,13 +5,14 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
 use crate::job::{cargo, display};
+use crate::{install, target_dir, wasm};
 
 /// A benchmark `cargo xtask bench <name>` knows how to run.
 #[derive(Debug)]
@@ -21,6 +22,9 @@ struct Bench {
     /// The `[[bench]]` target in the package's manifest.
     target: &'static str,
     features: &'static [&'static str],
+    /// Whether it measures the wasm release bundle, which is built first and
+    /// named in `SDK_WASM_BUNDLE`.
+    needs_wasm_bundle: bool,
 }
 
 impl Bench {
@@ -45,24 +49,35 @@ const BENCHES: &[Bench] = &[
         package: "inventory-core",
         target: "store",
         features: &["sqlite"],
+        needs_wasm_bundle: false,
     },
     Bench {
         name: "mongo",
         package: "inventory-core",
         target: "mongo",
         features: &["mongodb"],
+        needs_wasm_bundle: false,
     },
     Bench {
         name: "propagation",
         package: "inventory-core",
         target: "propagation",
         features: &["redis", "test-util"],
+        needs_wasm_bundle: false,
+    },
+    Bench {
+        name: "wasm",
+        package: "sdk-wasm",
+        target: "wasm",
+        features: &[],
+        needs_wasm_bundle: true,
     },
     Bench {
         name: "descriptors",
         package: "descriptor-service",
         target: "descriptors",
         features: &["sqlite", "mongodb"],
+        needs_wasm_bundle: false,
     },
     Bench {
         name: "edge",
@@ -143,6 +158,11 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
     let report_path = target_dir(root).join(format!("bench-{}.txt", bench.name));
     let mut command = bench.command(bench_args);
     command.current_dir(root).stdout(Stdio::piped());
+    if bench.needs_wasm_bundle {
+        install::ensure_wasm_tools(root)?;
+        let bundle = wasm::build(root)?;
+        command.env("SDK_WASM_BUNDLE", &bundle.dirs[0]);
+    }
     let shown = display(&command);
     eprintln!("\n==> bench {}\n$ {shown}", bench.name);
     let mut child = command
@@ -169,11 +189,6 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
     );
     eprintln!("report saved to {}", report_path.display());
     Ok(report)
-}
-
-/// `$CARGO_TARGET_DIR` (relative to the workspace) or `<workspace>/target`.
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }
 
 #[cfg(test)]

@@ -28,25 +28,41 @@ const SECANTUS_CRATE: &str = "secantus-mdb";
 const SECANTUS_VERSION: &str = "0.5.3-beta.196";
 const SECANTUS_BINARY: &str = "secantusd-rs";
 
-const WASM_TARGET: &str = "wasm32-unknown-unknown";
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// The lint steps' tools: minimal toolchain installs (such as CI images) lack them.
 const RUSTUP_COMPONENTS: &[&str] = &["rustfmt", "clippy"];
 
-/// npm packages for the browser tests: `binaryen` for a `wasm-opt` that works
-/// (Debian's does not), `playwright-core` to drive the system chromium.
-const NPM_PACKAGES: &[&str] = &["binaryen", "playwright-core"];
+/// The npm project of the wasm tools (committed package.json and
+/// package-lock.json): `binaryen` for a `wasm-opt` that works (Debian's does
+/// not), `typescript` for `tsc --strict`, `ws` for the stub node of the wasm
+/// suites, `playwright-core` to drive the system chromium.
+pub const JS_TOOLS_DIR: &str = "sdk-wasm/js";
+
+/// What proves the npm project is installed: one file per package.
+const JS_TOOLS: &[&str] = &[
+    "node_modules/.bin/wasm-opt",
+    "node_modules/.bin/tsc",
+    "node_modules/ws/package.json",
+    "node_modules/playwright-core/package.json",
+];
 
 /// Everything `cargo xtask test` needs.
 pub fn ensure_test_tools(root: &Path) -> Result<()> {
     ensure_apt_packages(APT_TOOLS)?;
     ensure_secantus()?;
     ensure_rustup_components(RUSTUP_COMPONENTS)?;
+    ensure_wasm_tools(root)
+}
+
+/// What building and testing the wasm SDK needs: the target, the
+/// wasm-bindgen CLI matching Cargo.lock, Node and the npm tools.
+pub fn ensure_wasm_tools(root: &Path) -> Result<()> {
     ensure_rustup_target(WASM_TARGET)?;
     if let Some(version) = browser_wasm_bindgen_version(root)? {
         ensure_wasm_bindgen_cli(&version)?;
         ensure_apt_packages(&[("nodejs", "node"), ("npm", "npm")])?;
-        ensure_npm_packages(root, NPM_PACKAGES)?;
+        ensure_js_tools(root)?;
     }
     Ok(())
 }
@@ -213,28 +229,29 @@ pub fn ensure_wasm_bindgen_cli(version: &str) -> Result<()> {
     job::run(cargo().args(["install", "wasm-bindgen-cli", "--version", version]))
 }
 
-/// `npm install`s the missing packages into the workspace's node_modules (git-ignored).
-pub fn ensure_npm_packages(root: &Path, packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages
-        .iter()
-        .copied()
-        .filter(|package| {
-            !root
-                .join("node_modules")
-                .join(package)
-                .join("package.json")
-                .exists()
-        })
-        .collect();
-    if missing.is_empty() {
+/// `npm ci`s the wasm tools at their locked versions into
+/// sdk-wasm/js/node_modules (git-ignored) unless they are all there.
+pub fn ensure_js_tools(root: &Path) -> Result<()> {
+    let dir = root.join(JS_TOOLS_DIR);
+    if JS_TOOLS.iter().all(|file| dir.join(file).exists()) {
         return Ok(());
     }
     job::run(
         Command::new("npm")
-            .args(["install", "--no-save", "--no-audit", "--no-fund"])
-            .args(&missing)
-            .current_dir(root),
-    )
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir),
+    )?;
+    let missing: Vec<&str> = JS_TOOLS
+        .iter()
+        .copied()
+        .filter(|file| !dir.join(file).exists())
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "`npm ci` succeeded but these are missing in {JS_TOOLS_DIR}: {}",
+        missing.join(", ")
+    );
+    Ok(())
 }
 
 #[cfg(test)]

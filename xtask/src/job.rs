@@ -81,6 +81,11 @@ impl Job {
         result
     }
 
+    /// The workspace root, where steps run.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// Runs `command` from the workspace root as the step `name`.
     pub fn command(&mut self, name: &str, mut command: Command) -> Result<()> {
         self.step(name, |root| run(command.current_dir(root)))

@@ -8,6 +8,7 @@ mod bench;
 mod install;
 mod job;
 mod test;
+mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     Test(test::TestArgs),
     /// Run a benchmark (or `all`) and save its report to target/bench-<name>.txt.
     Bench(bench::BenchArgs),
+    /// Build the release npm packages of sdk-wasm into target/npm/{web,bundler}.
+    Wasm(wasm::WasmArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Test(args) => test::run(&root, &args),
         Command::Bench(args) => bench::run(&root, &args),
+        Command::Wasm(args) => wasm::run(&root, &args),
     };
     // The error chain is the message; a backtrace of xtask itself never helps.
     match result {
@@ -51,4 +55,9 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives inside the workspace")
         .to_owned()
+}
+
+/// `$CARGO_TARGET_DIR` (relative to the workspace) or `<workspace>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
 }

@@ -4,17 +4,18 @@ use std::ffi::OsString;
 use std::panic::{self, UnwindSafe};
 use std::path::Path;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use testkit::{MongoServer, RedisServer, Topology};
 
-use crate::install;
+use crate::install::{self, JS_TOOLS_DIR, WASM_TARGET};
 use crate::job::{Job, cargo};
+use crate::wasm;
 
 /// Crates that must build for `wasm32-unknown-unknown`, proving they do no
 /// native IO: the wire contract and the SDK's IO-free core (its native
 /// transports are the default `native` feature, hence `--no-default-features`).
-const WASM_CHECKED_CRATES: &[&str] = &["protocol", "sdk"];
+const WASM_CHECKED_CRATES: &[&str] = &["protocol", "sdk", "sdk-wasm"];
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
@@ -24,6 +25,10 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and clippy.
     #[arg(long)]
     no_lint: bool,
+    /// Skip the wasm SDK's suites (Node, headless Chromium), its release
+    /// bundle and the `tsc --strict` check of its declarations.
+    #[arg(long)]
+    no_wasm: bool,
     /// Passed to `cargo test`: a test name filter, `-- --nocapture`, ...
     #[arg(last = true)]
     cargo_test_args: Vec<String>,
@@ -58,14 +63,14 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
             "warnings",
         ]);
         job.command("cargo clippy", clippy)?;
+        // The wasm suite compiles only for wasm32 (the bench only natively).
+        let mut clippy_wasm = cargo();
+        clippy_wasm.args(["clippy", "-p", "sdk-wasm", "--lib", "--tests", "--target"]);
+        clippy_wasm.args([WASM_TARGET, "--", "-D", "warnings"]);
+        job.command("cargo clippy (wasm32)", clippy_wasm)?;
     }
     let mut wasm = cargo();
-    wasm.args([
-        "build",
-        "--target",
-        "wasm32-unknown-unknown",
-        "--no-default-features",
-    ]);
+    wasm.args(["build", "--target", WASM_TARGET, "--no-default-features"]);
     for krate in WASM_CHECKED_CRATES {
         wasm.args(["-p", krate]);
     }
@@ -81,7 +86,138 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
         .args(&args.cargo_test_args)
         .envs(servers.env())
         .env("PATH", path_with_cargo_bin()?);
-    job.command("cargo test", test)
+    job.command("cargo test", test)?;
+    drop(servers);
+    if !args.no_wasm {
+        wasm_steps(job)?;
+    }
+    Ok(())
+}
+
+/// The wasm SDK: its suite in Node and in headless Chromium against the stub
+/// node, then the release bundle and `tsc --strict` on TypeScript using it.
+fn wasm_steps(job: &mut Job) -> Result<()> {
+    let stub = job.step("start the stub node", |root| StubNode::start(root, &[]))?;
+    eprintln!("SDK_WASM_STUB_NODE={}", stub.url);
+    let webdriver_json = job.root().join(WEBDRIVER_JSON);
+    let suite = |browser: bool| -> Result<std::process::Command> {
+        let mut test = cargo();
+        test.args([
+            "test",
+            "-p",
+            "sdk-wasm",
+            "--test",
+            "web",
+            "--target",
+            WASM_TARGET,
+        ])
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            "wasm-bindgen-test-runner",
+        )
+        .env("SDK_WASM_STUB_NODE", &stub.url)
+        .env("PATH", path_with_cargo_bin()?);
+        if browser {
+            let chromedriver = testkit::find_binary("chromedriver").ok_or_else(|| {
+                anyhow!("chromedriver is not installed (Debian: chromium-driver)")
+            })?;
+            test.env("WASM_BINDGEN_USE_BROWSER", "1")
+                .env("CHROMEDRIVER", chromedriver)
+                .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json);
+        } else {
+            // Node 20 has a WebSocket global only behind this flag.
+            test.env("NODE_ARGS", "--experimental-websocket");
+        }
+        Ok(test)
+    };
+    job.command("wasm tests in Node", suite(false)?)?;
+    job.command("wasm tests in headless Chromium", suite(true)?)?;
+    drop(stub);
+    job.step("wasm release bundle", |root| {
+        let bundle = wasm::build(root)?;
+        eprintln!(
+            "{}: {:.1} KB raw, {:.1} KB gzipped",
+            bundle.wasm.display(),
+            wasm::kb(bundle.raw_bytes),
+            wasm::kb(bundle.gzip_bytes)
+        );
+        Ok(())
+    })?;
+    let tools = job.root().join(JS_TOOLS_DIR);
+    let mut tsc = std::process::Command::new(tools.join("node_modules/.bin/tsc"));
+    tsc.arg("-p").arg(tools.join("tsconfig.json"));
+    job.command("tsc --strict (declarations)", tsc)?;
+
+    // The live page, served with the bundle by the stub node (the zone node
+    // does not serve it yet), driven by Playwright in the system chromium.
+    let page = job.step("start the stub node with the page", |root| {
+        let web = crate::target_dir(root).join("npm/web");
+        StubNode::start(
+            root,
+            &[
+                "--page".as_ref(),
+                root.join(PAGE_DIR).as_os_str(),
+                "--pkg".as_ref(),
+                web.as_os_str(),
+            ],
+        )
+    })?;
+    let artifacts = job.root().join(ARTIFACTS_DIR);
+    std::fs::create_dir_all(&artifacts)?;
+    let mut e2e = std::process::Command::new("node");
+    e2e.arg(tools.join("e2e-page.mjs"))
+        .arg(&page.url)
+        .arg(artifacts.join("page.png"));
+    job.command("live page in headless Chromium (Playwright)", e2e)
+}
+
+/// The live inventory page's static files.
+const PAGE_DIR: &str = "sdk-wasm/page";
+
+/// Where CI collects files to keep (git-ignored).
+const ARTIFACTS_DIR: &str = ".ci-artifacts";
+
+/// The chromedriver capabilities of the browser suite: headless flags that
+/// work as root on this kind of machine (see DESIGN.md).
+const WEBDRIVER_JSON: &str = "sdk-wasm/webdriver.json";
+
+/// `sdk-wasm/js/stub-node.mjs`, the scripted node of the wasm suite; killed
+/// when dropped.
+#[derive(Debug)]
+struct StubNode {
+    child: std::process::Child,
+    url: String,
+}
+
+impl StubNode {
+    fn start(root: &Path, args: &[&std::ffi::OsStr]) -> Result<StubNode> {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new("node")
+            .arg("stub-node.mjs")
+            .args(args)
+            .current_dir(root.join(JS_TOOLS_DIR))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run node")?;
+        let stdout = child.stdout.take().context("the stub's stdout is piped")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(url) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            return Err(anyhow!("the stub node did not start: {line:?}"));
+        };
+        Ok(StubNode {
+            url: url.to_owned(),
+            child,
+        })
+    }
+}
+
+impl Drop for StubNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The servers of one test run, unless the environment names existing ones
