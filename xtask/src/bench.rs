@@ -84,6 +84,7 @@ const BENCHES: &[Bench] = &[
         package: "inventory-service",
         target: "edge",
         features: &[],
+        needs_wasm_bundle: false,
     },
 ];
 
