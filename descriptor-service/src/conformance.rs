@@ -43,16 +43,11 @@ pub fn crafted(id: &str) -> Descriptor {
 #[must_use]
 pub fn catalog(id: &str, revision: u32) -> Descriptor {
     Descriptor {
-        id: ItemId::parse(id).expect("valid id"),
-        kind: DescriptorKind::Catalog,
-        template: None,
         name: format!("Template {id} r{revision}"),
-        stacking: Stacking::Stackable,
         revision,
         created_at: 1_600_000_000_000,
-        crafted_by: None,
-        inputs: Vec::new(),
         attributes: BTreeMap::from([("tier".to_owned(), AttributeValue::Int(i64::from(revision)))]),
+        ..Descriptor::catalog(ItemId::parse(id).expect("valid id"), "")
     }
 }
 

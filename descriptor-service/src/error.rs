@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use protocol::{DescriptorError, ErrorBody, ErrorCode, ItemId, MAX_BATCH_IDS};
+use protocol::{ErrorBody, ErrorCode, ItemId, MAX_BATCH_IDS};
 
 /// Everything that can go wrong in the descriptor service.
 ///
@@ -11,12 +11,10 @@ use protocol::{DescriptorError, ErrorBody, ErrorCode, ItemId, MAX_BATCH_IDS};
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An id breaks the id grammar.
+    /// An id breaks the id grammar, or a descriptor breaks a rule of the
+    /// model or is too large.
     #[error(transparent)]
-    InvalidId(#[from] protocol::Error),
-    /// A descriptor breaks a rule of the model or is too large.
-    #[error(transparent)]
-    InvalidDescriptor(#[from] DescriptorError),
+    Invalid(#[from] protocol::Error),
     /// The body is not the JSON expected (syntax, types, unknown fields).
     #[error("malformed request: {0}")]
     Malformed(String),
@@ -68,8 +66,7 @@ impl Error {
     #[must_use]
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidId(e) => e.code(),
-            Self::InvalidDescriptor(e) => e.code(),
+            Self::Invalid(e) => e.code(),
             Self::Malformed(_) => ErrorCode::MalformedRequest,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::BatchTooLarge(_) => ErrorCode::BatchTooLarge,

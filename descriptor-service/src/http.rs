@@ -303,7 +303,7 @@ pub(crate) async fn create(
     state.auth.check(&headers, Access::Write)?;
     let descriptor = decode_descriptor(&body)?;
     if descriptor.revision != 1 {
-        return Err(protocol::DescriptorError::Invalid(
+        return Err(protocol::Error::InvalidDescriptor(
             "a new descriptor has revision 1; later revisions are PUT".into(),
         )
         .into());
@@ -347,14 +347,14 @@ pub(crate) async fn revise(
     state.auth.check(&headers, Access::Write)?;
     let descriptor: Descriptor = decode_descriptor(&body)?;
     if descriptor.id != id {
-        return Err(protocol::DescriptorError::Invalid(format!(
+        return Err(protocol::Error::InvalidDescriptor(format!(
             "the body names {} but the path names {id}",
             descriptor.id
         ))
         .into());
     }
     if descriptor.kind != DescriptorKind::Catalog || descriptor.revision < 2 {
-        return Err(protocol::DescriptorError::Invalid(
+        return Err(protocol::Error::InvalidDescriptor(
             "a revision is a catalog descriptor with revision 2 or more".into(),
         )
         .into());

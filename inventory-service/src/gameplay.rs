@@ -108,9 +108,7 @@ async fn join_zone(
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,
 ) -> Result<Json<Zones>, ApiError> {
-    state.service_token().check(&headers)?;
-    let zone = zone(&state, &zone_name)?;
-    let user = UserId::parse(user)?;
+    let (zone, user) = zone_request(&state, &headers, &zone_name, user)?;
     state.node().join(&zone, &user).await?;
     Ok(Json(zones_of(&state, &user)))
 }
@@ -120,11 +118,20 @@ async fn leave_zone(
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,
 ) -> Result<Json<Zones>, ApiError> {
-    state.service_token().check(&headers)?;
-    let zone = zone(&state, &zone_name)?;
-    let user = UserId::parse(user)?;
+    let (zone, user) = zone_request(&state, &headers, &zone_name, user)?;
     state.node().leave(&zone, &user).await?;
     Ok(Json(zones_of(&state, &user)))
+}
+
+/// The checks a join and a leave share: the service token, the zone, the user.
+fn zone_request(
+    state: &AppState,
+    headers: &HeaderMap,
+    zone_name: &str,
+    user: String,
+) -> Result<(ZoneId, UserId), ApiError> {
+    state.service_token().check(headers)?;
+    Ok((zone(state, zone_name)?, UserId::parse(user)?))
 }
 
 /// The game zones holding `user` (the node's client zones are not listed).

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ErrorCode, ItemId, Quantity, UserId};
+use crate::{Error, ItemId, Quantity, UserId};
 
 /// The most ids one batch get may name (duplicates count).
 pub const MAX_BATCH_IDS: usize = 1_000;
@@ -132,29 +132,6 @@ pub struct Descriptor {
     pub attributes: BTreeMap<String, AttributeValue>,
 }
 
-/// Why a descriptor was refused.
-#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DescriptorError {
-    /// A rule of the model is broken; the message says which.
-    #[error("invalid descriptor: {0}")]
-    Invalid(String),
-    /// The descriptor is larger than [`MAX_DESCRIPTOR_BYTES`].
-    #[error("descriptor is {0} bytes; at most {MAX_DESCRIPTOR_BYTES} are allowed")]
-    TooLarge(usize),
-}
-
-impl DescriptorError {
-    /// The stable code of this error.
-    #[must_use]
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::Invalid(_) => ErrorCode::InvalidDescriptor,
-            Self::TooLarge(_) => ErrorCode::PayloadTooLarge,
-        }
-    }
-}
-
 fn is_key(key: &str) -> bool {
     (1..=crate::ID_MAX_LEN).contains(&key.len())
         && key
@@ -163,11 +140,29 @@ fn is_key(key: &str) -> bool {
 }
 
 impl Descriptor {
+    /// A stackable catalog template at revision 1, created at time 0, with no
+    /// attributes: the smallest valid descriptor, for tools and tests.
+    #[must_use]
+    pub fn catalog(id: ItemId, name: impl Into<String>) -> Self {
+        Self {
+            id,
+            kind: DescriptorKind::Catalog,
+            template: None,
+            name: name.into(),
+            stacking: Stacking::Stackable,
+            revision: 1,
+            created_at: 0,
+            crafted_by: None,
+            inputs: Vec::new(),
+            attributes: BTreeMap::new(),
+        }
+    }
+
     /// Checks every rule of the model except the serialized size, which the
     /// caller measures on the bytes it actually stores
     /// ([`Descriptor::check_size`]).
-    pub fn validate(&self) -> Result<(), DescriptorError> {
-        let invalid = |why: String| Err(DescriptorError::Invalid(why));
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |why: String| Err(Error::InvalidDescriptor(why));
         if self.name.is_empty() || self.name.len() > MAX_NAME_LEN {
             return invalid(format!("name must be 1..={MAX_NAME_LEN} bytes"));
         }
@@ -229,9 +224,9 @@ impl Descriptor {
     }
 
     /// Checks a serialized length against [`MAX_DESCRIPTOR_BYTES`].
-    pub fn check_size(len: usize) -> Result<(), DescriptorError> {
+    pub fn check_size(len: usize) -> Result<(), Error> {
         if len > MAX_DESCRIPTOR_BYTES {
-            Err(DescriptorError::TooLarge(len))
+            Err(Error::DescriptorTooLarge(len))
         } else {
             Ok(())
         }

@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ItemId, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY, OwnerId, UserId};
+use crate::{
+    ItemId, MAX_DESCRIPTOR_BYTES, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY, OwnerId,
+    UserId,
+};
 
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = ($code:literal, $status:literal),)*) => {
@@ -163,6 +166,12 @@ pub enum Error {
     /// A trade not between exactly two users.
     #[error("a trade must be between exactly two users, not {0}")]
     TradeNotBetweenTwoUsers(usize),
+    /// A descriptor breaks a rule of the model; the message says which.
+    #[error("invalid descriptor: {0}")]
+    InvalidDescriptor(String),
+    /// A descriptor larger than [`crate::MAX_DESCRIPTOR_BYTES`].
+    #[error("descriptor is {0} bytes; at most {MAX_DESCRIPTOR_BYTES} are allowed")]
+    DescriptorTooLarge(usize),
     /// A trade that creates or destroys items.
     #[error("a trade must conserve items, but {item} changes by {net}")]
     TradeUnbalanced {
@@ -201,6 +210,8 @@ impl Error {
             Self::TradeWithSelf(_) => ErrorCode::TradeWithSelf,
             Self::TradeNotBetweenTwoUsers(_) => ErrorCode::TradeNotBetweenTwoUsers,
             Self::TradeUnbalanced { .. } => ErrorCode::TradeUnbalanced,
+            Self::InvalidDescriptor(_) => ErrorCode::InvalidDescriptor,
+            Self::DescriptorTooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::MalformedMessage(_) => ErrorCode::MalformedRequest,
             Self::MessageTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::Encoding(_) => ErrorCode::Internal,

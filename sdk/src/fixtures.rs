@@ -1,6 +1,6 @@
 //! Test data shared by the unit tests.
 
-use protocol::{BatchGetResponse, Descriptor, DescriptorKind, ItemId, OwnerId, Stacking, UserId};
+use protocol::{BatchGetResponse, Descriptor, ItemId, OwnerId, UserId};
 
 pub(crate) fn item(id: &str) -> ItemId {
     ItemId::parse(id).unwrap()
@@ -15,18 +15,7 @@ pub(crate) fn user(id: &str) -> UserId {
 }
 
 pub(crate) fn descriptor(id: &str) -> Descriptor {
-    Descriptor {
-        id: item(id),
-        kind: DescriptorKind::Catalog,
-        template: None,
-        name: format!("The {id}"),
-        stacking: Stacking::Stackable,
-        revision: 1,
-        created_at: 0,
-        crafted_by: None,
-        inputs: Vec::new(),
-        attributes: Default::default(),
-    }
+    Descriptor::catalog(item(id), format!("The {id}"))
 }
 
 /// A batch answer: `found` descriptors, `missing` and `burned` ids.

@@ -2,7 +2,6 @@
 //! stand-in descriptor service, SDK and raw WebSocket clients, a killable
 //! TCP proxy, and HTTP helpers for the gameplay API.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +12,8 @@ use futures::{SinkExt, StreamExt};
 use inventory_core::{InventoryStore, SqliteConfig, SqliteStore, ZoneNodeConfig};
 use inventory_service::{AppState, BusChoice, ClientTokens, EdgeConfig, ServiceToken};
 use protocol::{
-    BatchGetRequest, BatchGetResponse, ChangeId, Descriptor, DescriptorKind, Encoding, ItemId,
-    OwnerId, OwnerSnapshot, ServerMessage, Stacking, UserId,
+    BatchGetRequest, BatchGetResponse, ChangeId, Descriptor, Encoding, ItemId, OwnerId,
+    OwnerSnapshot, ServerMessage, UserId,
 };
 use sdk::{InventoryClient, ViewChange};
 use serde_json::{Value, json};
@@ -356,18 +355,7 @@ pub async fn descriptor_service() -> String {
 }
 
 pub fn descriptor(id: &ItemId) -> Descriptor {
-    Descriptor {
-        id: id.clone(),
-        kind: DescriptorKind::Catalog,
-        template: None,
-        name: format!("The {id}"),
-        stacking: Stacking::Stackable,
-        revision: 1,
-        created_at: 0,
-        crafted_by: None,
-        inputs: Vec::new(),
-        attributes: BTreeMap::new(),
-    }
+    Descriptor::catalog(id.clone(), format!("The {id}"))
 }
 
 /// A raw WebSocket client, to send what the SDK never would.

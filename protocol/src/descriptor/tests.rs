@@ -1,6 +1,7 @@
 //! Unit tests of the descriptor model: its rules, size limit and JSON shape.
 
 use super::*;
+use crate::ErrorCode;
 
 fn item(name: &str) -> ItemId {
     ItemId::parse(name).unwrap()

@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use protocol::{
-    BatchGetRequest, BatchGetResponse, ChangeId, ChangeKind, ClientMessage, Descriptor,
-    DescriptorKind, Encoding, ErrorBody, ErrorCode, ItemDelta, ItemId, OwnerDelta, OwnerId,
-    OwnerSnapshot, ServerMessage, Stacking, UserId, Version,
+    BatchGetRequest, BatchGetResponse, ChangeId, ChangeKind, ClientMessage, Descriptor, Encoding,
+    ErrorBody, ErrorCode, ItemDelta, ItemId, OwnerDelta, OwnerId, OwnerSnapshot, ServerMessage,
+    UserId, Version,
 };
 use tokio::sync::mpsc;
 
@@ -270,18 +270,7 @@ pub fn item(id: &str) -> ItemId {
 }
 
 pub fn descriptor(id: &str) -> Descriptor {
-    Descriptor {
-        id: item(id),
-        kind: DescriptorKind::Catalog,
-        template: None,
-        name: format!("The {id}"),
-        stacking: Stacking::Stackable,
-        revision: 1,
-        created_at: 0,
-        crafted_by: None,
-        inputs: Vec::new(),
-        attributes: BTreeMap::new(),
-    }
+    Descriptor::catalog(item(id), format!("The {id}"))
 }
 
 pub fn snapshot(of: &str, version: u64, items: &[(&str, u64)]) -> ServerMessage {
