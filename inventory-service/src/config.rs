@@ -78,6 +78,20 @@ pub struct Config {
     /// Messages queued per client before it is disconnected as slow.
     #[arg(long, env = "INVENTORY_CLIENT_QUEUE", default_value_t = 256)]
     pub client_queue: usize,
+
+    /// Turns the demo mode off. It is on by default in the embedded mode (no
+    /// MongoDB, Redis or remote descriptor service) and never otherwise: the
+    /// live page at `/`, demo logins that mint a token for any player, and
+    /// server-side demo actions. Anyone who reaches the listener can act as
+    /// any player, so turn it off wherever that matters.
+    #[arg(long, env = "INVENTORY_NO_DEMO")]
+    pub no_demo: bool,
+
+    /// The browser SDK's web package the demo page loads from `/pkg/` (the
+    /// output of `cargo xtask wasm`, `target/npm/web`; `cargo xtask node`
+    /// builds it and passes it here).
+    #[arg(long, env = "INVENTORY_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -89,5 +103,69 @@ impl Config {
             .with_rate_limit(self.client_rate, self.client_burst)
             .with_idle_timeout(Duration::from_secs(self.client_idle_secs))
             .with_send_queue(self.client_queue, defaults.send_timeout)
+    }
+
+    /// Whether every part runs in this process: the SQLite store, the
+    /// in-process bus and the embedded descriptor service.
+    #[must_use]
+    pub fn is_embedded(&self) -> bool {
+        #[cfg(feature = "mongodb")]
+        if self.mongodb_uri.is_some() {
+            return false;
+        }
+        self.redis_url.is_none() && self.descriptor_url.is_none()
+    }
+
+    /// Whether the demo mode is on: embedded, and not turned off.
+    #[must_use]
+    pub fn demo_enabled(&self) -> bool {
+        self.is_embedded() && !self.no_demo
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Config;
+
+    /// A configuration with the defaults, whatever the environment holds.
+    fn embedded() -> Config {
+        let mut config = Config::try_parse_from(["inventory-service"]).unwrap();
+        #[cfg(feature = "mongodb")]
+        {
+            config.mongodb_uri = None;
+        }
+        config.redis_url = None;
+        config.descriptor_url = None;
+        config.no_demo = false;
+        config
+    }
+
+    #[test]
+    fn the_demo_runs_only_in_the_embedded_mode() {
+        assert!(embedded().demo_enabled());
+        let off = [
+            Config {
+                no_demo: true,
+                ..embedded()
+            },
+            Config {
+                redis_url: Some("redis://127.0.0.1:6379".into()),
+                ..embedded()
+            },
+            Config {
+                descriptor_url: Some("http://127.0.0.1:9".into()),
+                ..embedded()
+            },
+            #[cfg(feature = "mongodb")]
+            Config {
+                mongodb_uri: Some("mongodb://127.0.0.1:27017".into()),
+                ..embedded()
+            },
+        ];
+        for config in off {
+            assert!(!config.demo_enabled(), "{config:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! | `GET /v1/owners/{owner}`, `GET /v1/users/{user}` | game servers | read inventories |
 //! | `POST`/`DELETE /v1/zones/{zone}/players/{user}` | game servers | join / leave a zone |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operators | liveness, readiness, Prometheus |
+//! | `GET /`, `/pkg/*`, `POST /demo/…` | people trying it | the demo mode, if on ([`DemoConfig`]): the live page, demo logins and actions |
 //! | anything else | | the fallback router, if any: in the embedded mode, the descriptor service (`/v1/descriptors…`) |
 //!
 //! ```no_run
@@ -42,6 +43,7 @@
 
 mod auth;
 mod config;
+mod demo;
 mod edge;
 mod error;
 mod feed;
@@ -61,6 +63,7 @@ use axum::routing::{any, get};
 
 pub use auth::{ClientTokens, ServiceToken};
 pub use config::Config;
+pub use demo::{DemoConfig, seed_demo_catalog};
 pub use edge::EdgeConfig;
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -76,12 +79,16 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The node's HTTP routes.
 pub fn app(state: AppState) -> Router {
     let extra = state.extra_routes();
-    Router::new()
+    let mut routes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/v1/ws", any(edge::upgrade))
-        .merge(gameplay::routes())
+        .merge(gameplay::routes());
+    if let Some(demo) = state.demo() {
+        routes = routes.merge(demo::routes(demo.clone()));
+    }
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .fallback_service(extra)

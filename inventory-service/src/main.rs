@@ -8,7 +8,7 @@ use clap::Parser;
 use inventory_core::{
     InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig,
 };
-use inventory_service::{AppState, BusChoice, ClientTokens, Config, ServiceToken};
+use inventory_service::{AppState, BusChoice, ClientTokens, Config, DemoConfig, ServiceToken};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,6 +31,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let client_tokens = match &config.jwt_secret {
         Some(secret) => ClientTokens::hs256(secret.as_bytes()).context("INVENTORY_JWT_SECRET")?,
+        None if config.demo_enabled() => {
+            tracing::info!("no INVENTORY_JWT_SECRET set; only demo logins issue client tokens");
+            ClientTokens::random()
+        }
         None => {
             tracing::warn!("no INVENTORY_JWT_SECRET set; game clients cannot connect");
             ClientTokens::random()
@@ -49,19 +53,31 @@ async fn main() -> anyhow::Result<()> {
     let descriptors = match &config.descriptor_url {
         Some(url) => {
             tracing::info!(%url, "descriptor service elsewhere");
-            axum::Router::new()
+            None
         }
-        None => embedded_descriptors(&config, &token)?,
+        None => Some(embedded_descriptors(&config, &token).await?),
     };
-    let state = AppState::builder(inventory, node, token, client_tokens)
-        .with_fallback(descriptors)
+    let mut state = AppState::builder(inventory, node, token, client_tokens)
         .with_zones(config.zones.clone())
-        .with_edge_config(config.edge())
-        .build();
+        .with_edge_config(config.edge());
+    if let Some(descriptors) = descriptors {
+        state = state.with_fallback(descriptor_service::app(descriptors));
+        if config.demo_enabled() {
+            state = state.with_demo(demo_config(&config));
+        }
+    }
+    if !config.demo_enabled() && !config.no_demo {
+        tracing::info!("demo mode off: it runs only in the embedded mode");
+    }
+    let state = state.build();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "inventory node listening");
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "inventory node listening");
+    if config.demo_enabled() {
+        tracing::info!("the live page: http://{address}/");
+    }
     inventory_service::run(listener, state, stop_signal()).await?;
     Ok(())
 }
@@ -84,11 +100,20 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn InventoryStore>> 
 }
 
 /// The descriptor service over its own SQLite file, its writes guarded by the
-/// node's service token, its reads open (clients fetch descriptors).
-fn embedded_descriptors(config: &Config, token: &ServiceToken) -> anyhow::Result<axum::Router> {
+/// node's service token, its reads open (clients fetch descriptors); in the
+/// demo mode, with the demo's catalog.
+async fn embedded_descriptors(
+    config: &Config,
+    token: &ServiceToken,
+) -> anyhow::Result<descriptor_service::AppState> {
     let path = &config.descriptor_sqlite_path;
     let store = descriptor_service::SqliteStore::open(path)
         .with_context(|| format!("opening {}", path.display()))?;
+    if config.demo_enabled() {
+        inventory_service::seed_demo_catalog(&store)
+            .await
+            .context("seeding the demo catalog")?;
+    }
     let auth = descriptor_service::AuthConfig::default()
         .with_write_token(token.secret())
         .with_open_reads(true);
@@ -96,7 +121,25 @@ fn embedded_descriptors(config: &Config, token: &ServiceToken) -> anyhow::Result
         .with_auth(auth)
         .build();
     tracing::info!(path = %path.display(), "descriptor service embedded at /v1/descriptors");
-    Ok(descriptor_service::app(state))
+    Ok(state)
+}
+
+/// The demo mode over the embedded descriptor service.
+fn demo_config(config: &Config) -> DemoConfig {
+    let demo = DemoConfig::new();
+    let demo = match &config.web_dir {
+        Some(dir) => demo.with_web_dir(dir),
+        None => {
+            tracing::warn!(
+                "no --web-dir: the page at / explains how to build the browser SDK (or run `cargo xtask node`)"
+            );
+            demo
+        }
+    };
+    tracing::warn!(
+        "demo mode on: the live page at /, and anyone reaching this listener can act as any player (--no-demo turns it off)"
+    );
+    demo
 }
 
 /// Ctrl-C, or SIGTERM from a supervisor.

@@ -10,8 +10,9 @@ use inventory_core::{
 };
 use tokio::sync::watch;
 
+use crate::demo::Demo;
 use crate::feed::{FeedConfig, Feeds};
-use crate::{ClientTokens, EdgeConfig, Metrics, ServiceToken};
+use crate::{ClientTokens, DemoConfig, EdgeConfig, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
 #[derive(Clone, Debug)]
@@ -67,6 +68,7 @@ struct Shared {
     metrics: Metrics,
     draining: watch::Sender<bool>,
     extra: axum::Router,
+    demo: Option<Demo>,
 }
 
 /// Builds an [`AppState`].
@@ -80,6 +82,7 @@ pub struct AppStateBuilder {
     zones: Option<BTreeSet<String>>,
     edge: EdgeConfig,
     extra: axum::Router,
+    demo: Option<DemoConfig>,
 }
 
 impl AppStateBuilder {
@@ -103,6 +106,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// Turns the demo mode on: the live page, demo logins and actions (see
+    /// [`DemoConfig`]). Only for a node that runs everything in-process.
+    pub fn with_demo(mut self, demo: DemoConfig) -> Self {
+        self.demo = Some(demo);
+        self
+    }
+
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = Metrics::new(self.node.metrics().clone());
@@ -114,6 +124,15 @@ impl AppStateBuilder {
             },
             metrics.clone(),
         );
+        let draining = watch::Sender::new(false);
+        let demo = self.demo.map(|config| {
+            Demo::new(
+                config,
+                self.inventory.clone(),
+                self.client_tokens.clone(),
+                draining.subscribe(),
+            )
+        });
         AppState {
             shared: Arc::new(Shared {
                 inventory: self.inventory,
@@ -124,8 +143,9 @@ impl AppStateBuilder {
                 edge: self.edge,
                 feeds,
                 metrics,
-                draining: watch::Sender::new(false),
+                draining,
                 extra: self.extra,
+                demo,
             }),
         }
     }
@@ -148,6 +168,7 @@ impl AppState {
             zones: None,
             edge: EdgeConfig::default(),
             extra: axum::Router::new(),
+            demo: None,
         }
     }
 
@@ -193,6 +214,10 @@ impl AppState {
 
     pub(crate) fn extra_routes(&self) -> axum::Router {
         self.shared.extra.clone()
+    }
+
+    pub(crate) fn demo(&self) -> Option<&Demo> {
+        self.shared.demo.as_ref()
     }
 
     /// True once shutdown began: readiness fails and new clients are refused.

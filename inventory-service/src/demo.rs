@@ -1,0 +1,333 @@
+//! The demo mode of the embedded node: the live inventory page, logins that
+//! mint a short-lived session token for any player (seeding a starter
+//! inventory the first time), and demo actions executed server-side the way
+//! a game server would (loot, use, trade with the merchant), one at a time
+//! or by the auto-play driver.
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `GET /`, `/app.js`, `/style.css`, `/pkg/*` | | the page and the browser SDK ([`page`]) |
+//! | `POST /demo/login` | `{"player"}` | `{"player", "token", "expires_in_secs"}` |
+//! | `POST /demo/actions` | `{"player", "action"}` | `{"player", "action", "summary", "change_id"}` |
+//! | `POST /demo/autoplay` | `{"player", "on"}` | `{"player", "running", "remaining_secs"}` |
+//!
+//! A player is a user id (`[A-Za-z0-9_-]{1,64}`, else `invalid_id`); the
+//! merchant's id is reserved (`forbidden`). An unknown action or field is
+//! `malformed_request`; an action the player cannot afford is
+//! `insufficient_balance`; past [`DemoConfig::with_max_players`] new players
+//! or [`DemoConfig::with_max_autoplay`] running drivers, `unprocessable`.
+//! There is no authentication: anyone who reaches the node can act as any
+//! player, which is why the mode exists only in the embedded mode and
+//! `--no-demo` turns it off.
+
+mod actions;
+mod autoplay;
+mod catalog;
+mod page;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::routing::post;
+use axum::{Json, Router};
+use inventory_core::Inventory;
+use protocol::{ChangeId, ErrorCode, UserId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::{ApiError, AppState, ClientTokens};
+use actions::{Holdings, Planned};
+pub use catalog::seed_demo_catalog;
+
+/// How the demo mode runs. Defaults: tokens valid for 15 minutes, at most
+/// 1,000 players a run, auto-play acting every 1 to 2 s for at most 5
+/// minutes, at most 16 auto-play drivers at once.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct DemoConfig {
+    web_dir: Option<PathBuf>,
+    token_ttl: Duration,
+    max_players: usize,
+    autoplay: autoplay::Settings,
+    seed: Option<u64>,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DemoConfig {
+    /// The defaults. The node's embedded descriptor service must hold the
+    /// demo's catalog ([`seed_demo_catalog`]).
+    pub fn new() -> Self {
+        Self {
+            web_dir: None,
+            token_ttl: Duration::from_secs(15 * 60),
+            max_players: 1_000,
+            autoplay: autoplay::Settings::default(),
+            seed: None,
+        }
+    }
+
+    /// The browser SDK's web package, served under `/pkg/`.
+    pub fn with_web_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.web_dir = Some(dir.into());
+        self
+    }
+
+    /// How long a demo session token is valid.
+    pub fn with_token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl;
+        self
+    }
+
+    /// How many distinct players may log in while the node runs (the merchant
+    /// counts as one).
+    pub fn with_max_players(mut self, max: usize) -> Self {
+        self.max_players = max;
+        self
+    }
+
+    /// How long an auto-play driver runs, and the range of its pauses.
+    pub fn with_autoplay(mut self, limit: Duration, pause: (Duration, Duration)) -> Self {
+        self.autoplay.limit = limit;
+        self.autoplay.pause = (pause.0.min(pause.1), pause.0.max(pause.1));
+        self
+    }
+
+    /// How many auto-play drivers may run at once.
+    pub fn with_max_autoplay(mut self, max: usize) -> Self {
+        self.autoplay.max_runs = max;
+        self
+    }
+
+    /// A fixed seed for the demo's random choices (default: from the OS).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+/// The running demo: shared by its handlers and auto-play drivers.
+#[derive(Clone, Debug)]
+pub(crate) struct Demo {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: DemoConfig,
+    inventory: Inventory,
+    tokens: ClientTokens,
+    /// The players known in this run; its lock also serializes seeding.
+    players: tokio::sync::Mutex<BTreeSet<UserId>>,
+    rng: Mutex<StdRng>,
+    autoplay: autoplay::Runs,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// A demo action, executed by the node as a game server would.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Action {
+    /// Loot: grant a random find.
+    Grant,
+    /// Use one potion or torch the hero carries.
+    Consume,
+    /// Trade with the merchant.
+    Trade,
+}
+
+impl Action {
+    /// The auto-play driver's choices, each with its weight.
+    const WEIGHTED: &[(Action, u32)] =
+        &[(Action::Grant, 3), (Action::Consume, 2), (Action::Trade, 2)];
+}
+
+/// What a performed action did.
+#[derive(Debug, Serialize)]
+struct Performed {
+    player: UserId,
+    action: Action,
+    summary: String,
+    change_id: ChangeId,
+}
+
+impl Demo {
+    pub(crate) fn new(
+        config: DemoConfig,
+        inventory: Inventory,
+        tokens: ClientTokens,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let rng = config
+            .seed
+            .map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                inventory,
+                tokens,
+                players: tokio::sync::Mutex::new(BTreeSet::new()),
+                rng: Mutex::new(rng),
+                autoplay: autoplay::Runs::default(),
+                shutdown,
+            }),
+        }
+    }
+
+    fn rng(&self) -> MutexGuard<'_, StdRng> {
+        self.inner
+            .rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes sure `player` is known, giving them the starter inventory if the
+    /// store has never seen them.
+    async fn ensure_player(&self, player: &UserId) -> Result<(), ApiError> {
+        let mut players = self.inner.players.lock().await;
+        if players.contains(player) {
+            return Ok(());
+        }
+        if players.len() >= self.inner.config.max_players {
+            return Err(ApiError::new(
+                ErrorCode::Unprocessable,
+                format!(
+                    "the demo serves at most {} players per run",
+                    self.inner.config.max_players
+                ),
+            ));
+        }
+        if self.inner.inventory.load_user(player).await?.is_empty() {
+            let applied = self
+                .inner
+                .inventory
+                .apply(catalog::starter_change(player))
+                .await?;
+            tracing::info!(%player, change = %applied.event.change_id, "demo player seeded");
+        }
+        players.insert(player.clone());
+        Ok(())
+    }
+
+    async fn holdings(&self, player: &UserId) -> Result<Holdings, ApiError> {
+        Ok(Holdings::new(self.inner.inventory.load_user(player).await?))
+    }
+
+    /// Decides and applies one action for `player`.
+    async fn perform(&self, player: &UserId, action: Action) -> Result<Performed, ApiError> {
+        self.ensure_player(player).await?;
+        let planned: Planned = match action {
+            Action::Grant => actions::grant(player, &mut *self.rng()),
+            Action::Consume => {
+                let holdings = self.holdings(player).await?;
+                actions::consume(player, &holdings, &mut *self.rng())?
+            }
+            Action::Trade => {
+                self.ensure_player(&catalog::merchant()).await?;
+                let holdings = self.holdings(player).await?;
+                actions::trade(player, &holdings, &mut *self.rng())?
+            }
+        };
+        let applied = self.inner.inventory.apply(planned.change).await?;
+        Ok(Performed {
+            player: player.clone(),
+            action,
+            summary: planned.summary,
+            change_id: applied.event.change_id,
+        })
+    }
+
+    /// A random action for the auto-play driver.
+    fn random_action(&self) -> Action {
+        let total: u32 = Action::WEIGHTED.iter().map(|(_, weight)| weight).sum();
+        let mut pick = self.rng().random_range(0..total);
+        for &(action, weight) in Action::WEIGHTED {
+            if pick < weight {
+                return action;
+            }
+            pick -= weight;
+        }
+        Action::Grant
+    }
+}
+
+/// The demo's routes over its own state.
+pub(crate) fn routes(demo: Demo) -> Router<AppState> {
+    let page = page::routes(demo.inner.config.web_dir.as_deref());
+    Router::new()
+        .route("/demo/login", post(login))
+        .route("/demo/actions", post(act))
+        .route("/demo/autoplay", post(autoplay::toggle))
+        .with_state(demo)
+        .merge(page)
+}
+
+/// A player named in a request: a valid user id, not the merchant.
+fn player(name: String) -> Result<UserId, ApiError> {
+    let player = UserId::parse(name)?;
+    if player == catalog::merchant() {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{player} is the demo's merchant; pick another name"),
+        ));
+    }
+    Ok(player)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    player: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Login {
+    player: UserId,
+    token: String,
+    expires_in_secs: u64,
+}
+
+async fn login(
+    State(demo): State<Demo>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Json<Login>, ApiError> {
+    let Json(request) = body?;
+    let player = player(request.player)?;
+    demo.ensure_player(&player).await?;
+    let ttl = demo.inner.config.token_ttl.as_secs();
+    let token = demo
+        .inner
+        .tokens
+        .issue(&player, i64::try_from(ttl).unwrap_or(i64::MAX))?;
+    Ok(Json(Login {
+        player,
+        token,
+        expires_in_secs: ttl,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionRequest {
+    player: String,
+    action: Action,
+}
+
+async fn act(
+    State(demo): State<Demo>,
+    body: Result<Json<ActionRequest>, JsonRejection>,
+) -> Result<Json<Performed>, ApiError> {
+    let Json(request) = body?;
+    let player = player(request.player)?;
+    Ok(Json(demo.perform(&player, request.action).await?))
+}

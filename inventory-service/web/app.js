@@ -1,0 +1,201 @@
+// The live inventory page: logs in as a demo player, shows the inventories
+// grouped by account and character with names and stats from the descriptor
+// service, follows every change through the wasm SDK, and drives the node's
+// demo actions (one click at a time, or auto-play). Plain DOM, no framework.
+// Served by the zone node in its demo mode, with the SDK's web package under
+// /pkg/.
+//
+// Query parameters (optional): `ws` (the node's WebSocket URL, default
+// ws(s)://<this host>/v1/ws), `descriptors` (the descriptor service's base
+// URL, default this origin).
+
+import init, { InventoryClient, version } from "./pkg/sdk_wasm.js";
+
+await init();
+
+const params = new URLSearchParams(location.search);
+const wsUrl = params.get("ws") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
+const descriptorUrl = params.get("descriptors") ?? "";
+
+const main = document.getElementById("inventory");
+const connection = document.getElementById("connection");
+const versions = document.getElementById("version");
+const latency = document.getElementById("latency");
+const log = document.getElementById("log");
+const autoplay = document.getElementById("autoplay");
+const autoplayLeft = document.getElementById("autoplay-left");
+const actionButtons = [...document.querySelectorAll("#demo button[data-action]")];
+document.getElementById("sdk").textContent = `sdk v${version()}`;
+
+let client = null;
+let player = null;
+let autoplayUntil = 0;
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function ownerTitle(owner) {
+  return owner.kind === "account" ? "Bank" : owner.character;
+}
+
+function ownerLabel(id) {
+  const owner = client?.items().find((o) => o.owner === id);
+  return owner ? ownerTitle(owner) : id;
+}
+
+function stats(descriptor) {
+  if (!descriptor) return "";
+  const parts = Object.entries(descriptor.attributes ?? {}).map(([key, value]) => `${key.replaceAll("_", " ")} ${value}`);
+  if (descriptor.kind === "crafted" && descriptor.crafted_by) parts.push(`crafted by ${descriptor.crafted_by}`);
+  return parts.join(" · ");
+}
+
+function rowClass(stack) {
+  if (stack.status === "loading") return "loading";
+  if (stack.status !== "ready") return "missing";
+  if (stack.descriptor?.kind === "crafted") return "crafted";
+  return stack.descriptor?.attributes?.rarity === "rare" ? "rare" : "";
+}
+
+function render(changed = new Set()) {
+  const owners = client.items();
+  main.replaceChildren();
+  if (owners.length === 0) main.append(element("p", "empty", "No inventory."));
+  for (const owner of owners) {
+    const section = element("section");
+    section.dataset.owner = owner.owner;
+    const title = element("h2", "", ownerTitle(owner));
+    title.append(element("small", "", `v${owner.version}`));
+    const list = element("ul");
+    if (owner.items.length === 0) list.append(element("li", "empty", "empty"));
+    for (const stack of owner.items) {
+      const row = element("li", rowClass(stack));
+      row.dataset.item = stack.item;
+      if (changed.has(`${owner.owner}/${stack.item}`)) row.classList.add("changed");
+      row.append(element("span", "name", stack.descriptor?.name ?? stack.item));
+      row.append(element("span", "qty", String(stack.qty)));
+      const line = stats(stack.descriptor);
+      if (line) row.append(element("span", "stats", line));
+      list.append(row);
+    }
+    section.append(title, list);
+    main.append(section);
+  }
+  versions.textContent = owners.map((owner) => `${ownerTitle(owner)} v${owner.version}`).join(", ");
+  setTimeout(() => document.querySelectorAll("main li.changed").forEach((row) => row.classList.remove("changed")), 800);
+}
+
+function note(text, className) {
+  const entry = element("li", className);
+  entry.append(element("span", "when", new Date().toLocaleTimeString()), document.createTextNode(text));
+  log.prepend(entry);
+  while (log.children.length > 40) log.lastChild.remove();
+}
+
+// One log line per owner touched by a batch of changes, e.g. "Bank: +8 Gold coins, −5 Oak wood".
+function noteChanges(changes) {
+  const byOwner = new Map();
+  const nameOf = (owner, item) =>
+    client.items().find((o) => o.owner === owner)?.items.find((s) => s.item === item)?.descriptor?.name ?? item;
+  for (const change of changes) {
+    let text = null;
+    if (change.type === "item_added") text = `+${change.qty} ${change.descriptor?.name ?? nameOf(change.owner, change.item)}`;
+    if (change.type === "item_removed") text = `−${change.qty} ${change.item}`;
+    if (change.type === "quantity_changed") {
+      const delta = change.to - change.from;
+      text = `${delta > 0 ? "+" : "−"}${Math.abs(delta)} ${nameOf(change.owner, change.item)}`;
+    }
+    if (text) byOwner.set(change.owner, [...(byOwner.get(change.owner) ?? []), text]);
+  }
+  for (const [owner, texts] of byOwner) note(`${ownerLabel(owner)}: ${texts.join(", ")}`, "seen");
+}
+
+function showConnection(state) {
+  connection.className = `state-${state.state}`;
+  connection.textContent = state.state === "reconnecting" ? `reconnecting (attempt ${state.attempt})` : state.state;
+}
+
+setInterval(() => {
+  if (client) {
+    const ms = client.latencyMs;
+    latency.textContent = ms === undefined ? "latency –" : `latency ${ms.toFixed(1)} ms`;
+  }
+  const left = Math.max(0, Math.round((autoplayUntil - Date.now()) / 1000));
+  if (autoplay.checked && left === 0) autoplay.checked = false;
+  autoplayLeft.textContent = autoplay.checked ? `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left` : "";
+}, 500);
+
+async function post(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw Object.assign(new Error(answer.message ?? `HTTP ${response.status}`), { code: answer.code ?? "http" });
+  return answer;
+}
+
+async function login(name) {
+  if (client) {
+    client.close();
+    client.free();
+    client = null;
+  }
+  const { token, player: who } = await post("/demo/login", { player: name });
+  player = who;
+  document.getElementById("who").textContent = `playing as ${who}`;
+  client = new InventoryClient(wsUrl, token, { descriptorUrl });
+  client.onConnection(showConnection);
+  client.onChange((changes) => {
+    render(new Set(changes.map((change) => `${change.owner}/${change.item}`)));
+    noteChanges(changes);
+  });
+  client.onError((error) => {
+    console.warn("inventory:", error.code, error.message);
+    // A demo token is short-lived: log in again when the node refuses it.
+    if (error.code === "unauthorized" && player === who) setTimeout(() => login(who).catch(showLoginError), 1000);
+  });
+  await client.connect();
+  render();
+  for (const button of actionButtons) button.disabled = false;
+  autoplay.disabled = false;
+}
+
+function showLoginError(error) {
+  main.replaceChildren(element("p", "empty", `Could not log in: ${error.message}`));
+}
+
+document.getElementById("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  autoplay.checked = false;
+  login(document.getElementById("player").value).catch(showLoginError);
+});
+
+for (const button of actionButtons) {
+  button.addEventListener("click", async () => {
+    const action = button.dataset.action;
+    try {
+      const done = await post("/demo/actions", { player, action });
+      note(done.summary, "mine");
+    } catch (error) {
+      note(`${action}: ${error.message} (${error.code})`, "error");
+    }
+  });
+}
+
+autoplay.addEventListener("change", async () => {
+  try {
+    const state = await post("/demo/autoplay", { player, on: autoplay.checked });
+    autoplay.checked = state.running;
+    autoplayUntil = Date.now() + state.remaining_secs * 1000;
+    note(state.running ? "Auto-play on: the node acts for you every 1–2 s" : "Auto-play off", "mine");
+  } catch (error) {
+    autoplay.checked = false;
+    note(`auto-play: ${error.message} (${error.code})`, "error");
+  }
+});
