@@ -39,7 +39,7 @@ function element(tag, className, text) {
 }
 
 function ownerTitle(owner) {
-  return owner.kind === "account" ? "Bank" : owner.character;
+  return owner.kind === "account" ? "Bank" : owner.character[0].toUpperCase() + owner.character.slice(1);
 }
 
 function ownerLabel(id) {
@@ -47,11 +47,20 @@ function ownerLabel(id) {
   return owner ? ownerTitle(owner) : id;
 }
 
+// The stats line: every attribute but rarity (shown as a tag), then who crafted it.
 function stats(descriptor) {
   if (!descriptor) return "";
-  const parts = Object.entries(descriptor.attributes ?? {}).map(([key, value]) => `${key.replaceAll("_", " ")} ${value}`);
+  const parts = Object.entries(descriptor.attributes ?? {})
+    .filter(([key]) => key !== "rarity")
+    .map(([key, value]) => `${key.replaceAll("_", " ")} ${value}`);
   if (descriptor.kind === "crafted" && descriptor.crafted_by) parts.push(`crafted by ${descriptor.crafted_by}`);
   return parts.join(" · ");
+}
+
+function tag(descriptor) {
+  if (descriptor?.kind === "crafted") return "crafted";
+  const rarity = descriptor?.attributes?.rarity;
+  return typeof rarity === "string" && rarity !== "common" ? rarity : null;
 }
 
 function rowClass(stack) {
@@ -61,8 +70,14 @@ function rowClass(stack) {
   return stack.descriptor?.attributes?.rarity === "rare" ? "rare" : "";
 }
 
+// The names of every item seen, so that a removed item's log line can name it.
+const names = new Map();
+
 function render(changed = new Set()) {
   const owners = client.items();
+  for (const stack of owners.flatMap((owner) => owner.items)) {
+    if (stack.descriptor) names.set(stack.item, stack.descriptor.name);
+  }
   main.replaceChildren();
   if (owners.length === 0) main.append(element("p", "empty", "No inventory."));
   for (const owner of owners) {
@@ -76,8 +91,10 @@ function render(changed = new Set()) {
       const row = element("li", rowClass(stack));
       row.dataset.item = stack.item;
       if (changed.has(`${owner.owner}/${stack.item}`)) row.classList.add("changed");
-      row.append(element("span", "name", stack.descriptor?.name ?? stack.item));
-      row.append(element("span", "qty", String(stack.qty)));
+      const name = element("span", "name", stack.descriptor?.name ?? stack.item);
+      const label = tag(stack.descriptor);
+      if (label) name.append(element("span", "tag", label));
+      row.append(name, element("span", "qty", String(stack.qty)));
       const line = stats(stack.descriptor);
       if (line) row.append(element("span", "stats", line));
       list.append(row);
@@ -100,11 +117,11 @@ function note(text, className) {
 function noteChanges(changes) {
   const byOwner = new Map();
   const nameOf = (owner, item) =>
-    client.items().find((o) => o.owner === owner)?.items.find((s) => s.item === item)?.descriptor?.name ?? item;
+    client.items().find((o) => o.owner === owner)?.items.find((s) => s.item === item)?.descriptor?.name ?? names.get(item) ?? item;
   for (const change of changes) {
     let text = null;
     if (change.type === "item_added") text = `+${change.qty} ${change.descriptor?.name ?? nameOf(change.owner, change.item)}`;
-    if (change.type === "item_removed") text = `−${change.qty} ${change.item}`;
+    if (change.type === "item_removed") text = `−${change.qty} ${names.get(change.item) ?? change.item}`;
     if (change.type === "quantity_changed") {
       const delta = change.to - change.from;
       text = `${delta > 0 ? "+" : "−"}${Math.abs(delta)} ${nameOf(change.owner, change.item)}`;
@@ -151,9 +168,10 @@ async function login(name) {
   document.getElementById("who").textContent = `playing as ${who}`;
   client = new InventoryClient(wsUrl, token, { descriptorUrl });
   client.onConnection(showConnection);
+  let live = false;
   client.onChange((changes) => {
     render(new Set(changes.map((change) => `${change.owner}/${change.item}`)));
-    noteChanges(changes);
+    if (live) noteChanges(changes);
   });
   client.onError((error) => {
     console.warn("inventory:", error.code, error.message);
@@ -161,6 +179,7 @@ async function login(name) {
     if (error.code === "unauthorized" && player === who) setTimeout(() => login(who).catch(showLoginError), 1000);
   });
   await client.connect();
+  live = true;
   render();
   for (const button of actionButtons) button.disabled = false;
   autoplay.disabled = false;

@@ -1,20 +1,62 @@
-// The live page in headless Chromium (playwright-core driving the system
-// chromium): log in, check the rendered inventory and descriptors, apply a
-// change, kill the WebSocket and check the page resumes, save a screenshot.
+// The live page against the real zone node, in headless Chromium
+// (playwright-core driving the system chromium): log in as a new demo player,
+// check the seeded inventory with descriptor names and stats, apply a change
+// through the gameplay API, kill the page's WebSocket and check that it
+// resumes and shows a change made while it was down, run a demo action from
+// the panel, and save a screenshot.
 //
-// Usage: node e2e-page.mjs <base-url> <screenshot.png>
-// where <base-url> serves the page, /demo/login, /v1/ws, the descriptors and
-// the change API used here (today the stub node: `stub-node.mjs --page --pkg`).
+// Usage: INVENTORY_SERVICE_TOKEN=<token> node e2e-page.mjs <node-url> <screenshot.png>
+// where <node-url> is a zone node in its demo mode serving the web package
+// (`cargo xtask test` starts one). The page's WebSocket goes through a TCP
+// proxy in this script (the page's `?ws=` parameter), which can cut every
+// connection and refuse new ones, as a network failure would.
 
+import net from "node:net";
+import { randomUUID } from "node:crypto";
 import { chromium } from "playwright-core";
 
 const [base, screenshot] = process.argv.slice(2);
+const serviceToken = process.env.INVENTORY_SERVICE_TOKEN;
+if (!base || !screenshot || !serviceToken) {
+  console.error("usage: INVENTORY_SERVICE_TOKEN=<token> node e2e-page.mjs <node-url> <screenshot.png>");
+  process.exit(2);
+}
 const player = `e2e${Date.now()}`;
 const bank = `a:${player}`;
+const hero = `c:${player}:hero`;
 
-async function control(path, body) {
-  const response = await fetch(`${base}${path}`, { method: "POST", body: JSON.stringify(body) });
-  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+// A TCP proxy to the node: `cut()` destroys every connection and refuses
+// new ones until `restore()`.
+const node = new URL(base);
+const sockets = new Set();
+let down = false;
+const proxy = net.createServer((client) => {
+  if (down) return client.destroy();
+  const upstream = net.connect(Number(node.port), node.hostname);
+  for (const socket of [client, upstream]) {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+  }
+  client.pipe(upstream).pipe(client);
+});
+await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+const cut = () => {
+  down = true;
+  for (const socket of sockets) socket.destroy();
+};
+const restore = () => {
+  down = false;
+};
+
+// One change through the gameplay API, as a game server sends it.
+async function apply(ops) {
+  const response = await fetch(`${base}/v1/changes`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${serviceToken}` },
+    body: JSON.stringify({ id: randomUUID(), ops }),
+  });
+  if (!response.ok) throw new Error(`POST /v1/changes: ${response.status} ${await response.text()}`);
 }
 
 const browser = await chromium.launch({
@@ -23,31 +65,49 @@ const browser = await chromium.launch({
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 let failed = false;
-const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
-page.setDefaultTimeout(10_000);
+const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
+page.setDefaultTimeout(15_000);
 page.on("pageerror", (error) => console.error("page error:", error));
+page.on("console", (message) => message.type() === "error" && console.error("page console:", message.text()));
 try {
   const stack = (owner, item) => page.locator(`section[data-owner="${owner}"] li[data-item="${item}"]`);
-  await page.goto(`${base}/`);
+  const shows = (owner, item, qty) => stack(owner, item).locator(".qty", { hasText: new RegExp(`^${qty}$`) }).waitFor();
+  await page.goto(`${base}/?ws=ws://127.0.0.1:${proxy.address().port}/v1/ws`);
   await page.fill("#player", player);
   await page.click("#login button");
 
-  await stack(bank, "wood").locator(".qty", { hasText: /^10$/ }).waitFor();
-  await stack(`c:${player}:hero`, `${player}-sword`).locator(".name", { hasText: `The ${player}-sword` }).waitFor();
-  await stack(bank, "wood").locator(".stats", { hasText: "power 3" }).waitFor();
-  await page.locator("#connection", { hasText: "connected" }).waitFor();
-  console.log("ok: logged in, inventory and descriptors rendered");
+  await shows(bank, "gold", 120);
+  await stack(bank, "gold").locator(".name", { hasText: "Gold coins" }).waitFor();
+  await stack(bank, "gem").locator(".stats", { hasText: "value 40" }).waitFor();
+  await stack(bank, "gem").locator(".name .tag", { hasText: "rare" }).waitFor();
+  await shows(hero, "health-potion", 3);
+  await stack(hero, "health-potion").locator(".stats", { hasText: "heal 50" }).waitFor();
+  await page.locator("#connection", { hasText: /^connected$/ }).waitFor();
+  await page.locator("#version", { hasText: "Bank v1" }).waitFor();
+  console.log("ok: logged in; the seeded inventory shows names and stats");
 
-  await control("/test/grant", { user: player, owner: bank, item: "wood", qty: 5 });
-  await stack(bank, "wood").locator(".qty", { hasText: /^15$/ }).waitFor();
-  console.log("ok: a change through the API is shown");
+  await apply([{ op: "grant", owner: bank, item: "wood", qty: 5 }]);
+  await shows(bank, "wood", 25);
+  await page.locator("#version", { hasText: "Bank v2" }).waitFor();
+  console.log("ok: a change through the gameplay API is shown");
 
-  await control("/test/drop", { user: player });
-  await control("/test/grant", { user: player, owner: bank, item: "gem", qty: 2 });
-  await stack(bank, "gem").locator(".qty", { hasText: /^2$/ }).waitFor();
+  cut();
+  await page.locator("#connection", { hasText: /reconnecting|connecting/ }).waitFor();
+  await apply([
+    { op: "grant", owner: bank, item: "gem", qty: 3 },
+    { op: "consume", owner: hero, item: "torch", qty: 1 },
+  ]);
+  restore();
+  await shows(bank, "gem", 5);
+  await shows(hero, "torch", 1);
   await page.locator("#connection", { hasText: /^connected$/ }).waitFor();
   await page.locator("#latency", { hasText: /latency \d/ }).waitFor();
-  console.log("ok: the page resumed after its WebSocket was killed and shows what it missed");
+  console.log("ok: the page resumed after its WebSocket was killed and shows the change made meanwhile");
+
+  await page.click('#demo button[data-action="trade"]');
+  await page.locator("#log li.mine", { hasText: "the merchant" }).waitFor();
+  await page.locator("#log li.seen", { hasText: "Gold coins" }).waitFor();
+  console.log("ok: a demo action ran on the node and the page shows its effect");
 } catch (error) {
   failed = true;
   console.error(`FAILED: ${error.message}`);
@@ -55,5 +115,7 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   console.log(`screenshot: ${screenshot}`);
   await browser.close();
+  proxy.close();
+  for (const socket of sockets) socket.destroy();
 }
 process.exit(failed ? 1 : 0);

@@ -7,42 +7,17 @@
 //   POST /test/drop  {user}                    kills the user's sockets (no close frame)
 //   GET  /test/hellos?user=u                   the Hellos received (resume versions)
 //   GET  /test/batches                         the descriptor batches received
-//   POST /demo/login {player}                  a demo token (the player's name)
-//
-// With `--page DIR --pkg DIR` it also serves the live page at `/` and the
-// SDK's web package under `/pkg/`, for the page's Playwright test.
 //
 // Any token is a user id, except `bad` (refused with `unauthorized`).
 // Each user has `a:<user>` {wood: 10} and `c:<user>:hero` {<user>-sword: 1},
 // both at version 1. Descriptor ids starting `missing-` are missing, `burned-`
 // burned; others get a catalog descriptor named "The <id>".
 //
-// Usage: node stub-node.mjs [--page DIR --pkg DIR]
-// (prints `listening on http://127.0.0.1:<port>`)
+// Usage: node stub-node.mjs (prints `listening on http://127.0.0.1:<port>`)
 
 import http from "node:http";
-import { readFile } from "node:fs/promises";
-import { extname, join, normalize } from "node:path";
 import { randomUUID } from "node:crypto";
 import { WebSocketServer } from "ws";
-
-const args = process.argv.slice(2);
-const option = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
-const pageDir = option("--page");
-const pkgDir = option("--pkg");
-const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm", ".css": "text/css" };
-
-async function serveFile(res, dir, path) {
-  const file = normalize(join(dir, path));
-  if (!file.startsWith(normalize(dir))) return reply(res, 404, {});
-  try {
-    const body = await readFile(file);
-    res.writeHead(200, { "content-type": types[extname(file)] ?? "application/octet-stream" });
-    res.end(body);
-  } catch {
-    reply(res, 404, { code: "not_found", message: path });
-  }
-}
 
 const users = new Map(); // user -> { owners: Map<owner, {version, items: Map}>, log: [], sockets: Set, hellos: [] }
 const batches = [];
@@ -172,16 +147,6 @@ const server = http.createServer(async (req, res) => {
   }
   if (req.method === "GET" && url.pathname === "/test/batches") {
     return reply(res, 200, batches);
-  }
-  if (req.method === "POST" && url.pathname === "/demo/login") {
-    const { player } = await readBody(req);
-    return reply(res, 200, { token: player, user: player });
-  }
-  if (req.method === "GET" && pkgDir && url.pathname.startsWith("/pkg/")) {
-    return serveFile(res, pkgDir, url.pathname.slice("/pkg/".length));
-  }
-  if (req.method === "GET" && pageDir) {
-    return serveFile(res, pageDir, url.pathname === "/" ? "index.html" : url.pathname.slice(1));
   }
   reply(res, 404, { code: "not_found", message: `no route ${url.pathname}` });
 });

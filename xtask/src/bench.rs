@@ -161,7 +161,7 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
     command.current_dir(root).stdout(Stdio::piped());
     if bench.needs_wasm_bundle {
         install::ensure_wasm_tools(root)?;
-        let bundle = wasm::build(root)?;
+        let bundle = wasm::build(root, wasm::TARGETS, wasm::Optimize::WasmOpt)?;
         command.env("SDK_WASM_BUNDLE", &bundle.dirs[0]);
     }
     let shown = display(&command);

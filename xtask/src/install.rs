@@ -58,13 +58,32 @@ pub fn ensure_test_tools(root: &Path) -> Result<()> {
 /// What building and testing the wasm SDK needs: the target, the
 /// wasm-bindgen CLI matching Cargo.lock, Node and the npm tools.
 pub fn ensure_wasm_tools(root: &Path) -> Result<()> {
-    ensure_rustup_target(WASM_TARGET)?;
-    if let Some(version) = browser_wasm_bindgen_version(root)? {
-        ensure_wasm_bindgen_cli(&version)?;
-        ensure_apt_packages(&[("nodejs", "node"), ("npm", "npm")])?;
+    if ensure_wasm_build_tools(root)? {
+        ensure_apt_packages(NODE_PACKAGES)?;
         ensure_js_tools(root)?;
     }
     Ok(())
+}
+
+/// What building the wasm SDK needs without Node: the target and the
+/// wasm-bindgen CLI matching Cargo.lock. False if no crate uses wasm-bindgen.
+pub fn ensure_wasm_build_tools(root: &Path) -> Result<bool> {
+    ensure_rustup_target(WASM_TARGET)?;
+    let Some(version) = browser_wasm_bindgen_version(root)? else {
+        return Ok(false);
+    };
+    ensure_wasm_bindgen_cli(&version)?;
+    Ok(true)
+}
+
+/// Node and npm, as Debian packages and their executables.
+const NODE_PACKAGES: &[(&str, &str)] = &[("nodejs", "node"), ("npm", "npm")];
+
+/// Whether Node and npm are installed.
+pub fn node_available() -> bool {
+    NODE_PACKAGES
+        .iter()
+        .all(|(_, binary)| testkit::find_binary(binary).is_some())
 }
 
 /// Installs the packages whose executable is missing, with one `apt-get update` first.

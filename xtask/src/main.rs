@@ -1,4 +1,5 @@
-//! `cargo xtask`: the project's multi-step jobs (test harness, benchmarks).
+//! `cargo xtask`: the project's multi-step jobs (test harness, benchmarks,
+//! wasm build, the node with its page).
 
 // A command-line tool whose output is its interface: progress and summaries
 // go to the terminal directly, not through a logging framework.
@@ -7,6 +8,7 @@
 mod bench;
 mod install;
 mod job;
+mod node;
 mod test;
 mod wasm;
 
@@ -30,6 +32,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build the release npm packages of sdk-wasm into target/npm/{web,bundler}.
     Wasm(wasm::WasmArgs),
+    /// Build the browser SDK's web package and run the zone node with its live page.
+    Node(node::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&root, &args),
         Command::Bench(args) => bench::run(&root, &args),
         Command::Wasm(args) => wasm::run(&root, &args),
+        Command::Node(args) => node::run(&root, &args),
     };
     // The error chain is the message; a backtrace of xtask itself never helps.
     match result {

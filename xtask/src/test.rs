@@ -95,9 +95,10 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
 }
 
 /// The wasm SDK: its suite in Node and in headless Chromium against the stub
-/// node, then the release bundle and `tsc --strict` on TypeScript using it.
+/// node, then the release bundle, `tsc --strict` on TypeScript using it, and
+/// the live page served by the real zone node.
 fn wasm_steps(job: &mut Job) -> Result<()> {
-    let stub = job.step("start the stub node", |root| StubNode::start(root, &[]))?;
+    let stub = job.step("start the stub node", StubNode::start)?;
     eprintln!("SDK_WASM_STUB_NODE={}", stub.url);
     let webdriver_json = job.root().join(WEBDRIVER_JSON);
     let suite = |browser: bool| -> Result<std::process::Command> {
@@ -134,7 +135,7 @@ fn wasm_steps(job: &mut Job) -> Result<()> {
     job.command("wasm tests in headless Chromium", suite(true)?)?;
     drop(stub);
     job.step("wasm release bundle", |root| {
-        let bundle = wasm::build(root)?;
+        let bundle = wasm::build(root, wasm::TARGETS, wasm::Optimize::WasmOpt)?;
         eprintln!(
             "{}: {:.1} KB raw, {:.1} KB gzipped",
             bundle.wasm.display(),
@@ -148,40 +149,42 @@ fn wasm_steps(job: &mut Job) -> Result<()> {
     tsc.arg("-p").arg(tools.join("tsconfig.json"));
     job.command("tsc --strict (declarations)", tsc)?;
 
-    // The live page, served with the bundle by the stub node (the zone node
-    // does not serve it yet), driven by Playwright in the system chromium.
-    let page = job.step("start the stub node with the page", |root| {
-        let web = crate::target_dir(root).join("npm/web");
-        StubNode::start(
-            root,
-            &[
-                "--page".as_ref(),
-                root.join(PAGE_DIR).as_os_str(),
-                "--pkg".as_ref(),
-                web.as_os_str(),
-            ],
-        )
+    // The live page, served by the zone node in its demo mode with the
+    // bundle just built, driven by Playwright in the system chromium.
+    let mut build = cargo();
+    build.args([
+        "build",
+        "-p",
+        "inventory-service",
+        "--bin",
+        "inventory-service",
+    ]);
+    job.command("build the zone node", build)?;
+    let node = job.step("start the zone node with the page", |root| {
+        ZoneNode::start(root, &crate::target_dir(root).join("npm/web"))
     })?;
+    eprintln!("zone node: {} (log: {})", node.url, node.log.display());
     let artifacts = job.root().join(ARTIFACTS_DIR);
     std::fs::create_dir_all(&artifacts)?;
     let mut e2e = std::process::Command::new("node");
     e2e.arg(tools.join("e2e-page.mjs"))
-        .arg(&page.url)
-        .arg(artifacts.join("page.png"));
+        .arg(&node.url)
+        .arg(artifacts.join("page.png"))
+        .env("INVENTORY_SERVICE_TOKEN", E2E_SERVICE_TOKEN);
     job.command("live page in headless Chromium (Playwright)", e2e)
 }
 
-/// The live inventory page's static files.
-const PAGE_DIR: &str = "sdk-wasm/page";
-
 /// Where CI collects files to keep (git-ignored).
 const ARTIFACTS_DIR: &str = ".ci-artifacts";
+
+/// The gameplay API token of the page test's node.
+const E2E_SERVICE_TOKEN: &str = "e2e-page-service-token";
 
 /// The chromedriver capabilities of the browser suite: headless flags that
 /// work as root on this kind of machine (see DESIGN.md).
 const WEBDRIVER_JSON: &str = "sdk-wasm/webdriver.json";
 
-/// `sdk-wasm/js/stub-node.mjs`, the scripted node of the wasm suite; killed
+/// `sdk-wasm/js/stub-node.mjs`, the scripted node of the wasm suites; killed
 /// when dropped.
 #[derive(Debug)]
 struct StubNode {
@@ -190,11 +193,10 @@ struct StubNode {
 }
 
 impl StubNode {
-    fn start(root: &Path, args: &[&std::ffi::OsStr]) -> Result<StubNode> {
+    fn start(root: &Path) -> Result<StubNode> {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new("node")
             .arg("stub-node.mjs")
-            .args(args)
             .current_dir(root.join(JS_TOOLS_DIR))
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -217,6 +219,87 @@ impl Drop for StubNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The `inventory-service` binary in its embedded demo mode over SQLite files
+/// in a fresh temp dir, on a port the kernel picks; killed (and its files
+/// removed) when dropped.
+#[derive(Debug)]
+struct ZoneNode {
+    child: std::process::Child,
+    url: String,
+    dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl ZoneNode {
+    fn start(root: &Path, web_dir: &Path) -> Result<ZoneNode> {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = std::env::temp_dir().join(testkit::unique_name("e2e-page"));
+        std::fs::create_dir_all(&dir)?;
+        let log = dir.join("node.log");
+        let binary = crate::target_dir(root).join("debug/inventory-service");
+        let mut child = std::process::Command::new(&binary)
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--sqlite-path")
+            .arg(dir.join("inventory.db"))
+            .arg("--descriptor-sqlite-path")
+            .arg(dir.join("descriptors.db"))
+            .arg("--web-dir")
+            .arg(web_dir)
+            .env("INVENTORY_SERVICE_TOKEN", E2E_SERVICE_TOKEN)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            // The embedded mode, whatever the caller's environment says.
+            .env_remove("REDIS_URL")
+            .env_remove("MONGODB_URI")
+            .env_remove("INVENTORY_DESCRIPTOR_URL")
+            .env_remove("INVENTORY_NO_DEMO")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {}", binary.display()))?;
+        let stdout = child.stdout.take().context("the node's stdout is piped")?;
+        let mut file = std::fs::File::create(&log)?;
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        // Copies the log to a file for the whole run, so the node never
+        // blocks on a full pipe, and hands over the address it listens on.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(file, "{line}");
+                if line.contains("inventory node listening")
+                    && let Some(address) = line
+                        .split_whitespace()
+                        .find_map(|word| word.strip_prefix("address="))
+                {
+                    let _ = address_tx.send(address.to_owned());
+                }
+            }
+        });
+        let mut node = ZoneNode {
+            child,
+            url: String::new(),
+            dir,
+            log,
+        };
+        match address_rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(address) => node.url = format!("http://{address}"),
+            Err(_) => {
+                return Err(anyhow!(
+                    "the zone node did not start (log: {})",
+                    node.log.display()
+                ));
+            }
+        }
+        Ok(node)
+    }
+}
+
+impl Drop for ZoneNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

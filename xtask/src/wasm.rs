@@ -20,7 +20,16 @@ const OUT_NAME: &str = "sdk_wasm";
 /// The npm package's name.
 const PACKAGE: &str = "inventory-sdk";
 /// The bundle targets: wasm-bindgen's name, which is also the directory.
-const TARGETS: &[&str] = &["web", "bundler"];
+pub const TARGETS: &[&str] = &["web", "bundler"];
+
+/// Whether the `.wasm` is shrunk by `wasm-opt -Oz`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Optimize {
+    /// With npm binaryen's `wasm-opt` (the release bundle).
+    WasmOpt,
+    /// As `rustc` and `wasm-bindgen` leave it: larger, equally correct.
+    Skip,
+}
 
 #[derive(Debug, Args)]
 pub struct WasmArgs {
@@ -44,7 +53,7 @@ pub fn run(root: &Path, args: &WasmArgs) -> Result<()> {
     if !args.skip_install {
         install::ensure_wasm_tools(root)?;
     }
-    let bundle = build(root)?;
+    let bundle = build(root, TARGETS, Optimize::WasmOpt)?;
     for dir in &bundle.dirs {
         eprintln!("package: {}", dir.display());
     }
@@ -62,8 +71,9 @@ pub fn kb(bytes: u64) -> f64 {
     bytes as f64 / 1000.0
 }
 
-/// Builds the release bundle; the tools must be installed.
-pub fn build(root: &Path) -> Result<Bundle> {
+/// Builds the release bundle for `targets` (a subset of [`TARGETS`]); the
+/// tools must be installed (`wasm-opt` only to [`Optimize::WasmOpt`]).
+pub fn build(root: &Path, targets: &[&str], optimize: Optimize) -> Result<Bundle> {
     job::run(
         cargo()
             .args([
@@ -85,12 +95,12 @@ pub fn build(root: &Path) -> Result<Bundle> {
         testkit::find_binary("wasm-bindgen").context("wasm-bindgen is not installed")?;
     let wasm_opt = root.join(JS_TOOLS_DIR).join("node_modules/.bin/wasm-opt");
     ensure!(
-        wasm_opt.exists(),
+        optimize == Optimize::Skip || wasm_opt.exists(),
         "{} is missing: run without --skip-install",
         wasm_opt.display()
     );
     let mut dirs = Vec::new();
-    for target in TARGETS {
+    for target in targets {
         let dir = target_dir.join("npm").join(target);
         if dir.exists() {
             fs::remove_dir_all(&dir).with_context(|| format!("cannot empty {}", dir.display()))?;
@@ -102,16 +112,18 @@ pub fn build(root: &Path) -> Result<Bundle> {
                 .arg(&input),
         )?;
         let wasm = dir.join(format!("{OUT_NAME}_bg.wasm"));
-        // The features rustc enables by default for wasm32 (its output
-        // declares them in a target_features section wasm-bindgen drops).
-        job::run(
-            Command::new(&wasm_opt)
-                .args(["-Oz", "--enable-bulk-memory", "--enable-mutable-globals"])
-                .args(["--enable-nontrapping-float-to-int", "--enable-sign-ext"])
-                .args(["--enable-reference-types", "--enable-multivalue", "-o"])
-                .arg(&wasm)
-                .arg(&wasm),
-        )?;
+        if optimize == Optimize::WasmOpt {
+            // The features rustc enables by default for wasm32 (its output
+            // declares them in a target_features section wasm-bindgen drops).
+            job::run(
+                Command::new(&wasm_opt)
+                    .args(["-Oz", "--enable-bulk-memory", "--enable-mutable-globals"])
+                    .args(["--enable-nontrapping-float-to-int", "--enable-sign-ext"])
+                    .args(["--enable-reference-types", "--enable-multivalue", "-o"])
+                    .arg(&wasm)
+                    .arg(&wasm),
+            )?;
+        }
         write_package_json(&dir, target)?;
         dirs.push(dir);
     }
