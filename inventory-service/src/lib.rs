@@ -43,6 +43,7 @@
 
 mod auth;
 mod config;
+pub mod crafting;
 mod demo;
 mod edge;
 mod error;
