@@ -1,14 +1,14 @@
 //! The demo mode of the embedded node: the live inventory page, logins that
 //! mint a short-lived session token for any player (seeding a starter
 //! inventory the first time), and demo actions executed server-side the way
-//! a game server would (loot, use, trade with the merchant), one at a time
-//! or by the auto-play driver.
+//! a game server would (loot, use, trade with the merchant, craft and burn
+//! through [`crate::crafting`]), one at a time or by the auto-play driver.
 //!
 //! | route | body | answer |
 //! |---|---|---|
 //! | `GET /`, `/app.js`, `/style.css`, `/pkg/*` | | the page and the browser SDK ([`page`]) |
 //! | `POST /demo/login` | `{"player"}` | `{"player", "token", "expires_in_secs"}` |
-//! | `POST /demo/actions` | `{"player", "action"}` | `{"player", "action", "summary", "change_id"}` |
+//! | `POST /demo/actions` | `{"player", "action"}` (`grant`, `consume`, `trade`, `craft`, `burn`) | `{"player", "action", "summary", "change_id"}` |
 //! | `POST /demo/autoplay` | `{"player", "on"}` | `{"player", "running", "remaining_secs"}` |
 //!
 //! A player is a user id (`[A-Za-z0-9_-]{1,64}`, else `invalid_id`); the
@@ -34,14 +34,17 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::routing::post;
 use axum::{Json, Router};
-use inventory_core::Inventory;
-use protocol::{ChangeId, ErrorCode, UserId};
+use descriptor_service::Lookup;
+use inventory_core::{AppliedChange, Inventory};
+use protocol::{
+    ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, MAX_BATCH_IDS, OwnerId, UserId,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::{ApiError, AppState, ClientTokens};
+use crate::{ApiError, AppState, ClientTokens, crafting};
 use actions::{Holdings, Planned};
 pub use catalog::seed_demo_catalog;
 
@@ -51,6 +54,7 @@ pub use catalog::seed_demo_catalog;
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct DemoConfig {
+    descriptors: descriptor_service::AppState,
     web_dir: Option<PathBuf>,
     token_ttl: Duration,
     max_players: usize,
@@ -58,17 +62,13 @@ pub struct DemoConfig {
     seed: Option<u64>,
 }
 
-impl Default for DemoConfig {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl DemoConfig {
-    /// The defaults. The node's embedded descriptor service must hold the
-    /// demo's catalog ([`seed_demo_catalog`]).
-    pub fn new() -> Self {
+    /// A demo over the node's embedded descriptor service, which holds the
+    /// demo's catalog ([`seed_demo_catalog`]) and where crafting creates and
+    /// burning removes descriptors.
+    pub fn new(descriptors: descriptor_service::AppState) -> Self {
         Self {
+            descriptors,
             web_dir: None,
             token_ttl: Duration::from_secs(15 * 60),
             max_players: 1_000,
@@ -144,12 +144,21 @@ pub(crate) enum Action {
     Consume,
     /// Trade with the merchant.
     Trade,
+    /// Craft a unique item from the bank's materials.
+    Craft,
+    /// Burn a crafted item, recovering half its materials.
+    Burn,
 }
 
 impl Action {
     /// The auto-play driver's choices, each with its weight.
-    const WEIGHTED: &[(Action, u32)] =
-        &[(Action::Grant, 3), (Action::Consume, 2), (Action::Trade, 2)];
+    const WEIGHTED: &[(Action, u32)] = &[
+        (Action::Grant, 3),
+        (Action::Consume, 2),
+        (Action::Trade, 2),
+        (Action::Craft, 2),
+        (Action::Burn, 1),
+    ];
 }
 
 /// What a performed action did.
@@ -223,28 +232,75 @@ impl Demo {
         Ok(Holdings::new(self.inner.inventory.load_user(player).await?))
     }
 
-    /// Decides and applies one action for `player`.
+    /// Decides and carries out one action for `player`.
     async fn perform(&self, player: &UserId, action: Action) -> Result<Performed, ApiError> {
         self.ensure_player(player).await?;
-        let planned: Planned = match action {
-            Action::Grant => actions::grant(player, &mut *self.rng()),
+        let holdings = self.holdings(player).await?;
+        let inventory = &self.inner.inventory;
+        let registry = &self.inner.config.descriptors;
+        let (summary, applied) = match action {
+            Action::Grant => {
+                let planned = actions::grant(player, &mut *self.rng());
+                self.apply(planned).await?
+            }
             Action::Consume => {
-                let holdings = self.holdings(player).await?;
-                actions::consume(player, &holdings, &mut *self.rng())?
+                let planned = actions::consume(player, &holdings, &mut *self.rng())?;
+                self.apply(planned).await?
             }
             Action::Trade => {
                 self.ensure_player(&catalog::merchant()).await?;
-                let holdings = self.holdings(player).await?;
-                actions::trade(player, &holdings, &mut *self.rng())?
+                let planned = actions::trade(player, &holdings, &mut *self.rng())?;
+                self.apply(planned).await?
+            }
+            Action::Craft => {
+                let planned = actions::craft(player, &holdings, &mut *self.rng(), now_ms())?;
+                let applied = crafting::craft(inventory, registry, &planned.order).await?;
+                (planned.summary, applied)
+            }
+            Action::Burn => {
+                let crafted = self.crafted(&holdings).await?;
+                let planned = actions::burn(&crafted, &mut *self.rng())?;
+                let applied = crafting::burn(inventory, registry, &planned.order).await?;
+                (planned.summary, applied)
             }
         };
-        let applied = self.inner.inventory.apply(planned.change).await?;
         Ok(Performed {
             player: player.clone(),
             action,
-            summary: planned.summary,
+            summary,
             change_id: applied.event.change_id,
         })
+    }
+
+    async fn apply(&self, planned: Planned) -> Result<(String, AppliedChange), ApiError> {
+        let applied = self.inner.inventory.apply(planned.change).await?;
+        Ok((planned.summary, applied))
+    }
+
+    /// The crafted items among `holdings`, with their descriptors.
+    async fn crafted(&self, holdings: &Holdings) -> Result<Vec<(OwnerId, Descriptor)>, ApiError> {
+        let mut uniques = holdings.uniques();
+        uniques.truncate(MAX_BATCH_IDS);
+        let ids: Vec<ItemId> = uniques.iter().map(|(_, item)| item.clone()).collect();
+        let lookups = self
+            .inner
+            .config
+            .descriptors
+            .cache()
+            .get_many(&ids)
+            .await
+            .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        let mut crafted = Vec::new();
+        for ((owner, _), lookup) in uniques.into_iter().zip(lookups) {
+            if let Lookup::Found(found) = lookup {
+                let descriptor: Descriptor = serde_json::from_str(found.json().get())
+                    .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+                if descriptor.kind == DescriptorKind::Crafted {
+                    crafted.push((owner, descriptor));
+                }
+            }
+        }
+        Ok(crafted)
     }
 
     /// A random action for the auto-play driver.
@@ -259,6 +315,16 @@ impl Demo {
         }
         Action::Grant
     }
+}
+
+/// The wall clock in milliseconds since the Unix epoch: a crafted item's
+/// creation time.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The demo's routes over its own state.

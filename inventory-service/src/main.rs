@@ -61,9 +61,9 @@ async fn main() -> anyhow::Result<()> {
         .with_zones(config.zones.clone())
         .with_edge_config(config.edge());
     if let Some(descriptors) = descriptors {
-        state = state.with_fallback(descriptor_service::app(descriptors));
+        state = state.with_fallback(descriptor_service::app(descriptors.clone()));
         if config.demo_enabled() {
-            state = state.with_demo(demo_config(&config));
+            state = state.with_demo(demo_config(&config, descriptors.clone()));
         }
     }
     if !config.demo_enabled() && !config.no_demo {
@@ -125,8 +125,8 @@ async fn embedded_descriptors(
 }
 
 /// The demo mode over the embedded descriptor service.
-fn demo_config(config: &Config) -> DemoConfig {
-    let demo = DemoConfig::new();
+fn demo_config(config: &Config, descriptors: descriptor_service::AppState) -> DemoConfig {
+    let demo = DemoConfig::new(descriptors);
     let demo = match &config.web_dir {
         Some(dir) => demo.with_web_dir(dir),
         None => {

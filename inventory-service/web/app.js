@@ -47,11 +47,12 @@ function ownerLabel(id) {
   return owner ? ownerTitle(owner) : id;
 }
 
-// The stats line: every attribute but rarity (shown as a tag), then who crafted it.
+// The stats line: every attribute but rarity (shown as a tag) and quality
+// (part of a crafted item's name), then who crafted it.
 function stats(descriptor) {
   if (!descriptor) return "";
   const parts = Object.entries(descriptor.attributes ?? {})
-    .filter(([key]) => key !== "rarity")
+    .filter(([key]) => key !== "rarity" && key !== "quality")
     .map(([key, value]) => `${key.replaceAll("_", " ")} ${value}`);
   if (descriptor.kind === "crafted" && descriptor.crafted_by) parts.push(`crafted by ${descriptor.crafted_by}`);
   return parts.join(" · ");
@@ -70,7 +71,7 @@ function rowClass(stack) {
   return stack.descriptor?.attributes?.rarity === "rare" ? "rare" : "";
 }
 
-// The names of every item seen, so that a removed item's log line can name it.
+// The names of every item seen, for the log (removed items included).
 const names = new Map();
 
 function render(changed = new Set()) {
@@ -106,9 +107,20 @@ function render(changed = new Set()) {
   setTimeout(() => document.querySelectorAll("main li.changed").forEach((row) => row.classList.remove("changed")), 800);
 }
 
-function note(text, className) {
+// A log line: a time and parts, each a string or an item (`{ item, text }`)
+// whose name is filled in when its descriptor arrives.
+function note(parts, className) {
   const entry = element("li", className);
-  entry.append(element("span", "when", new Date().toLocaleTimeString()), document.createTextNode(text));
+  entry.append(element("span", "when", new Date().toLocaleTimeString()));
+  for (const part of [parts].flat()) {
+    if (typeof part === "string") {
+      entry.append(document.createTextNode(part));
+    } else {
+      const name = element("span", "", names.get(part.item) ?? "a new item");
+      name.dataset.item = part.item;
+      entry.append(document.createTextNode(part.text), name);
+    }
+  }
   log.prepend(entry);
   while (log.children.length > 40) log.lastChild.remove();
 }
@@ -116,19 +128,26 @@ function note(text, className) {
 // One log line per owner touched by a batch of changes, e.g. "Bank: +8 Gold coins, −5 Oak wood".
 function noteChanges(changes) {
   const byOwner = new Map();
-  const nameOf = (owner, item) =>
-    client.items().find((o) => o.owner === owner)?.items.find((s) => s.item === item)?.descriptor?.name ?? names.get(item) ?? item;
   for (const change of changes) {
     let text = null;
-    if (change.type === "item_added") text = `+${change.qty} ${change.descriptor?.name ?? nameOf(change.owner, change.item)}`;
-    if (change.type === "item_removed") text = `−${change.qty} ${names.get(change.item) ?? change.item}`;
+    if (change.type === "item_added") text = `+${change.qty} `;
+    if (change.type === "item_removed") text = `−${change.qty} `;
     if (change.type === "quantity_changed") {
       const delta = change.to - change.from;
-      text = `${delta > 0 ? "+" : "−"}${Math.abs(delta)} ${nameOf(change.owner, change.item)}`;
+      text = `${delta > 0 ? "+" : "−"}${Math.abs(delta)} `;
     }
-    if (text) byOwner.set(change.owner, [...(byOwner.get(change.owner) ?? []), text]);
+    if (change.type === "descriptor_arrived" && change.descriptor) {
+      for (const span of log.querySelectorAll(`span[data-item="${CSS.escape(change.item)}"]`)) {
+        span.textContent = change.descriptor.name;
+      }
+    }
+    if (text === null) continue;
+    const parts = byOwner.get(change.owner) ?? [`${ownerLabel(change.owner)}: `];
+    if (parts.length > 1) parts.push(", ");
+    parts.push({ item: change.item, text });
+    byOwner.set(change.owner, parts);
   }
-  for (const [owner, texts] of byOwner) note(`${ownerLabel(owner)}: ${texts.join(", ")}`, "seen");
+  for (const parts of byOwner.values()) note(parts, "seen");
 }
 
 function showConnection(state) {

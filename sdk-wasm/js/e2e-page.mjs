@@ -2,8 +2,8 @@
 // (playwright-core driving the system chromium): log in as a new demo player,
 // check the seeded inventory with descriptor names and stats, apply a change
 // through the gameplay API, kill the page's WebSocket and check that it
-// resumes and shows a change made while it was down, run a demo action from
-// the panel, and save a screenshot.
+// resumes and shows a change made while it was down, run demo actions from
+// the panel (a trade, a craft), and save a screenshot.
 //
 // Usage: INVENTORY_SERVICE_TOKEN=<token> node e2e-page.mjs <node-url> <screenshot.png>
 // where <node-url> is a zone node in its demo mode serving the web package
@@ -108,6 +108,15 @@ try {
   await page.locator("#log li.mine", { hasText: "the merchant" }).waitFor();
   await page.locator("#log li.seen", { hasText: "Gold coins" }).waitFor();
   console.log("ok: a demo action ran on the node and the page shows its effect");
+
+  await page.click('#demo button[data-action="craft"]');
+  const crafted = page.locator(`section[data-owner="${bank}"] li.crafted`);
+  await crafted.locator(".name .tag", { hasText: "crafted" }).waitFor();
+  await crafted.locator(".stats", { hasText: `crafted by ${player}` }).waitFor();
+  await page.locator("#log li.mine", { hasText: "Crafted a " }).waitFor();
+  const craftedName = await crafted.locator(".name").evaluate((name) => name.firstChild.textContent);
+  await page.locator("#log li.seen", { hasText: `+1 ${craftedName}` }).waitFor();
+  console.log(`ok: crafting shows the new unique item (${craftedName})`);
 } catch (error) {
   failed = true;
   console.error(`FAILED: ${error.message}`);

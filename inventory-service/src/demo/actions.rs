@@ -1,16 +1,23 @@
 //! The demo's gameplay decisions as pure functions: given what a player
-//! holds and a random source, the change a game server would send for
-//! "loot something", "use something" or "trade with the merchant", and a
-//! sentence saying what happened. Applying it is the caller's job; the store
-//! still guards every consume, so a decision made on a stale view fails
-//! cleanly instead of overdrawing.
+//! holds and a random source, what a game server would do for "loot
+//! something", "use something", "trade with the merchant" (a change), "craft
+//! something" or "burn a crafted item" (an order for [`crate::crafting`]),
+//! and a sentence saying what happened. Carrying it out is the caller's job;
+//! the store still guards every consume, so a decision made on a stale view
+//! fails cleanly instead of overdrawing.
 
-use protocol::{Change, ChangeId, ChangeKind, ErrorCode, OwnerId, OwnerSnapshot, UserId};
+use std::collections::BTreeMap;
+
+use protocol::{
+    AttributeValue, Change, ChangeId, ChangeKind, CraftInput, Descriptor, DescriptorKind,
+    ErrorCode, ItemId, OwnerId, OwnerSnapshot, Stacking, UserId,
+};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use super::catalog::{account, hero, id, merchant, name, qty};
+use super::catalog::{QUALITIES, RECIPES, account, hero, id, merchant, name, qty};
 use crate::ApiError;
+use crate::crafting::{BurnOrder, CraftOrder, crafted_item_id};
 
 /// A change to apply and what it means, for people.
 #[derive(Debug)]
@@ -26,6 +33,21 @@ pub(crate) struct Holdings(Vec<OwnerSnapshot>);
 impl Holdings {
     pub(crate) fn new(owners: Vec<OwnerSnapshot>) -> Self {
         Self(owners)
+    }
+
+    /// Every stack of one the player holds of an item outside the catalog:
+    /// the crafted items, as `(owner, item)`.
+    pub(crate) fn uniques(&self) -> Vec<(OwnerId, ItemId)> {
+        self.0
+            .iter()
+            .flat_map(|snapshot| {
+                snapshot
+                    .items
+                    .iter()
+                    .filter(|(item, qty)| **qty == 1 && !super::catalog::is_catalog(item.as_str()))
+                    .map(|(item, _)| (snapshot.owner.clone(), item.clone()))
+            })
+            .collect()
     }
 
     /// The balance of `item` in `owner` (0 if absent).
@@ -190,6 +212,132 @@ pub(crate) fn trade(
     Ok(Planned { change, summary })
 }
 
+/// A craft to carry out, and what it means.
+#[derive(Debug)]
+pub(crate) struct PlannedCraft {
+    pub order: CraftOrder,
+    pub summary: String,
+}
+
+/// Crafts one item of a recipe the player's bank can pay for: a new unique
+/// descriptor instantiating the recipe's template, its stat rolled, its
+/// inputs recorded, created at `now_ms`.
+pub(crate) fn craft(
+    player: &UserId,
+    holdings: &Holdings,
+    rng: &mut impl Rng,
+    now_ms: u64,
+) -> Result<PlannedCraft, ApiError> {
+    let bank = account(player);
+    let affordable: Vec<_> = RECIPES
+        .iter()
+        .filter(|recipe| {
+            recipe
+                .inputs
+                .iter()
+                .all(|(item, n)| holdings.qty(&bank, item) >= *n)
+        })
+        .collect();
+    let recipe = affordable.choose(rng).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InsufficientBalance,
+            "the bank lacks the materials of every recipe (3 iron ore and 2 wood, 3 leather and 1 iron ore, or 1 sapphire and 10 gold)",
+        )
+    })?;
+    let (least, most) = recipe.roll;
+    let roll = rng.random_range(least..=most);
+    let rank = usize::try_from((roll - least) * (QUALITIES.len() as i64 - 1) / (most - least))
+        .unwrap_or(0);
+    let quality = QUALITIES[rank.min(QUALITIES.len() - 1)];
+    let change = ChangeId::random();
+    let item_name = format!("{quality} {}", name(recipe.template).to_lowercase());
+    let descriptor = Descriptor {
+        id: crafted_item_id(change),
+        kind: DescriptorKind::Crafted,
+        template: Some(id(recipe.template)),
+        name: item_name.clone(),
+        stacking: Stacking::Unique,
+        revision: 1,
+        created_at: now_ms,
+        crafted_by: Some(player.clone()),
+        inputs: recipe
+            .inputs
+            .iter()
+            .map(|(item, n)| CraftInput {
+                item: id(item),
+                qty: qty(*n),
+            })
+            .collect(),
+        attributes: BTreeMap::from([
+            (recipe.stat.to_owned(), AttributeValue::Int(roll)),
+            (
+                "quality".to_owned(),
+                AttributeValue::Text(quality.to_lowercase()),
+            ),
+        ]),
+    };
+    Ok(PlannedCraft {
+        summary: format!(
+            "Crafted a {item_name} ({} {roll}) from {}",
+            recipe.stat,
+            amounts(recipe.inputs.iter().map(|(item, n)| (*item, *n)))
+        ),
+        order: CraftOrder {
+            change,
+            owner: bank,
+            descriptor,
+        },
+    })
+}
+
+/// A burn to carry out, and what it means.
+#[derive(Debug)]
+pub(crate) struct PlannedBurn {
+    pub order: BurnOrder,
+    pub summary: String,
+}
+
+/// Burns one of the player's crafted items (`crafted`: where each is held
+/// and its descriptor), recovering half of its inputs, rounded up.
+pub(crate) fn burn(
+    crafted: &[(OwnerId, Descriptor)],
+    rng: &mut impl Rng,
+) -> Result<PlannedBurn, ApiError> {
+    let (owner, descriptor) = crafted.choose(rng).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InsufficientBalance,
+            "the player holds no crafted item to burn; craft one first",
+        )
+    })?;
+    let recovered: Vec<_> = descriptor
+        .inputs
+        .iter()
+        .map(|input| (input.item.clone(), qty(input.qty.get().div_ceil(2))))
+        .collect();
+    let summary = format!(
+        "Burned a {} back into {}",
+        descriptor.name.to_lowercase(),
+        amounts(recovered.iter().map(|(item, n)| (item.as_str(), n.get())))
+    );
+    Ok(PlannedBurn {
+        order: BurnOrder {
+            change: ChangeId::random(),
+            owner: owner.clone(),
+            item: descriptor.id.clone(),
+            recovered,
+        },
+        summary,
+    })
+}
+
+/// "3 Iron ore, 2 Oak wood".
+fn amounts<'a>(items: impl Iterator<Item = (&'a str, u64)>) -> String {
+    items
+        .map(|(item, n)| format!("{n} {}", name(item)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -275,6 +423,114 @@ mod tests {
         }
         let err = trade(&player(), &Holdings::default(), &mut rng).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InsufficientBalance);
+    }
+
+    #[test]
+    fn crafts_pick_an_affordable_recipe_and_make_a_valid_unique_item() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let held = holdings(&[(
+            account(&player()),
+            &[("iron-ore", 3), ("wood", 2), ("gem", 1)],
+        )]);
+        for _ in 0..20 {
+            let planned = craft(&player(), &held, &mut rng, 1_700_000_000_000).unwrap();
+            let order = &planned.order;
+            let change = order.change().unwrap();
+            assert_eq!(change.kind(), ChangeKind::Craft);
+            let d = &order.descriptor;
+            assert_eq!(
+                d.template.as_ref().unwrap().as_str(),
+                "iron-sword",
+                "the only affordable one"
+            );
+            assert_eq!(d.crafted_by.as_ref(), Some(&player()));
+            let AttributeValue::Int(damage) = d.attributes["damage"] else {
+                panic!("{:?}", d.attributes);
+            };
+            assert!((9..=16).contains(&damage));
+            assert!(d.name.ends_with(" iron sword"), "{}", d.name);
+            assert!(
+                planned.summary.ends_with("from 3 Iron ore, 2 Oak wood"),
+                "{}",
+                planned.summary
+            );
+        }
+        let err = craft(&player(), &Holdings::default(), &mut rng, 0).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InsufficientBalance);
+    }
+
+    #[test]
+    fn qualities_follow_the_roll() {
+        let held = holdings(&[(account(&player()), &[("leather", 3), ("iron-ore", 1)])]);
+        let mut seen = std::collections::BTreeMap::new();
+        let mut rng = StdRng::seed_from_u64(1);
+        for _ in 0..200 {
+            let d = craft(&player(), &held, &mut rng, 0)
+                .unwrap()
+                .order
+                .descriptor;
+            let AttributeValue::Int(armor) = d.attributes["armor"] else {
+                panic!()
+            };
+            seen.insert(armor, d.name);
+        }
+        assert_eq!(seen[&5], "Crude leather armor");
+        assert_eq!(seen[&11], "Masterwork leather armor");
+        assert_eq!(seen.len(), 7, "every roll of 5..=11 comes up: {seen:?}");
+    }
+
+    #[test]
+    fn burns_recover_half_the_inputs_rounded_up() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let crafted = craft(
+            &player(),
+            &holdings(&[(account(&player()), &[("iron-ore", 3), ("wood", 2)])]),
+            &mut rng,
+            0,
+        )
+        .unwrap()
+        .order
+        .descriptor;
+        let planned = burn(&[(account(&player()), crafted.clone())], &mut rng).unwrap();
+        let change = planned.order.change().unwrap();
+        assert_eq!(change.kind(), ChangeKind::Burn);
+        assert_eq!(planned.order.item, crafted.id);
+        let recovered: Vec<_> = planned
+            .order
+            .recovered
+            .iter()
+            .map(|(item, n)| (item.as_str(), n.get()))
+            .collect();
+        assert_eq!(recovered, [("iron-ore", 2), ("wood", 1)]);
+        assert!(
+            planned
+                .summary
+                .ends_with("back into 2 Iron ore, 1 Oak wood"),
+            "{}",
+            planned.summary
+        );
+        let err = burn(&[], &mut rng).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InsufficientBalance);
+    }
+
+    #[test]
+    fn crafted_items_are_the_uniques_outside_the_catalog() {
+        let held = holdings(&[
+            (account(&player()), &[("x-1", 1), ("gem", 1), ("wood", 4)]),
+            (hero(&player()), &[("x-2", 1), ("torch", 1)]),
+        ]);
+        let uniques: Vec<_> = held
+            .uniques()
+            .into_iter()
+            .map(|(owner, item)| (owner.to_string(), item.to_string()))
+            .collect();
+        assert_eq!(
+            uniques,
+            [
+                ("a:alice".to_owned(), "x-1".to_owned()),
+                ("c:alice:hero".to_owned(), "x-2".to_owned())
+            ]
+        );
     }
 
     #[test]

@@ -63,7 +63,60 @@ const CATALOG: &[Entry] = &[
         name: "Torch",
         attributes: &[("light", Stat::Int(3)), ("burns_min", Stat::Int(10))],
     },
+    Entry {
+        id: "iron-sword",
+        name: "Iron sword",
+        attributes: &[("damage", Stat::Int(12)), ("slot", Stat::Text("hand"))],
+    },
+    Entry {
+        id: "leather-armor",
+        name: "Leather armor",
+        attributes: &[("armor", Stat::Int(8)), ("slot", Stat::Text("body"))],
+    },
+    Entry {
+        id: "sapphire-amulet",
+        name: "Sapphire amulet",
+        attributes: &[("magic", Stat::Int(16)), ("slot", Stat::Text("neck"))],
+    },
 ];
+
+/// What crafting can make: the catalog template the item instantiates, the
+/// inputs it consumes from the bank, and its one rolled stat.
+pub(crate) struct Recipe {
+    pub template: &'static str,
+    pub inputs: &'static [(&'static str, u64)],
+    pub stat: &'static str,
+    pub roll: (i64, i64),
+}
+
+pub(crate) const RECIPES: &[Recipe] = &[
+    Recipe {
+        template: "iron-sword",
+        inputs: &[("iron-ore", 3), ("wood", 2)],
+        stat: "damage",
+        roll: (9, 16),
+    },
+    Recipe {
+        template: "leather-armor",
+        inputs: &[("leather", 3), ("iron-ore", 1)],
+        stat: "armor",
+        roll: (5, 11),
+    },
+    Recipe {
+        template: "sapphire-amulet",
+        inputs: &[("gem", 1), ("gold", 10)],
+        stat: "magic",
+        roll: (12, 20),
+    },
+];
+
+/// How good a crafted item came out, from its roll's place in the range.
+pub(crate) const QUALITIES: &[&str] = &["Crude", "Plain", "Sturdy", "Fine", "Masterwork"];
+
+/// Whether `item` is one of the catalog's (not a crafted item).
+pub(crate) fn is_catalog(item: &str) -> bool {
+    CATALOG.iter().any(|entry| entry.id == item)
+}
 
 /// Parses an id of the demo's own data, which is valid by construction
 /// (checked by the tests below).
@@ -198,6 +251,21 @@ mod tests {
             descriptor.validate().unwrap();
             let json = serde_json::to_vec(&descriptor).unwrap();
             Descriptor::check_size(json.len()).unwrap();
+        }
+    }
+
+    #[test]
+    fn recipes_use_catalog_items_and_valid_rolls() {
+        for recipe in RECIPES {
+            assert!(is_catalog(recipe.template), "{}", recipe.template);
+            assert!(recipe.inputs.iter().all(|(item, _)| is_catalog(item)));
+            assert!(recipe.roll.0 < recipe.roll.1);
+            let starter: u64 = starter(&UserId::parse("alice").unwrap())
+                .iter()
+                .filter(|(_, item, _)| recipe.inputs.iter().any(|(i, _)| item.as_str() == *i))
+                .map(|(_, _, qty)| qty.get())
+                .sum();
+            assert!(starter > 0, "a new player can craft a {}", recipe.template);
         }
     }
 

@@ -47,8 +47,8 @@ impl DemoNode {
             ServiceToken::new(SERVICE_TOKEN).unwrap(),
             tokens(),
         )
-        .with_fallback(descriptor_service::app(descriptors))
-        .with_demo(configure(DemoConfig::new().with_seed(7)))
+        .with_fallback(descriptor_service::app(descriptors.clone()))
+        .with_demo(configure(DemoConfig::new(descriptors).with_seed(7)))
         .build();
         Self {
             state,
@@ -289,6 +289,116 @@ async fn trades_with_the_merchant_conserve_items() {
         assert_ne!(before, after, "{done} changed nothing");
     }
     assert!(traded >= 10, "only {traded} trades of 20");
+}
+
+/// The crafted items (`x-…`) `player` holds, as `(owner, item)`.
+fn crafted(truth: &[OwnerSnapshot]) -> Vec<(String, String)> {
+    truth
+        .iter()
+        .flat_map(|o| {
+            o.items
+                .keys()
+                .filter(|item| item.as_str().starts_with("x-"))
+                .map(|item| (o.owner.to_string(), item.to_string()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn craft_creates_a_unique_item_and_burn_recovers_materials() {
+    let demo = DemoNode::start(|c| c).await;
+    demo.post("/demo/login", json!({"player": "lea"})).await;
+    let before = demo.truth("lea").await;
+
+    let (status, done) = demo
+        .post("/demo/actions", json!({"player": "lea", "action": "craft"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(
+        done["summary"].as_str().unwrap().starts_with("Crafted a "),
+        "{done}"
+    );
+    let after = demo.truth("lea").await;
+    let [(owner, item)] = &crafted(&after)[..] else {
+        panic!("one crafted item: {after:?}");
+    };
+    assert_eq!(owner, "a:lea");
+    let (_, batch) = demo
+        .post("/v1/descriptors/batch", json!({"ids": [item]}))
+        .await;
+    let descriptor = &batch["descriptors"][0];
+    assert_eq!(descriptor["kind"], "crafted", "{batch}");
+    assert_eq!(descriptor["crafted_by"], "lea");
+    assert_eq!(descriptor["stacking"], "unique");
+    let inputs = descriptor["inputs"].as_array().unwrap();
+    for input in inputs {
+        let material = input["item"].as_str().unwrap();
+        let used = input["qty"].as_u64().unwrap();
+        assert_eq!(
+            qty(&before, "a:lea", material) - qty(&after, "a:lea", material),
+            used,
+            "{material}"
+        );
+    }
+
+    let (status, done) = demo
+        .post("/demo/actions", json!({"player": "lea", "action": "burn"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert!(
+        done["summary"].as_str().unwrap().starts_with("Burned a "),
+        "{done}"
+    );
+    let burned = demo.truth("lea").await;
+    assert!(crafted(&burned).is_empty(), "{burned:?}");
+    for input in inputs {
+        let material = input["item"].as_str().unwrap();
+        let back = input["qty"].as_u64().unwrap().div_ceil(2);
+        assert_eq!(
+            qty(&burned, "a:lea", material) - qty(&after, "a:lea", material),
+            back,
+            "{material}"
+        );
+    }
+    let (_, batch) = demo
+        .post("/v1/descriptors/batch", json!({"ids": [item]}))
+        .await;
+    assert_eq!(batch["burned"], json!([item]), "{batch}");
+
+    let (status, refused) = demo
+        .post("/demo/actions", json!({"player": "lea", "action": "burn"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(code(&refused), ErrorCode::InsufficientBalance);
+    assert_eq!(demo.truth("lea").await, burned);
+}
+
+#[tokio::test]
+async fn craft_without_materials_is_refused_and_writes_nothing() {
+    let demo = DemoNode::start(|c| c).await;
+    demo.post("/demo/login", json!({"player": "max"})).await;
+    let bank = demo
+        .truth("max")
+        .await
+        .into_iter()
+        .find(|o| o.owner.to_string() == "a:max")
+        .unwrap();
+    let mut empty = protocol::Change::new(protocol::ChangeId::random());
+    for (item, n) in &bank.items {
+        empty = empty.consume(
+            bank.owner.clone(),
+            item.clone(),
+            protocol::Quantity::new(*n).unwrap(),
+        );
+    }
+    demo.state.inventory().apply(empty).await.unwrap();
+    let before = demo.truth("max").await;
+    let (status, refused) = demo
+        .post("/demo/actions", json!({"player": "max", "action": "craft"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(code(&refused), ErrorCode::InsufficientBalance);
+    assert_eq!(demo.truth("max").await, before);
 }
 
 #[tokio::test]
