@@ -84,7 +84,11 @@ pub struct Config {
     /// live page at `/`, demo logins that mint a token for any player, and
     /// server-side demo actions. Anyone who reaches the listener can act as
     /// any player, so turn it off wherever that matters.
-    #[arg(long, env = "INVENTORY_NO_DEMO")]
+    #[arg(
+        long,
+        env = "INVENTORY_NO_DEMO",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub no_demo: bool,
 
     /// The browser SDK's web package the demo page loads from `/pkg/` (the

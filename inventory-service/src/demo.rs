@@ -6,10 +6,11 @@
 //!
 //! | route | body | answer |
 //! |---|---|---|
-//! | `GET /`, `/app.js`, `/style.css`, `/pkg/*` | | the page and the browser SDK ([`page`]) |
+//! | `GET /`, `/app.js`, `/style.css`, `/pkg/*` | | the page and the browser SDK (`demo/page.rs`) |
 //! | `POST /demo/login` | `{"player"}` | `{"player", "token", "expires_in_secs"}` |
 //! | `POST /demo/actions` | `{"player", "action"}` (`grant`, `consume`, `trade`, `craft`, `burn`) | `{"player", "action", "summary", "change_id"}` |
 //! | `POST /demo/autoplay` | `{"player", "on"}` | `{"player", "running", "remaining_secs"}` |
+//! | `GET /demo/autoplay/{player}` | | the same, without changing anything |
 //!
 //! A player is a user id (`[A-Za-z0-9_-]{1,64}`, else `invalid_id`); the
 //! merchant's id is reserved (`forbidden`). An unknown action or field is
@@ -32,7 +33,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use descriptor_service::Lookup;
 use inventory_core::{AppliedChange, Inventory};
@@ -334,6 +335,7 @@ pub(crate) fn routes(demo: Demo) -> Router<AppState> {
         .route("/demo/login", post(login))
         .route("/demo/actions", post(act))
         .route("/demo/autoplay", post(autoplay::toggle))
+        .route("/demo/autoplay/{player}", get(autoplay::status))
         .with_state(demo)
         .merge(page)
 }

@@ -202,6 +202,13 @@ async function login(name) {
   render();
   for (const button of actionButtons) button.disabled = false;
   autoplay.disabled = false;
+  // Auto-play may still run for this player from another tab or an earlier visit.
+  showAutoplay(await fetch(`/demo/autoplay/${encodeURIComponent(who)}`).then((response) => response.json()));
+}
+
+function showAutoplay(state) {
+  autoplay.checked = state.running;
+  autoplayUntil = Date.now() + state.remaining_secs * 1000;
 }
 
 function showLoginError(error) {
@@ -229,8 +236,7 @@ for (const button of actionButtons) {
 autoplay.addEventListener("change", async () => {
   try {
     const state = await post("/demo/autoplay", { player, on: autoplay.checked });
-    autoplay.checked = state.running;
-    autoplayUntil = Date.now() + state.remaining_secs * 1000;
+    showAutoplay(state);
     note(state.running ? "Auto-play on: the node acts for you every 1–2 s" : "Auto-play off", "mine");
   } catch (error) {
     autoplay.checked = false;

@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use protocol::{ErrorCode, UserId};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -102,12 +102,24 @@ pub(crate) async fn toggle(
     } else {
         demo.inner.autoplay.lock().remove(&player);
     }
+    Ok(Json(toggled(&demo, player)))
+}
+
+/// `GET /demo/autoplay/{player}`: whether the player's driver runs.
+pub(crate) async fn status(
+    State(demo): State<Demo>,
+    Path(name): Path<String>,
+) -> Result<Json<Toggled>, ApiError> {
+    Ok(Json(toggled(&demo, player(name)?)))
+}
+
+fn toggled(demo: &Demo, player: UserId) -> Toggled {
     let remaining = demo.inner.autoplay.remaining(&player);
-    Ok(Json(Toggled {
+    Toggled {
         player,
         running: remaining.is_some(),
         remaining_secs: remaining.map_or(0, |left| left.as_secs()),
-    }))
+    }
 }
 
 fn start(demo: &Demo, player: &UserId) -> Result<(), ApiError> {
