@@ -107,11 +107,7 @@ impl AppStateBuilder {
 
     /// Several replicas over Redis pub/sub `channel` at `url`.
     #[cfg(feature = "redis")]
-    pub async fn build_with_redis(
-        self,
-        url: &str,
-        channel: &str,
-    ) -> Result<AppState, Error> {
+    pub async fn build_with_redis(self, url: &str, channel: &str) -> Result<AppState, Error> {
         let cache = self.cache();
         let bus = crate::RedisInvalidation::connect(
             url,
