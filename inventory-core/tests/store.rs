@@ -2,6 +2,10 @@
 
 mod memory {
     inventory_core::store_conformance_tests!(inventory_core::MemoryStore::new());
+
+    mod scan {
+        inventory_core::scan_conformance_tests!(inventory_core::MemoryStore::new());
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -60,11 +64,19 @@ mod mongo_common {
 #[cfg(feature = "mongodb")]
 mod mongo_replica_set {
     inventory_core::store_conformance_tests!(crate::mongo_common::replica_set().await);
+
+    mod scan {
+        inventory_core::scan_conformance_tests!(crate::mongo_common::replica_set().await);
+    }
 }
 
 #[cfg(feature = "mongodb")]
 mod mongo_standalone {
     inventory_core::store_conformance_tests!(crate::mongo_common::standalone().await);
+
+    mod scan {
+        inventory_core::scan_conformance_tests!(crate::mongo_common::standalone().await);
+    }
 }
 
 #[cfg(feature = "mongodb")]
