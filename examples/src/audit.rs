@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::path::Path;
 
 use descriptor_service::{DescriptorStore, Record};
 use inventory_core::{OwnerRecord, StoreScan};
@@ -267,6 +268,35 @@ struct Versions {
     count: u64,
     highest: u64,
     sum: u128,
+}
+
+/// Audits the SQLite files of an embedded deployment (or of a world run with
+/// `--data-dir`).
+pub async fn audit_sqlite(inventory: &Path, descriptors: &Path) -> anyhow::Result<AuditReport> {
+    anyhow::ensure!(inventory.exists(), "{} does not exist", inventory.display());
+    anyhow::ensure!(
+        descriptors.exists(),
+        "{} does not exist",
+        descriptors.display()
+    );
+    let store = inventory_core::SqliteStore::open(inventory_core::SqliteConfig::new(inventory))?;
+    let descriptors = descriptor_service::SqliteStore::open(descriptors)?;
+    audit(&store, &descriptors, Evidence::default()).await
+}
+
+/// Audits a MongoDB deployment: inventories in `database`, descriptors in
+/// `descriptor_database`.
+pub async fn audit_mongodb(
+    uri: &str,
+    database: &str,
+    descriptor_database: &str,
+) -> anyhow::Result<AuditReport> {
+    let store = inventory_core::MongoStore::connect(
+        inventory_core::MongoConfig::new(uri).with_database(database),
+    )
+    .await?;
+    let descriptors = descriptor_service::MongoStore::connect(uri, descriptor_database).await?;
+    audit(&store, &descriptors, Evidence::default()).await
 }
 
 /// Runs every check.

@@ -80,11 +80,11 @@ pub struct WorldConfig {
     #[arg(long, default_value_t = 0.05)]
     pub retry: f64,
     /// Use this MongoDB deployment as the store (default: SQLite files).
-    #[arg(long, env = "MONGODB_URI")]
+    #[arg(long)]
     pub mongodb_uri: Option<String>,
     /// Use this Redis as the bus (default: in-process, or a redis-server the
     /// world starts when chaos kills Redis).
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long)]
     pub redis_url: Option<String>,
     /// Keep the SQLite files here (default: a temp dir, deleted).
     #[arg(long)]
@@ -148,6 +148,26 @@ impl Chaos {
 
     pub(crate) fn faulty(&self) -> bool {
         self.drop > 0.0 || self.duplicate > 0.0 || self.delay > 0.0
+    }
+}
+
+impl WorldConfig {
+    /// The configuration the command line `args` (flags only, no program
+    /// name) describe.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        struct Line {
+            #[command(flatten)]
+            world: WorldConfig,
+        }
+        let line: Vec<std::ffi::OsString> = std::iter::once("world".into())
+            .chain(args.into_iter().map(Into::into))
+            .collect();
+        <Line as clap::Parser>::try_parse_from(line).map(|l| l.world)
     }
 }
 
