@@ -1,6 +1,8 @@
 //! The world simulation end to end: a chaos smoke run that must end with a
 //! PASS audit, and the audit proving it can fail.
 
+#![allow(clippy::print_stdout, reason = "the report helps read a failure")]
+
 use examples::audit::{self, Violation};
 use examples::world::{self, WorldConfig};
 

@@ -70,6 +70,23 @@
 //!   applied until it is retried. Transactions have no such window; use a
 //!   replica set in production.
 
+//!
+//! # Journal (for the audit)
+//!
+//! Every applied change is also inserted into `<collection>_journal` as
+//! `{_id: <change id>, c: <change JSON>, p: <versions JSON>}`; `_id` makes a
+//! second insert of the same change fail with E11000, which counts as done.
+//! A multi-owner change on a replica set inserts it inside its transaction,
+//! so it commits with the change. A single-owner change (one atomic update,
+//! no transaction, to keep the hot path one round trip) and a compensated
+//! one insert it right after the update, before answering: one more round
+//! trip per change. **Crash window:** if the process dies between the update
+//! and the insert, the change is applied but not journaled until a retry with
+//! the same id (which answers "already applied" and inserts the entry); the
+//! caller was never answered, so it is not an acknowledged change, and the
+//! audit reports the owner's version as not journaled. If the insert itself
+//! fails, the call answers `Unavailable` so that the caller retries.
+
 mod database;
 mod document;
 

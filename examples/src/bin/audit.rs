@@ -7,6 +7,8 @@
 //! cargo run --release -p examples --bin audit -- --mongodb-uri mongodb://... --database world_1
 //! ```
 
+#![allow(clippy::print_stdout, reason = "the report goes to stdout")]
+
 use std::path::PathBuf;
 
 use clap::Parser;

@@ -6,6 +6,8 @@
 //! cargo run --release -p examples --bin world -- --players 2000 --zones 8 --duration 60 --chaos
 //! ```
 
+#![allow(clippy::print_stdout, reason = "the report goes to stdout")]
+
 use clap::Parser;
 use examples::world::{self, WorldConfig};
 

@@ -36,6 +36,15 @@ pub(crate) struct Backend {
     _temp: Option<tempfile::TempDir>,
 }
 
+/// The inventory store (as a store and for scans), the descriptor store, and
+/// the temp dir holding their files, if the world made one.
+type Stores = (
+    Arc<dyn InventoryStore>,
+    Arc<dyn StoreScan>,
+    Arc<dyn DescriptorStore>,
+    Option<tempfile::TempDir>,
+);
+
 /// The propagation fabric.
 #[derive(Clone, Debug)]
 pub(crate) enum Bus {
@@ -45,12 +54,7 @@ pub(crate) enum Bus {
 
 impl Backend {
     pub(crate) async fn start(config: &WorldConfig) -> anyhow::Result<Self> {
-        let (store, scan, descriptors, temp): (
-            Arc<dyn InventoryStore>,
-            Arc<dyn StoreScan>,
-            Arc<dyn DescriptorStore>,
-            _,
-        ) = match &config.mongodb_uri {
+        let (store, scan, descriptors, temp): Stores = match &config.mongodb_uri {
             Some(uri) => {
                 let database = format!("world_{}", config.seed);
                 let store = Arc::new(
