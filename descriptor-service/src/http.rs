@@ -257,7 +257,11 @@ pub(crate) async fn get_one(
     Ok(response)
 }
 
-async fn publish(state: &AppState, id: &ItemId, kind: InvalidationKind) -> Result<(), Error> {
+pub(crate) async fn publish(
+    state: &AppState,
+    id: &ItemId,
+    kind: InvalidationKind,
+) -> Result<(), Error> {
     state
         .metrics
         .invalidations
@@ -273,7 +277,7 @@ async fn publish(state: &AppState, id: &ItemId, kind: InvalidationKind) -> Resul
         .await
 }
 
-fn count_write(state: &AppState, op: &str) {
+pub(crate) fn count_write(state: &AppState, op: &str) {
     state.metrics.store_queries.with_label_values(&[op]).inc();
 }
 
@@ -308,10 +312,7 @@ pub(crate) async fn create(
         )
         .into());
     }
-    count_write(&state, "create");
-    let outcome = state.store.create(&descriptor).await?;
-    state.cache.created(&descriptor.id, Some(&descriptor)).await;
-    publish(&state, &descriptor.id, InvalidationKind::Created).await?;
+    let outcome = state.create(&descriptor).await?;
     let status = match outcome {
         WriteOutcome::Applied => StatusCode::CREATED,
         WriteOutcome::Unchanged => StatusCode::OK,
@@ -386,10 +387,7 @@ pub(crate) async fn burn(
     headers: HeaderMap,
 ) -> Result<Json<BurnResponse>, Error> {
     state.auth.check(&headers, Access::Write)?;
-    count_write(&state, "burn");
-    let outcome = state.store.burn(&id).await?;
-    state.cache.burned(&id).await;
-    publish(&state, &id, InvalidationKind::Burned).await?;
+    let outcome = state.burn(&id).await?;
     Ok(Json(BurnResponse { id, outcome }))
 }
 

@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::invalidation::{InvalidationBus, NoInvalidation};
-use crate::store::DescriptorStore;
-use crate::{AuthConfig, CacheConfig, DescriptorCache, Metrics};
+use protocol::{BurnOutcome, Descriptor, ItemId};
+
+use crate::http::{count_write, publish};
+use crate::invalidation::{InvalidationBus, InvalidationKind, NoInvalidation};
+use crate::store::{DescriptorStore, WriteOutcome};
+use crate::{AuthConfig, CacheConfig, DescriptorCache, Error, Metrics};
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone, Debug)]
@@ -39,6 +42,29 @@ impl AppState {
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Stores a new descriptor (idempotent by id and content, see
+    /// [`DescriptorStore::create`]), updates this replica's cache and tells the
+    /// others: what `POST /v1/descriptors` does after checking the caller, for
+    /// in-process writers such as a node's crafting.
+    pub async fn create(&self, descriptor: &Descriptor) -> Result<WriteOutcome, Error> {
+        count_write(self, "create");
+        let outcome = self.store.create(descriptor).await?;
+        self.cache.created(&descriptor.id, Some(descriptor)).await;
+        publish(self, &descriptor.id, InvalidationKind::Created).await?;
+        Ok(outcome)
+    }
+
+    /// Burns a descriptor (idempotent, see [`DescriptorStore::burn`]), updates
+    /// this replica's cache and tells the others: what
+    /// `DELETE /v1/descriptors/{id}` does after checking the caller.
+    pub async fn burn(&self, id: &ItemId) -> Result<BurnOutcome, Error> {
+        count_write(self, "burn");
+        let outcome = self.store.burn(id).await?;
+        self.cache.burned(id).await;
+        publish(self, id, InvalidationKind::Burned).await?;
+        Ok(outcome)
     }
 }
 
@@ -81,11 +107,7 @@ impl AppStateBuilder {
 
     /// Several replicas over Redis pub/sub `channel` at `url`.
     #[cfg(feature = "redis")]
-    pub async fn build_with_redis(
-        self,
-        url: &str,
-        channel: &str,
-    ) -> Result<AppState, crate::Error> {
+    pub async fn build_with_redis(self, url: &str, channel: &str) -> Result<AppState, Error> {
         let cache = self.cache();
         let bus = crate::RedisInvalidation::connect(
             url,

@@ -42,6 +42,7 @@
 
 mod auth;
 mod config;
+pub mod crafting;
 mod edge;
 mod error;
 mod feed;

@@ -28,6 +28,9 @@ pub const MAX_OWNERS_PER_CHANGE: usize = 8;
 pub struct Quantity(u64);
 
 impl Quantity {
+    /// One unit: the quantity of a unique item.
+    pub const ONE: Self = Self(1);
+
     /// Checks that `n` is within `1..=MAX_QUANTITY`.
     pub const fn new(n: u64) -> Result<Self, Error> {
         if n == 0 || n > MAX_QUANTITY {

@@ -1,0 +1,288 @@
+//! Crafting and burning unique items, which live in two systems at once: the
+//! item's stack (quantity 1) in an inventory store, and its descriptor in the
+//! descriptor service. The two writes cannot share a transaction, so the
+//! order of the steps is the protocol, chosen so that no failure at any step
+//! leaves a phantom item or a lost input.
+//!
+//! **Craft** ([`craft`]):
+//! 1. create the descriptor (idempotent by id and content);
+//! 2. apply one `Craft` change that consumes the inputs and grants the item,
+//!    atomically and idempotently by change id;
+//! 3. only if the store *refused* step 2 (the inputs are not there), burn the
+//!    descriptor, so the id can never be granted later.
+//!
+//! **Burn** ([`burn`]):
+//! 1. apply one `Burn` change that consumes the item and grants the recovered
+//!    resources;
+//! 2. burn the descriptor.
+//!
+//! What holds whatever fails:
+//! - Inputs are consumed if and only if the item is granted (one change).
+//! - An item is never held without a live descriptor: the descriptor exists
+//!   before the grant and is burned only after the item is gone.
+//! - A failure whose outcome is unknown (code [`ErrorCode::Unavailable`])
+//!   undoes nothing: the caller retries **the same order** (same change id,
+//!   same descriptor) until it gets an answer, and the retry finishes exactly
+//!   what the first attempt started. Until then a live descriptor may exist
+//!   that nobody holds (an orphan); it is harmless and the audit counts it.
+//! - A refused craft leaves a burned descriptor and untouched inputs; retrying
+//!   it is refused again (`burned`).
+//!
+//! Attempts of one order must be sequential (one caller retrying). Two
+//! concurrent attempts of the same craft could interleave a refusal's burn
+//! with the other attempt's grant.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use inventory_core::{AppliedChange, Inventory};
+use protocol::{
+    Change, ChangeId, ChangeKind, Descriptor, DescriptorKind, ErrorBody, ErrorCode, ItemId,
+    OwnerId, Quantity, Stacking, ValidChange,
+};
+
+use crate::ApiError;
+
+/// Where crafted descriptors are created and burned.
+///
+/// Contract:
+/// - [`create`](Self::create) stores a new descriptor; storing the identical
+///   descriptor again is `Ok` (a retry). An id that was burned answers code
+///   [`ErrorCode::Burned`]; an id holding other content,
+///   [`ErrorCode::Conflict`].
+/// - [`burn`](Self::burn) tombstones a descriptor; burning it again is `Ok`.
+///   An id that never existed answers [`ErrorCode::NotFound`].
+/// - When the registry cannot be reached the code is
+///   [`ErrorCode::Unavailable`] and the call may be retried.
+#[async_trait]
+pub trait DescriptorRegistry: Send + Sync + fmt::Debug {
+    /// Stores a new descriptor (idempotent by id and content).
+    async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError>;
+    /// Tombstones a descriptor (idempotent).
+    async fn burn(&self, id: &ItemId) -> Result<(), ApiError>;
+}
+
+/// The in-process descriptor service (a node's embedded one, or one started
+/// beside game-server code): its store, cache and invalidations.
+#[async_trait]
+impl DescriptorRegistry for descriptor_service::AppState {
+    async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError> {
+        descriptor_service::AppState::create(self, descriptor)
+            .await
+            .map(drop)
+            .map_err(registry_error)
+    }
+
+    async fn burn(&self, id: &ItemId) -> Result<(), ApiError> {
+        descriptor_service::AppState::burn(self, id)
+            .await
+            .map(drop)
+            .map_err(registry_error)
+    }
+}
+
+fn registry_error(err: descriptor_service::Error) -> ApiError {
+    ApiError::new(err.code(), err.to_string())
+}
+
+/// A descriptor service over HTTP (`POST /v1/descriptors`,
+/// `DELETE /v1/descriptors/{id}`), authenticated with a write token.
+#[derive(Clone)]
+pub struct HttpRegistry {
+    client: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl fmt::Debug for HttpRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpRegistry")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpRegistry {
+    /// A registry at `base` (e.g. `http://127.0.0.1:8090`), presenting
+    /// `token` as `Authorization: Bearer`.
+    #[must_use]
+    pub fn new(client: reqwest::Client, base: &str, token: impl Into<String>) -> Self {
+        Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.into(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(), ApiError> {
+        let unavailable = |err: reqwest::Error| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!("descriptor service at {}: {err}", self.base),
+            )
+        };
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        let body = response.bytes().await.map_err(unavailable)?;
+        Err(match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(error) => ApiError::new(error.code, error.message),
+            // Not the service's error body: a proxy or a crash answered, so
+            // whether the write happened is unknown.
+            Err(_) => ApiError::new(
+                ErrorCode::Unavailable,
+                format!("descriptor service at {} answered {status}", self.base),
+            ),
+        })
+    }
+}
+
+#[async_trait]
+impl DescriptorRegistry for HttpRegistry {
+    async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError> {
+        let url = format!("{}/v1/descriptors", self.base);
+        self.send(self.client.post(url).json(descriptor)).await
+    }
+
+    async fn burn(&self, id: &ItemId) -> Result<(), ApiError> {
+        let url = format!("{}/v1/descriptors/{id}", self.base);
+        self.send(self.client.delete(url)).await
+    }
+}
+
+/// The id of the unique item a craft with change id `change` creates: the
+/// same for every retry of the order.
+#[must_use]
+pub fn crafted_item_id(change: ChangeId) -> ItemId {
+    let id = format!("x-{}", change.as_uuid().simple());
+    ItemId::parse(&id).expect("x- and 32 hex digits fit the id grammar")
+}
+
+/// One craft: `owner` consumes the descriptor's `inputs` and receives the one
+/// item the descriptor describes.
+#[derive(Clone, Debug)]
+pub struct CraftOrder {
+    /// The change id; retries of this order reuse it.
+    pub change: ChangeId,
+    /// Whose inventory gives the inputs and receives the item.
+    pub owner: OwnerId,
+    /// The new item: kind crafted, unique, `crafted_by` the owner's user,
+    /// revision 1, with the inputs the craft consumes.
+    pub descriptor: Descriptor,
+}
+
+impl CraftOrder {
+    /// The validated change this order applies, after checking that the
+    /// descriptor is one a craft by this owner can create.
+    pub fn change(&self) -> Result<ValidChange, protocol::Error> {
+        let descriptor = &self.descriptor;
+        descriptor.validate()?;
+        let invalid = |why: &str| Err(protocol::Error::InvalidDescriptor(why.to_owned()));
+        if descriptor.kind != DescriptorKind::Crafted || descriptor.stacking != Stacking::Unique {
+            return invalid("a craft creates a crafted, unique descriptor");
+        }
+        if descriptor.revision != 1 {
+            return invalid("a crafted descriptor has revision 1");
+        }
+        if descriptor.crafted_by.as_ref() != Some(self.owner.user()) {
+            return invalid("a crafted descriptor names the crafting owner's user as crafted_by");
+        }
+        if descriptor.inputs.is_empty() {
+            return invalid("a craft consumes at least one input");
+        }
+        let mut change = Change::new(self.change).with_kind(ChangeKind::Craft);
+        for input in &descriptor.inputs {
+            change = change.consume(self.owner.clone(), input.item.clone(), input.qty);
+        }
+        change
+            .grant(self.owner.clone(), descriptor.id.clone(), Quantity::ONE)
+            .validate()
+    }
+}
+
+/// One burn: `owner` gives up the unique `item` and receives `recovered`.
+#[derive(Clone, Debug)]
+pub struct BurnOrder {
+    /// The change id; retries of this order reuse it.
+    pub change: ChangeId,
+    /// Who holds the item and receives the resources.
+    pub owner: OwnerId,
+    /// The crafted item to burn.
+    pub item: ItemId,
+    /// The resources recovered (may be empty).
+    pub recovered: Vec<(ItemId, Quantity)>,
+}
+
+impl BurnOrder {
+    /// The validated change this order applies.
+    pub fn change(&self) -> Result<ValidChange, protocol::Error> {
+        let mut change = Change::new(self.change)
+            .with_kind(ChangeKind::Burn)
+            .consume(self.owner.clone(), self.item.clone(), Quantity::ONE);
+        for (item, qty) in &self.recovered {
+            change = change.grant(self.owner.clone(), item.clone(), *qty);
+        }
+        change.validate()
+    }
+}
+
+/// Crafts: creates the descriptor, then applies the craft change; burns the
+/// descriptor again if the store refuses the change. See the module
+/// documentation for what holds when a step fails.
+///
+/// # Errors
+/// - an invalid order (`invalid_*` codes): nothing was written;
+/// - the store's refusal (`insufficient_balance`, `balance_overflow`): the
+///   inputs are untouched and the descriptor is burned;
+/// - `burned`: the order was refused before;
+/// - `unavailable`: the outcome is unknown; retry the same order.
+pub async fn craft(
+    inventory: &Inventory,
+    registry: &dyn DescriptorRegistry,
+    order: &CraftOrder,
+) -> Result<AppliedChange, ApiError> {
+    let change = order.change()?;
+    registry.create(&order.descriptor).await?;
+    match inventory.apply_valid(&change).await {
+        Ok(applied) => Ok(applied),
+        Err(err) if is_refusal(&err) => {
+            registry.burn(&order.descriptor.id).await?;
+            Err(err.into())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Burns: applies the burn change, then burns the descriptor. See the module
+/// documentation for what holds when a step fails.
+///
+/// # Errors
+/// - an invalid order: nothing was written;
+/// - `insufficient_balance`: the owner does not hold the item; nothing was
+///   written and the descriptor is untouched;
+/// - `unavailable`: the outcome is unknown; retry the same order.
+pub async fn burn(
+    inventory: &Inventory,
+    registry: &dyn DescriptorRegistry,
+    order: &BurnOrder,
+) -> Result<AppliedChange, ApiError> {
+    let change = order.change()?;
+    let applied = inventory.apply_valid(&change).await?;
+    registry.burn(&order.item).await?;
+    Ok(applied)
+}
+
+/// Whether the store answered that it did not and will not apply the change
+/// (as opposed to an outcome it could not tell).
+fn is_refusal(err: &inventory_core::Error) -> bool {
+    matches!(
+        err.code(),
+        ErrorCode::InsufficientBalance | ErrorCode::BalanceOverflow
+    )
+}
