@@ -12,8 +12,10 @@ fn config(args: &[&str]) -> WorldConfig {
 
 /// 150 players over 3 zones for 20 s with every chaos option: Redis killed
 /// and restarted, zone nodes killed (their players move) and restarted,
-/// events dropped, duplicated and delayed, slow clients. Nothing may be
-/// duplicated or lost, and every client must end up showing the store.
+/// events dropped, duplicated and delayed, slow clients; players gather,
+/// trade, move, craft and burn. Nothing may be duplicated or lost, every held
+/// crafted item has its live descriptor, and every client must end up
+/// showing the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_smoke_run_passes_the_audit() {
     let report = world::run(config(&[
@@ -45,6 +47,21 @@ async fn chaos_smoke_run_passes_the_audit() {
         "a node was killed: {report}"
     );
     assert_eq!(report.audit.client_views_checked, report.audit.owners);
+    assert!(
+        report.crafted_descriptors > 0,
+        "items were crafted: {report}"
+    );
+    assert!(report.burned_descriptors > 0, "items were burned: {report}");
+    assert_eq!(
+        report.audit.changes_by_kind.get("craft").copied(),
+        Some(report.crafted_descriptors),
+        "every acknowledged craft is journaled once: {report}"
+    );
+    assert_eq!(
+        report.audit.changes_by_kind.get("burn").copied(),
+        Some(report.burned_descriptors),
+        "every acknowledged burn is journaled once: {report}"
+    );
 }
 
 /// A world's files pass the standalone audit; after one balance is raised

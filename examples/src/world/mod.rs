@@ -9,8 +9,12 @@
 //! the core library: it gathers (grants), trades with another player, and
 //! moves to another zone (the new zone joins the player and its client
 //! connects there before the old zone lets go, so both hold the player for a
-//! moment). Some changes are retried on purpose with the same change id, and
-//! the retry must answer "already applied" with the same versions.
+//! moment). It crafts unique items from gathered resources and burns them
+//! back into a resource through [`inventory_service::crafting`] (the
+//! descriptor service in this process is the registry), retrying an unknown
+//! outcome with the same order; crafted items are traded too. Some changes
+//! are retried on purpose with the same change id, and the retry must answer
+//! "already applied" with the same versions.
 //!
 //! Chaos (optional): Redis killed and restarted, zone nodes killed (their
 //! players move elsewhere) and restarted, events dropped, duplicated and
@@ -31,10 +35,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use inventory_core::{Inventory, ZoneId};
-use inventory_service::AppState;
+use inventory_core::{AppliedChange, Inventory, ZoneId};
+use inventory_service::crafting::{self, BurnOrder, CraftOrder};
+use inventory_service::{ApiError, AppState};
 use protocol::{
-    Change, ChangeId, CharacterId, ErrorCode, ItemId, OwnerId, Quantity, UserId, Version,
+    AttributeValue, Change, ChangeId, CharacterId, CraftInput, Descriptor, DescriptorKind,
+    ErrorCode, ItemId, OwnerId, Quantity, Stacking, UserId, Version,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -76,6 +82,12 @@ pub struct WorldConfig {
     /// Relative weight of moving to another zone.
     #[arg(long = "move", default_value_t = 10)]
     pub moves: u32,
+    /// Relative weight of crafting a unique item from gathered resources.
+    #[arg(long, default_value_t = 8)]
+    pub craft: u32,
+    /// Relative weight of burning a crafted item back into a resource.
+    #[arg(long, default_value_t = 4)]
+    pub burn: u32,
     /// Probability that an applied change is sent again with the same id.
     #[arg(long, default_value_t = 0.05)]
     pub retry: f64,
@@ -186,6 +198,8 @@ struct Counters {
     gathers: AtomicU64,
     trades: AtomicU64,
     moves: AtomicU64,
+    crafts: AtomicU64,
+    burns: AtomicU64,
     refused: AtomicU64,
     retries_on_purpose: AtomicU64,
     retries_after_error: AtomicU64,
@@ -222,6 +236,10 @@ struct World {
     probes: Vec<Arc<ClientProbe>>,
     propagation: Arc<PropagationProbe>,
     acknowledged: Mutex<HashMap<ChangeId, Vec<(OwnerId, Version)>>>,
+    /// Where crafted descriptors are created and burned.
+    registry: descriptor_service::AppState,
+    /// The descriptor of every craft order placed, applied or not.
+    crafted: Mutex<Vec<ItemId>>,
     retry_mismatches: Mutex<Vec<String>>,
     counters: Counters,
     tokens: inventory_service::ClientTokens,
@@ -290,6 +308,8 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
         zones,
         propagation: Arc::new(PropagationProbe::default()),
         acknowledged: Mutex::new(HashMap::new()),
+        registry: backend.descriptor_state.clone(),
+        crafted: Mutex::new(Vec::new()),
         retry_mismatches: Mutex::new(Vec::new()),
         counters: Counters::default(),
         tokens: backend.tokens.clone(),
@@ -407,12 +427,15 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
             .unwrap_or_else(PoisonError::into_inner),
     );
     let changes = acknowledged.len() as u64;
+    let crafted =
+        std::mem::take(&mut *world.crafted.lock().unwrap_or_else(PoisonError::into_inner));
     let mut audit = audit::audit(
         &*backend.scan,
         &*backend.descriptors,
         Evidence {
             acknowledged: Some(acknowledged),
             client_views: Some(views),
+            crafted: Some(crafted),
         },
     )
     .await?;
@@ -447,13 +470,15 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
             ("gather".to_owned(), get(&c.gathers)),
             ("trade".to_owned(), get(&c.trades)),
             ("move".to_owned(), get(&c.moves)),
+            ("craft".to_owned(), get(&c.crafts)),
+            ("burn".to_owned(), get(&c.burns)),
             ("refused".to_owned(), get(&c.refused)),
             ("failed_move".to_owned(), get(&c.failed_moves)),
             ("retry_on_purpose".to_owned(), get(&c.retries_on_purpose)),
             ("retry_after_error".to_owned(), get(&c.retries_after_error)),
         ]),
-        crafted_descriptors: 0,
-        burned_descriptors: 0,
+        crafted_descriptors: get(&c.crafts),
+        burned_descriptors: get(&c.burns),
         propagation_latency: Quantiles::of(&world.propagation.latencies.snapshot()),
         client_latency: Quantiles::of(&client_latencies.snapshot()),
         duplicates_discarded: sum(|r| r.propagation.duplicates),
@@ -490,7 +515,7 @@ fn progress_bar(config: &WorldConfig) -> indicatif::ProgressBar {
 /// The catalog descriptors of the gatherable resources.
 async fn create_catalog(backend: &Backend) -> anyhow::Result<()> {
     for name in RESOURCES {
-        let descriptor = protocol::Descriptor::catalog(ItemId::parse(name)?, name);
+        let descriptor = Descriptor::catalog(ItemId::parse(name)?, name);
         backend.descriptors.create(&descriptor).await?;
     }
     Ok(())
@@ -584,7 +609,13 @@ async fn connect(world: &World, player: &Player, zone: usize) -> anyhow::Result<
 
 /// One player's play until the world stops.
 async fn play(world: Arc<World>, mut player: Player) -> Player {
-    let weights = [world.config.gather, world.config.trade, world.config.moves];
+    let weights = [
+        world.config.gather,
+        world.config.trade,
+        world.config.moves,
+        world.config.craft,
+        world.config.burn,
+    ];
     let total: u32 = weights.iter().sum::<u32>().max(1);
     while !world.stop.load(Ordering::SeqCst) {
         let wait = -(1.0 - player.rng.random::<f64>()).ln() / world.config.rate.max(1e-6);
@@ -615,7 +646,9 @@ async fn play(world: Arc<World>, mut player: Player) -> Player {
         match action {
             0 => gather(&world, &mut player, state.inventory()).await,
             1 => trade(&world, &mut player, &state).await,
-            _ => relocate(&world, &mut player).await,
+            2 => relocate(&world, &mut player).await,
+            3 => craft(&world, &mut player, &state).await,
+            _ => burn(&world, &mut player, &state).await,
         }
     }
     player
@@ -675,50 +708,175 @@ async fn trade(world: &World, player: &mut Player, state: &AppState) {
         world.users[partner].clone(),
         CharacterId::parse("hero").expect("valid"),
     );
-    let gives = RESOURCES[player.rng.random_range(0..RESOURCES.len())];
-    let takes = RESOURCES[player.rng.random_range(0..RESOURCES.len())];
-    let (give_qty, take_qty) = (
+    let mut gives = resource(player.rng.random_range(0..RESOURCES.len()));
+    let takes = resource(player.rng.random_range(0..RESOURCES.len()));
+    let (mut give_qty, take_qty) = (
         player.rng.random_range(1..=3),
         player.rng.random_range(1..=3),
     );
     let id = ChangeId::from_bytes(player.rng.random());
+    let held = hero_items(state, player);
+    let uniques = crafted_items(&held);
+    if !uniques.is_empty() && player.rng.random_bool(0.3) {
+        // A crafted item for resources.
+        gives = uniques[player.rng.random_range(0..uniques.len())].clone();
+        give_qty = 1;
+    }
     if gives == takes {
         // One item for itself: not a trade worth a change.
         return;
     }
-    let mine = state
-        .node()
-        .snapshot(&player.user)
-        .and_then(|owners| owners.into_iter().find(|o| o.owner == player.hero));
-    let item = |name: &str| ItemId::parse(name).expect("resource ids are valid");
-    let held = mine.map_or(0, |o| o.items.get(&item(gives)).copied().unwrap_or(0));
-    if held < give_qty {
+    if held.get(&gives).copied().unwrap_or(0) < give_qty {
         world.counters.refused.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let q = |n: u64| Quantity::new(n).expect("1..=3");
     let change = Change::trade(
         id,
-        (player.hero.clone(), &[(item(gives), q(give_qty))]),
-        (partner_hero, &[(item(takes), q(take_qty))]),
+        (player.hero.clone(), &[(gives, q(give_qty))]),
+        (partner_hero, &[(takes, q(take_qty))]),
     );
     if apply(world, player, state.inventory(), change).await {
         world.counters.trades.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Applies `change` through `inventory`, retrying with the same id while
-/// the outcome is unknown; records the acknowledgement and the latency
-/// marks, and sometimes retries an applied change on purpose. True if
-/// applied.
+/// The resource at `index` in [`RESOURCES`].
+fn resource(index: usize) -> ItemId {
+    ItemId::parse(RESOURCES[index]).expect("resource ids are valid")
+}
+
+/// What the player's hero holds, as its zone node's cache shows it.
+fn hero_items(state: &AppState, player: &Player) -> BTreeMap<ItemId, u64> {
+    state
+        .node()
+        .snapshot(&player.user)
+        .and_then(|owners| owners.into_iter().find(|o| o.owner == player.hero))
+        .map(|o| o.items)
+        .unwrap_or_default()
+}
+
+/// The crafted (unique) items among `held`.
+fn crafted_items(held: &BTreeMap<ItemId, u64>) -> Vec<ItemId> {
+    held.iter()
+        .filter(|(item, qty)| **qty > 0 && item.as_str().starts_with("x-"))
+        .map(|(item, _)| item.clone())
+        .collect()
+}
+
+/// Crafts a unique item from two gathered resources the hero holds
+/// (sometimes without checking, so that refused crafts happen too: their
+/// descriptors must end up burned).
+async fn craft(world: &World, player: &mut Player, state: &AppState) {
+    let held = hero_items(state, player);
+    let first = player.rng.random_range(0..RESOURCES.len());
+    let second = (first + player.rng.random_range(1..RESOURCES.len())) % RESOURCES.len();
+    let inputs: Vec<CraftInput> = [first, second]
+        .into_iter()
+        .map(|r| CraftInput {
+            item: resource(r),
+            qty: Quantity::new(player.rng.random_range(1..=2)).expect("1..=2"),
+        })
+        .collect();
+    let enough = inputs
+        .iter()
+        .all(|i| held.get(&i.item).copied().unwrap_or(0) >= i.qty.get());
+    if !enough && !player.rng.random_bool(0.1) {
+        world.counters.refused.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let change = ChangeId::from_bytes(player.rng.random());
+    let descriptor = Descriptor {
+        id: crafting::crafted_item_id(change),
+        kind: DescriptorKind::Crafted,
+        template: None,
+        name: format!("{} and {} charm", RESOURCES[first], RESOURCES[second]),
+        stacking: Stacking::Unique,
+        revision: 1,
+        created_at: unix_millis(),
+        crafted_by: Some(player.user.clone()),
+        inputs,
+        attributes: BTreeMap::from([(
+            "power".to_owned(),
+            AttributeValue::Int(player.rng.random_range(1..=100)),
+        )]),
+    };
+    world
+        .crafted
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(descriptor.id.clone());
+    let order = CraftOrder {
+        change,
+        owner: player.hero.clone(),
+        descriptor,
+    };
+    let applied = apply_with(world, player, change, || {
+        crafting::craft(state.inventory(), &world.registry, &order)
+    })
+    .await;
+    if applied {
+        world.counters.crafts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Burns one of the hero's crafted items for one unit of a resource.
+async fn burn(world: &World, player: &mut Player, state: &AppState) {
+    let uniques = crafted_items(&hero_items(state, player));
+    if uniques.is_empty() {
+        return;
+    }
+    let order = BurnOrder {
+        change: ChangeId::from_bytes(player.rng.random()),
+        owner: player.hero.clone(),
+        item: uniques[player.rng.random_range(0..uniques.len())].clone(),
+        recovered: vec![(
+            resource(player.rng.random_range(0..RESOURCES.len())),
+            Quantity::ONE,
+        )],
+    };
+    let applied = apply_with(world, player, order.change, || {
+        crafting::burn(state.inventory(), &world.registry, &order)
+    })
+    .await;
+    if applied {
+        world.counters.burns.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Applies `change` through `inventory`; see [`apply_with`].
 async fn apply(world: &World, player: &mut Player, inventory: &Inventory, change: Change) -> bool {
-    let id = change.id;
+    apply_with(world, player, change.id, || {
+        let change = change.clone();
+        async move { inventory.apply(change).await.map_err(ApiError::from) }
+    })
+    .await
+}
+
+/// Runs `attempt` (one attempt of the change `id`: a plain change, a craft
+/// or a burn order), retrying it sequentially while the outcome is unknown;
+/// records the acknowledgement and the latency marks, and sometimes retries
+/// an applied change on purpose. True if applied.
+async fn apply_with<F, Fut>(world: &World, player: &mut Player, id: ChangeId, attempt: F) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<AppliedChange, ApiError>>,
+{
     let started = Instant::now();
     world.propagation.start(id, started);
     let mut attempts = 0;
     let applied = loop {
         attempts += 1;
-        match tokio::time::timeout(Duration::from_secs(5), inventory.apply(change.clone())).await {
+        // A timed-out attempt is dropped before the next one starts, so the
+        // attempts of one order never overlap in this task.
+        match tokio::time::timeout(Duration::from_secs(5), attempt()).await {
             Ok(Ok(applied)) => break applied,
             Ok(Err(e)) if e.code() != ErrorCode::Unavailable || attempts >= 10 => {
                 if e.code() != ErrorCode::InsufficientBalance {
@@ -758,7 +916,7 @@ async fn apply(world: &World, player: &mut Player, inventory: &Inventory, change
             .counters
             .retries_on_purpose
             .fetch_add(1, Ordering::Relaxed);
-        match inventory.apply(change).await {
+        match attempt().await {
             Ok(again) if again.already_applied && again.event == applied.event => {}
             other => world
                 .retry_mismatches
