@@ -133,3 +133,97 @@ async fn audit_fails_on_a_corrupted_balance() {
             .ends_with("audit: FAIL (2 violations)")
     );
 }
+
+/// Crafted items in the audit: a burn applied to the inventory whose
+/// descriptor burn never happened leaves an orphan (counted, not a
+/// violation); a held item whose descriptor is burned behind the store's
+/// back is a violation naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn audit_checks_crafted_items() {
+    use descriptor_service::DescriptorStore;
+    use protocol::{Change, ChangeId, ChangeKind, OwnerId, Quantity};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let report = world::run(config(&[
+        "--players",
+        "20",
+        "--zones",
+        "2",
+        "--duration",
+        "4",
+        "--rate",
+        "4",
+        "--gather",
+        "50",
+        "--craft",
+        "50",
+        "--trade",
+        "0",
+        "--move",
+        "0",
+        "--burn",
+        "0",
+        "--data-dir",
+        data,
+    ]))
+    .await
+    .expect("the world runs");
+    assert!(report.audit.passed(), "{}", report.audit);
+    assert!(report.audit.unique_items_held >= 2, "{report}");
+    assert_eq!(report.audit.orphan_descriptors, 0, "{report}");
+
+    let inventory = dir.path().join("inventory.db");
+    let descriptors = dir.path().join("descriptors.db");
+    let conn = rusqlite::Connection::open(&inventory).expect("open");
+    let held: Vec<(String, String)> = conn
+        .prepare("SELECT owner, item FROM items WHERE item LIKE 'x-%' ORDER BY owner, item LIMIT 2")
+        .expect("query")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("crafted stacks");
+    drop(conn);
+    let [(burner, burned_item), (holder, revoked_item)] = <[_; 2]>::try_from(held).expect("two");
+
+    {
+        let store =
+            inventory_core::SqliteStore::open(inventory_core::SqliteConfig::new(&inventory))
+                .expect("store");
+        let owner = OwnerId::parse(&burner).expect("owner id");
+        let change = Change::new(ChangeId::random())
+            .with_kind(ChangeKind::Burn)
+            .consume(
+                owner,
+                protocol::ItemId::parse(&burned_item).expect("item id"),
+                Quantity::ONE,
+            );
+        inventory_core::Inventory::new(store)
+            .apply(change)
+            .await
+            .expect("the burn applies");
+    }
+    let orphaned = audit::audit_sqlite(&inventory, &descriptors)
+        .await
+        .expect("audit");
+    assert!(orphaned.passed(), "{orphaned}");
+    assert_eq!(orphaned.orphan_descriptors, 1, "{orphaned}");
+
+    descriptor_service::SqliteStore::open(&descriptors)
+        .expect("descriptors")
+        .burn(&protocol::ItemId::parse(&revoked_item).expect("item id"))
+        .await
+        .expect("burned");
+    let revoked = audit::audit_sqlite(&inventory, &descriptors)
+        .await
+        .expect("audit");
+    assert_eq!(
+        revoked.violations,
+        vec![Violation::BurnedDescriptorHeld {
+            owner: holder,
+            item: revoked_item,
+        }],
+        "{revoked}"
+    );
+    assert_eq!(revoked.orphan_descriptors, 1, "{revoked}");
+}
