@@ -25,6 +25,7 @@
 //! acknowledged changes and the clients' final views.
 
 mod cluster;
+mod economy;
 mod probe;
 mod report;
 
@@ -46,6 +47,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sdk::{ConnectionState, InventoryClient};
 
+pub use economy::{EconomyConfig, EconomyReport, run as run_economy};
 pub use report::{Quantiles, WorldReport};
 
 use crate::audit::{self, Evidence};
