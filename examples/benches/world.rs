@@ -4,11 +4,13 @@
 //! compared with the raw propagation latency (the same change's event on a
 //! bus connection) measured in the same run. Then with every chaos option,
 //! for correctness: the audit must PASS. Flags after `--` replace the player
-//! count and duration: `cargo xtask bench world -- 500 30`.
+//! count and duration: `cargo xtask bench world -- 500 30`. Last, the
+//! crafting economy alone (`--economy`) at 1% of the reference game's
+//! (20,436 crafts, 21,823 burns), which must PASS the audit too.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
-use examples::world::{self, WorldConfig, WorldReport};
+use examples::world::{self, EconomyConfig, WorldConfig, WorldReport};
 use testkit::bench::{GoalOp, goal};
 
 async fn run(args: &[String]) -> anyhow::Result<WorldReport> {
@@ -62,6 +64,26 @@ async fn main() -> anyhow::Result<()> {
         chaos.client_latency.p99_ms,
         chaos.audit.violations.len()
     );
+    println!("economy: 20,436 crafts and 21,823 burns (1% of the reference game's), SQLite");
+    let economy = world::run_economy(
+        &WorldConfig::from_args(std::iter::empty::<String>())?,
+        &EconomyConfig {
+            economy: true,
+            crafts: 20_436,
+            burns: 21_823,
+            crafters: 256,
+        },
+        false,
+    )
+    .await?;
+    println!("{economy}\n");
+    println!(
+        "chaos: {} crafted, {} burned; economy: {:.0} crafts+burns/s, the full economy would take about {:.0} s",
+        chaos.crafted_descriptors,
+        chaos.burned_descriptors,
+        economy.orders_per_second,
+        (2_043_630.0 + 2_182_348.0) / economy.orders_per_second.max(1e-3)
+    );
     goal(
         "world",
         "calm_audit_violations",
@@ -74,6 +96,14 @@ async fn main() -> anyhow::Result<()> {
         "world",
         "chaos_audit_violations",
         chaos.audit.violations.len() as f64,
+        "violations",
+        GoalOp::AtMost,
+        0.0,
+    );
+    goal(
+        "world",
+        "economy_audit_violations",
+        economy.audit.violations.len() as f64,
         "violations",
         GoalOp::AtMost,
         0.0,

@@ -250,6 +250,11 @@ struct World {
     client_reconnects: Arc<AtomicU64>,
     /// The runtime of the slow clients, if any.
     slow_clients: Option<tokio::runtime::Handle>,
+    /// One connection pool for every client's descriptor fetches (each
+    /// client keeps its own batcher and cache): thousands of idle keep-alive
+    /// connections would otherwise hold thousands of file descriptors on
+    /// both ends in this one process.
+    http: reqwest::Client,
 }
 
 /// One simulated player.
@@ -318,6 +323,9 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
         stop: AtomicBool::new(false),
         client_reconnects: Arc::default(),
         slow_clients: slow_runtime.as_ref().map(|r| r.handle().clone()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
         config: config.clone(),
     });
 
@@ -573,8 +581,11 @@ async fn connect(world: &World, player: &Player, zone: usize) -> anyhow::Result<
     let cell = handle_cell.clone();
     let slow = player.slow;
     let reconnects = world.client_reconnects.clone();
+    let descriptors = sdk::DescriptorClient::builder(slot.http_url.clone())
+        .with_http_client(world.http.clone())
+        .build()?;
     let builder = InventoryClient::builder(slot.ws_url.clone(), token)
-        .with_descriptor_url(slot.http_url.clone())
+        .with_descriptor_client(descriptors)
         .with_reconnect_delay(Duration::from_millis(50), Duration::from_secs(1))
         .on_change(move |change| {
             if let Some(handle) = cell.get() {
