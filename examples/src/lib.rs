@@ -1,2 +1,5 @@
-//! Runnable examples: the world simulation and small tools (binaries under
-//! `src/bin`). Filled by the world-simulation issue.
+//! Runnable examples: the world simulation ([`world`]) with its [`audit`],
+//! and small tools (binaries under `src/bin`).
+
+pub mod audit;
+pub mod world;

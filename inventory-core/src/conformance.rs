@@ -24,7 +24,9 @@ use protocol::{
     MAX_QUANTITY, OwnerId, Quantity, UserId, ValidChange, Version,
 };
 
-use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore};
+use crate::{
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, OwnerRecord, StoreScan,
+};
 
 /// Generates one `#[tokio::test]` per conformance case; `$make` is an
 /// expression (it may `.await`) that yields the store under test.
@@ -62,6 +64,18 @@ macro_rules! store_conformance_tests {
                 $crate::conformance::$case(&store).await;
             }
         )*
+    };
+}
+
+/// Generates one `#[tokio::test]` per [`StoreScan`] conformance case; `$make`
+/// yields a store implementing both [`InventoryStore`] and [`StoreScan`].
+#[macro_export]
+macro_rules! scan_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            journal_records_each_applied_change_once,
+            owner_scan_matches_loads,
+        );
     };
 }
 
@@ -697,4 +711,109 @@ pub async fn random_sequences_with_retries_match_the_model(store: &dyn Inventory
     if let Err(failure) = result {
         panic!("{failure}");
     }
+}
+
+async fn journal_of(
+    store: &dyn StoreScan,
+    ids: &[ChangeId],
+) -> BTreeMap<ChangeId, Vec<JournalEntry>> {
+    let mut found: BTreeMap<ChangeId, Vec<JournalEntry>> = BTreeMap::new();
+    store
+        .scan_journal(&mut |entry| {
+            if ids.contains(&entry.change.id()) {
+                found.entry(entry.change.id()).or_default().push(entry);
+            }
+        })
+        .await
+        .expect("scan the journal");
+    found
+}
+
+/// The journal holds each applied change once with the versions it
+/// produced; a retry adds nothing, a refused change leaves no entry.
+pub async fn journal_records_each_applied_change_once<S: InventoryStore + StoreScan>(store: &S) {
+    let a = fresh_account("journal-a");
+    let b = fresh_account("journal-b");
+    let hero = OwnerId::character(a.user().clone(), CharacterId::parse("hero").expect("id"));
+    let wood = grant(&a, "wood", 5);
+    let stone = grant(&b, "stone", 3);
+    let refused = consume(&a, "wood", 10);
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("wood"), qty(2))]),
+        (b.clone(), &[(item("stone"), qty(1))]),
+    )
+    .validate()
+    .expect("valid trade");
+    let both = Change::new(ChangeId::random())
+        .with_kind(ChangeKind::Craft)
+        .consume(a.clone(), item("wood"), qty(1))
+        .grant(hero.clone(), item("axe"), qty(1))
+        .validate()
+        .expect("valid change");
+    let mut produced = BTreeMap::new();
+    for change in [&wood, &stone, &trade, &both] {
+        produced.insert(change.id(), (change.clone(), applied(store, change).await));
+    }
+    assert!(matches!(
+        store.apply(&wood).await,
+        Ok(ApplyOutcome::AlreadyApplied(_))
+    ));
+    assert!(store.apply(&refused).await.is_err());
+
+    let ids: Vec<ChangeId> = [&wood, &stone, &refused, &trade, &both]
+        .iter()
+        .map(|c| c.id())
+        .collect();
+    let found = journal_of(store, &ids).await;
+    assert!(
+        !found.contains_key(&refused.id()),
+        "a refused change is not journaled"
+    );
+    for (id, (change, versions)) in produced {
+        let entries = &found[&id];
+        assert_eq!(entries.len(), 1, "{id} journaled once");
+        assert_eq!(entries[0].change, change);
+        assert_eq!(entries[0].versions, versions);
+    }
+}
+
+/// The owner scan visits each touched owner once, as a load sees it, and no
+/// untouched owner.
+pub async fn owner_scan_matches_loads<S: InventoryStore + StoreScan>(store: &S) {
+    let a = fresh_account("scan-a");
+    let hero = OwnerId::character(a.user().clone(), CharacterId::parse("hero").expect("id"));
+    let untouched = fresh_account("scan-untouched");
+    applied(store, &grant(&a, "wood", 4)).await;
+    applied(store, &grant(&hero, "stone", 2)).await;
+    applied(store, &consume(&hero, "stone", 2)).await;
+    applied(store, &grant(&hero, "herb", 9)).await;
+
+    let wanted = [a.clone(), hero.clone(), untouched.clone()];
+    let mut seen: Vec<OwnerRecord> = Vec::new();
+    store
+        .scan_owners(&mut |record| {
+            if wanted.contains(&record.owner) {
+                seen.push(record);
+            }
+        })
+        .await
+        .expect("scan the owners");
+    seen.sort_by(|x, y| x.owner.cmp(&y.owner));
+    let mut expected = Vec::new();
+    for owner in [&a, &hero] {
+        let snap = store.load(owner).await.expect("load");
+        expected.push(OwnerRecord {
+            owner: owner.clone(),
+            version: snap.version,
+            items: snap
+                .items
+                .into_iter()
+                .map(|(item, qty)| (item, i64::try_from(qty).expect("balance")))
+                .collect(),
+        });
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(expected[1].version, Version::new(3));
+    assert_eq!(expected[1].items, BTreeMap::from([(item("herb"), 9)]));
 }

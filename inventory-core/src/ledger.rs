@@ -8,7 +8,7 @@ use protocol::{
     ChangeId, MAX_BALANCE, Operation, OwnerId, OwnerSnapshot, UserId, ValidChange, Version,
 };
 
-use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW};
+use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW, JournalEntry, OwnerRecord};
 
 /// One owner: its snapshot and the ids of its recent changes.
 #[derive(Clone, Debug)]
@@ -42,6 +42,7 @@ impl OwnerLedger {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
     owners: BTreeMap<OwnerId, OwnerLedger>,
+    journal: Vec<JournalEntry>,
 }
 
 impl Ledger {
@@ -84,7 +85,11 @@ impl Ledger {
                 ledger.remember(change.id(), version);
                 (owner.clone(), version)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        self.journal.push(JournalEntry {
+            change: change.clone(),
+            versions: versions.clone(),
+        });
         Ok(ApplyOutcome::Applied(versions))
     }
 
@@ -102,6 +107,30 @@ impl Ledger {
             .values()
             .filter(|o| o.snapshot.owner.user() == user)
             .map(|o| o.snapshot.clone())
+            .collect()
+    }
+
+    /// Every applied change, in application order.
+    pub(crate) fn journal(&self) -> &[JournalEntry] {
+        &self.journal
+    }
+
+    /// Every touched owner's record, in ascending owner order.
+    pub(crate) fn owner_records(&self) -> Vec<OwnerRecord> {
+        self.owners
+            .values()
+            .filter(|o| o.snapshot.version > Version::ZERO)
+            .map(|o| OwnerRecord {
+                owner: o.snapshot.owner.clone(),
+                version: o.snapshot.version,
+                // Balances are at most MAX_BALANCE, far below i64::MAX.
+                items: o
+                    .snapshot
+                    .items
+                    .iter()
+                    .map(|(item, qty)| (item.clone(), *qty as i64))
+                    .collect(),
+            })
             .collect()
     }
 

@@ -68,6 +68,7 @@ mod metrics;
 #[cfg(feature = "mongodb")]
 mod mongo;
 mod node;
+mod scan;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
@@ -95,6 +96,7 @@ pub use mongo::{FaultInjector, FaultKind};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStats, MongoStore};
 pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
+pub use scan::{JournalEntry, OwnerRecord, StoreScan};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};

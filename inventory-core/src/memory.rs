@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange};
 
 use crate::ledger::Ledger;
-use crate::{ApplyOutcome, Error, InventoryStore};
+use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
 
 /// An [`InventoryStore`] held in memory. Cloning shares the same state.
 #[derive(Clone, Debug, Default)]
@@ -42,5 +42,23 @@ impl InventoryStore for MemoryStore {
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         Ok(self.with(|ledger| ledger.user_snapshots(user)))
+    }
+}
+
+#[async_trait]
+impl StoreScan for MemoryStore {
+    async fn scan_journal(
+        &self,
+        visit: &mut (dyn FnMut(JournalEntry) + Send),
+    ) -> Result<(), Error> {
+        let journal = self.with(|ledger| ledger.journal().to_vec());
+        journal.into_iter().for_each(visit);
+        Ok(())
+    }
+
+    async fn scan_owners(&self, visit: &mut (dyn FnMut(OwnerRecord) + Send)) -> Result<(), Error> {
+        let records = self.with(|ledger| ledger.owner_records());
+        records.into_iter().for_each(visit);
+        Ok(())
     }
 }

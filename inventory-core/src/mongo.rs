@@ -70,6 +70,23 @@
 //!   applied until it is retried. Transactions have no such window; use a
 //!   replica set in production.
 
+//!
+//! # Journal (for the audit)
+//!
+//! Every applied change is also inserted into `<collection>_journal` as
+//! `{_id: <change id>, c: <change JSON>, p: <versions JSON>}`; `_id` makes a
+//! second insert of the same change fail with E11000, which counts as done.
+//! A multi-owner change on a replica set inserts it inside its transaction,
+//! so it commits with the change. A single-owner change (one atomic update,
+//! no transaction, to keep the hot path one round trip) and a compensated
+//! one insert it right after the update, before answering: one more round
+//! trip per change. **Crash window:** if the process dies between the update
+//! and the insert, the change is applied but not journaled until a retry with
+//! the same id (which answers "already applied" and inserts the entry); the
+//! caller was never answered, so it is not an acknowledged change, and the
+//! audit reports the owner's version as not journaled. If the insert itself
+//! fails, the call answers `Unavailable` so that the caller retries.
+
 mod database;
 mod document;
 
@@ -79,7 +96,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use mongodb::bson::{Document, doc};
+use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, IndexModel};
@@ -90,10 +107,10 @@ use self::database::{Database, Driver};
 pub use self::database::{FaultInjector, FaultKind};
 use self::document::{
     Diagnosis, ID, RECENT, USER, VERSION, applied_version, diagnose, emptied_items, first_refusal,
-    item_path, owner_update, post_image_version, skeleton, snapshot, touched_projection,
-    undo_update, zero_cleanup,
+    item_path, journal_entry, owner_record, owner_update, post_image_version, read_journal_entry,
+    skeleton, snapshot, touched_projection, undo_update, zero_cleanup,
 };
-use crate::{ApplyOutcome, Error, InventoryStore};
+use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
 
 /// How many times an update that lost a race to a concurrent change (it
 /// matched nothing, yet no guard fails and the change is not applied) is sent
@@ -248,7 +265,10 @@ impl MongoStore {
             transactions,
             "connected to MongoDB"
         );
-        Ok((Driver::new(client, collection), transactions))
+        let journal = client
+            .database(&config.database)
+            .collection::<Document>(&format!("{}_journal", config.collection));
+        Ok((Driver::new(client, collection, journal), transactions))
     }
 
     fn on(db: Box<dyn Database>, transactions: bool) -> Self {
@@ -353,10 +373,16 @@ impl MongoStore {
                     let (db, change) = (*db, *change);
                     async move {
                         let mut posts = Vec::with_capacity(change.owners().len());
+                        let mut versions = Vec::with_capacity(change.owners().len());
                         for owner in change.owners() {
                             let update = owner_update(owner, change);
                             match db.find_one_and_update(Some(&mut *session), &update).await {
-                                Ok(Some(post)) => posts.push(post),
+                                Ok(Some(post)) => {
+                                    let version = post_image_version(owner, &post)
+                                        .map_err(mongodb::error::Error::custom)?;
+                                    versions.push((owner.clone(), version));
+                                    posts.push(post);
+                                }
                                 Ok(None) => {
                                     return Err(mongodb::error::Error::custom(NoMatch(
                                         owner.clone(),
@@ -365,6 +391,10 @@ impl MongoStore {
                                 Err(e) => return Err(e),
                             }
                         }
+                        // The journal entry commits with the change.
+                        let entry = journal_entry(change, &versions)
+                            .map_err(mongodb::error::Error::custom)?;
+                        db.journal(Some(&mut *session), entry).await?;
                         Ok(posts)
                     }
                     .boxed()
@@ -388,9 +418,9 @@ impl MongoStore {
             };
             match diagnose(&owner, change, self.read(&owner, change).await?.as_ref())? {
                 Diagnosis::AlreadyApplied(_) => {
-                    return Ok(ApplyOutcome::AlreadyApplied(
-                        self.recorded_versions(change).await?,
-                    ));
+                    let versions = self.recorded_versions(change).await?;
+                    self.record(change, &versions).await?;
+                    return Ok(ApplyOutcome::AlreadyApplied(versions));
                 }
                 Diagnosis::Refused(refusal) => return Err(refusal),
                 Diagnosis::Missing => self.create(&owner).await?,
@@ -441,11 +471,34 @@ impl MongoStore {
                 }
             }
         }
+        self.record(change, &versions).await?;
         Ok(if applied_first {
             ApplyOutcome::Applied(versions)
         } else {
             ApplyOutcome::AlreadyApplied(versions)
         })
+    }
+
+    /// Journals an applied change outside any transaction; an entry already
+    /// there (a retry) is as good. If the insert fails the change is applied
+    /// but not journaled: the caller hears "unavailable" and retries with
+    /// the same id, which answers "already applied" and journals it.
+    async fn record(
+        &self,
+        change: &ValidChange,
+        versions: &[(OwnerId, Version)],
+    ) -> Result<(), Error> {
+        match self
+            .db()
+            .journal(None, journal_entry(change, versions)?)
+            .await
+        {
+            Err(e) if !is_duplicate_key(&e) => Err(Error::Unavailable(format!(
+                "change {} is applied but not yet journaled ({e}); retry it with the same id",
+                change.id()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Refuses, without writing, a change whose guard already fails. Only an
@@ -537,12 +590,14 @@ impl InventoryStore for MongoStore {
     async fn apply(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
         let mut owners = change.owners();
         if let (Some(owner), None) = (owners.next(), owners.next()) {
-            return Ok(match self.apply_part(owner, change).await? {
+            let outcome = match self.apply_part(owner, change).await? {
                 Part::Applied(version) => ApplyOutcome::Applied(vec![(owner.clone(), version)]),
                 Part::AlreadyApplied(version) => {
                     ApplyOutcome::AlreadyApplied(vec![(owner.clone(), version)])
                 }
-            });
+            };
+            self.record(change, outcome.versions()).await?;
+            return Ok(outcome);
         }
         if self.inner.transactions {
             self.apply_in_transaction(change).await
@@ -578,6 +633,54 @@ impl InventoryStore for MongoStore {
             .collect::<Result<Vec<_>, Error>>()?;
         snapshots.sort_by(|a, b| a.owner.cmp(&b.owner));
         Ok(snapshots)
+    }
+}
+
+/// How many documents one read of a scan returns.
+const SCAN_PAGE: i64 = 4096;
+
+#[async_trait]
+impl StoreScan for MongoStore {
+    async fn scan_journal(
+        &self,
+        visit: &mut (dyn FnMut(JournalEntry) + Send),
+    ) -> Result<(), Error> {
+        let mut filter = doc! {};
+        loop {
+            let docs = self
+                .db()
+                .page(true, filter, SCAN_PAGE)
+                .await
+                .map_err(backend)?;
+            let Some(last) = docs.last() else {
+                return Ok(());
+            };
+            filter = doc! { ID: { "$gt": last.get(ID).cloned().unwrap_or(Bson::Null) } };
+            for doc in &docs {
+                visit(read_journal_entry(doc)?);
+            }
+        }
+    }
+
+    async fn scan_owners(&self, visit: &mut (dyn FnMut(OwnerRecord) + Send)) -> Result<(), Error> {
+        let mut filter = doc! { VERSION: { "$gt": 0_i64 } };
+        loop {
+            let docs = self
+                .db()
+                .page(false, filter, SCAN_PAGE)
+                .await
+                .map_err(backend)?;
+            let Some(last) = docs.last() else {
+                return Ok(());
+            };
+            filter = doc! {
+                ID: { "$gt": last.get(ID).cloned().unwrap_or(Bson::Null) },
+                VERSION: { "$gt": 0_i64 },
+            };
+            for doc in &docs {
+                visit(owner_record(doc)?);
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::{ApplyOutcome, Error, InventoryStore};
+use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
 
 use writer::{Batching, Request};
 
@@ -289,6 +289,48 @@ impl InventoryStore for SqliteStore {
             .readers
             .run(move |conn| read::load_user(conn, &user))
             .await
+    }
+}
+
+/// How many journal entries or owners one read of a scan returns.
+const SCAN_PAGE: usize = 4096;
+
+#[async_trait]
+impl StoreScan for SqliteStore {
+    async fn scan_journal(
+        &self,
+        visit: &mut (dyn FnMut(JournalEntry) + Send),
+    ) -> Result<(), Error> {
+        let mut after = 0;
+        loop {
+            let (entries, last) = self
+                .inner
+                .readers
+                .run(move |conn| read::journal_page(conn, after, SCAN_PAGE))
+                .await?;
+            if entries.is_empty() {
+                return Ok(());
+            }
+            entries.into_iter().for_each(&mut *visit);
+            after = last;
+        }
+    }
+
+    async fn scan_owners(&self, visit: &mut (dyn FnMut(OwnerRecord) + Send)) -> Result<(), Error> {
+        let mut after = String::new();
+        loop {
+            let from = after.clone();
+            let records = self
+                .inner
+                .readers
+                .run(move |conn| read::owners_page(conn, &from, SCAN_PAGE))
+                .await?;
+            let Some(last) = records.last() else {
+                return Ok(());
+            };
+            after = last.owner.to_string();
+            records.into_iter().for_each(&mut *visit);
+        }
     }
 }
 

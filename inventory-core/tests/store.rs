@@ -2,6 +2,10 @@
 
 mod memory {
     inventory_core::store_conformance_tests!(inventory_core::MemoryStore::new());
+
+    mod scan {
+        inventory_core::scan_conformance_tests!(inventory_core::MemoryStore::new());
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -50,6 +54,14 @@ mod mongo_common {
         store
     }
 
+    /// A store in a database of its own for the scan cases: other cases
+    /// write malformed documents on purpose, which a scan would report.
+    pub async fn for_scans(uri: String) -> MongoStore {
+        MongoStore::connect(MongoConfig::new(uri).with_database(format!("{}_scan", database())))
+            .await
+            .expect("connect")
+    }
+
     pub async fn faulty(uri: String, faults: FaultInjector) -> MongoStore {
         MongoStore::connect_with_faults(config(uri), faults)
             .await
@@ -60,11 +72,23 @@ mod mongo_common {
 #[cfg(feature = "mongodb")]
 mod mongo_replica_set {
     inventory_core::store_conformance_tests!(crate::mongo_common::replica_set().await);
+
+    mod scan {
+        inventory_core::scan_conformance_tests!(
+            crate::mongo_common::for_scans(testkit::mongodb_uri()).await
+        );
+    }
 }
 
 #[cfg(feature = "mongodb")]
 mod mongo_standalone {
     inventory_core::store_conformance_tests!(crate::mongo_common::standalone().await);
+
+    mod scan {
+        inventory_core::scan_conformance_tests!(
+            crate::mongo_common::for_scans(testkit::mongodb_standalone_uri()).await
+        );
+    }
 }
 
 #[cfg(feature = "mongodb")]

@@ -73,6 +73,13 @@ const BENCHES: &[Bench] = &[
         needs_wasm_bundle: true,
     },
     Bench {
+        name: "world",
+        package: "examples",
+        target: "world",
+        features: &[],
+        needs_wasm_bundle: false,
+    },
+    Bench {
         name: "descriptors",
         package: "descriptor-service",
         target: "descriptors",

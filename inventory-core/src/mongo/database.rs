@@ -43,6 +43,13 @@ pub(crate) trait Database: Send + Sync + fmt::Debug + 'static {
 
     /// `insertOne`.
     async fn insert_one(&self, doc: Document) -> Result<()>;
+
+    /// `insertOne` into the journal collection.
+    async fn journal(&self, session: Option<&mut ClientSession>, entry: Document) -> Result<()>;
+
+    /// Up to `limit` documents of the journal (`journal`) or the owners'
+    /// collection matching `filter`, sorted by `_id`.
+    async fn page(&self, journal: bool, filter: Document, limit: i64) -> Result<Vec<Document>>;
 }
 
 /// The real thing: one collection through the official driver.
@@ -50,11 +57,20 @@ pub(crate) trait Database: Send + Sync + fmt::Debug + 'static {
 pub(crate) struct Driver {
     client: Client,
     collection: Collection<Document>,
+    journal: Collection<Document>,
 }
 
 impl Driver {
-    pub(crate) fn new(client: Client, collection: Collection<Document>) -> Self {
-        Self { client, collection }
+    pub(crate) fn new(
+        client: Client,
+        collection: Collection<Document>,
+        journal: Collection<Document>,
+    ) -> Self {
+        Self {
+            client,
+            collection,
+            journal,
+        }
     }
 }
 
@@ -113,6 +129,29 @@ impl Database for Driver {
 
     async fn insert_one(&self, doc: Document) -> Result<()> {
         self.collection.insert_one(doc).await.map(drop)
+    }
+
+    async fn journal(&self, session: Option<&mut ClientSession>, entry: Document) -> Result<()> {
+        let action = self.journal.insert_one(entry);
+        match session {
+            Some(session) => action.session(session).await.map(drop),
+            None => action.await.map(drop),
+        }
+    }
+
+    async fn page(&self, journal: bool, filter: Document, limit: i64) -> Result<Vec<Document>> {
+        let collection = if journal {
+            &self.journal
+        } else {
+            &self.collection
+        };
+        collection
+            .find(filter)
+            .sort(mongodb::bson::doc! { "_id": 1 })
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await
     }
 }
 
@@ -263,6 +302,18 @@ mod faults {
 
         async fn insert_one(&self, doc: Document) -> Result<()> {
             self.run(self.inner.insert_one(doc)).await
+        }
+
+        async fn journal(
+            &self,
+            session: Option<&mut ClientSession>,
+            entry: Document,
+        ) -> Result<()> {
+            self.run(self.inner.journal(session, entry)).await
+        }
+
+        async fn page(&self, journal: bool, filter: Document, limit: i64) -> Result<Vec<Document>> {
+            self.run(self.inner.page(journal, filter, limit)).await
         }
     }
 }

@@ -11,7 +11,7 @@ use protocol::{
 };
 
 use crate::ledger::next_balance;
-use crate::{Error, IDEMPOTENCY_WINDOW};
+use crate::{Error, IDEMPOTENCY_WINDOW, JournalEntry, OwnerRecord};
 
 /// The owner id, in its string form (`a:<user>` / `c:<user>:<character>`).
 pub(crate) const ID: &str = "_id";
@@ -412,3 +412,66 @@ fn corrupt(owner: &OwnerId, detail: impl Into<String>) -> Error {
 
 #[cfg(test)]
 mod tests;
+
+/// The journal document of an applied change: `_id` = the change id (so a
+/// second insert of the same change fails with E11000), `c` = the change and
+/// `p` = the versions it produced, both as JSON text.
+pub(crate) fn journal_entry(
+    change: &ValidChange,
+    versions: &[(OwnerId, Version)],
+) -> Result<Document, Error> {
+    let json = |e: serde_json::Error| Error::Backend(e.to_string());
+    Ok(doc! {
+        ID: applied_entry(change.id()),
+        "c": serde_json::to_string(change).map_err(json)?,
+        "p": serde_json::to_string(versions).map_err(json)?,
+    })
+}
+
+/// A journal document read back.
+pub(crate) fn read_journal_entry(doc: &Document) -> Result<JournalEntry, Error> {
+    let malformed = |why: String| {
+        Error::Backend(format!(
+            "journal entry {:?} is malformed: {why}",
+            doc.get(ID)
+        ))
+    };
+    let text = |key: &str| doc.get_str(key).map_err(|e| malformed(e.to_string()));
+    Ok(JournalEntry {
+        change: serde_json::from_str(text("c")?).map_err(|e| malformed(e.to_string()))?,
+        versions: serde_json::from_str(text("p")?).map_err(|e| malformed(e.to_string()))?,
+    })
+}
+
+/// An owner document read back raw: signed balances, zeros left out.
+pub(crate) fn owner_record(doc: &Document) -> Result<OwnerRecord, Error> {
+    let id = doc.get_str(ID).unwrap_or_default();
+    let owner = OwnerId::parse(id)
+        .map_err(|e| Error::Backend(format!("owner document {id:?} has a bad _id: {e}")))?;
+    let version = version_of(&owner, doc)?;
+    let mut items = std::collections::BTreeMap::new();
+    if let Ok(stored) = doc.get_document(ITEMS) {
+        for (key, value) in stored {
+            let item = ItemId::parse(key.as_str())
+                .map_err(|e| corrupt(&owner, format!("bad item key {key:?}: {e}")))?;
+            let n = match value {
+                Bson::Int64(n) => *n,
+                Bson::Int32(n) => i64::from(*n),
+                other => {
+                    return Err(corrupt(
+                        &owner,
+                        format!("balance of {key} is a {:?}", other.element_type()),
+                    ));
+                }
+            };
+            if n != 0 {
+                items.insert(item, n);
+            }
+        }
+    }
+    Ok(OwnerRecord {
+        owner,
+        version,
+        items,
+    })
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use protocol::{ItemId, MAX_BALANCE, OwnerId, OwnerSnapshot, UserId, Version};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::Error;
+use crate::{Error, JournalEntry, OwnerRecord};
 
 use super::{corrupt_or_sql, sql_error};
 
@@ -89,4 +89,91 @@ fn read_owner(conn: &Connection, owner: &OwnerId) -> Result<OwnerSnapshot, Error
         version,
         items,
     })
+}
+
+const JOURNAL_PAGE: &str =
+    "SELECT seq, change, versions FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+const OWNERS_PAGE: &str =
+    "SELECT owner, version FROM owners WHERE owner > ?1 ORDER BY owner LIMIT ?2";
+const ITEMS_OF_RANGE: &str =
+    "SELECT owner, item, qty FROM items WHERE owner >= ?1 AND owner <= ?2 AND qty != 0";
+
+/// The journal entries after sequence number `after`, at most `limit`, with
+/// the sequence number of the last one.
+pub(super) fn journal_page(
+    conn: &mut Connection,
+    after: i64,
+    limit: usize,
+) -> Result<(Vec<JournalEntry>, i64), Error> {
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare_cached(JOURNAL_PAGE)
+        .and_then(|mut s| {
+            s.query_map(params![after, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()
+        })
+        .map_err(sql_error)?;
+    let last = rows.last().map_or(after, |(seq, _, _)| *seq);
+    let entries = rows
+        .into_iter()
+        .map(|(seq, change, versions)| {
+            let malformed = |e: serde_json::Error| {
+                Error::Backend(format!("journal entry {seq} is malformed: {e}"))
+            };
+            Ok(JournalEntry {
+                change: serde_json::from_str(&change).map_err(malformed)?,
+                versions: serde_json::from_str(&versions).map_err(malformed)?,
+            })
+        })
+        .collect::<Result<_, Error>>()?;
+    Ok((entries, last))
+}
+
+/// The owners after `after` in ascending order, at most `limit`, each with
+/// its stored stacks, from one read transaction.
+pub(super) fn owners_page(
+    conn: &mut Connection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<OwnerRecord>, Error> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    let owners: Vec<(String, i64)> = tx
+        .prepare_cached(OWNERS_PAGE)
+        .and_then(|mut s| {
+            s.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(sql_error)?;
+    let (Some((first, _)), Some((last, _))) = (owners.first(), owners.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut items: BTreeMap<String, BTreeMap<ItemId, i64>> = BTreeMap::new();
+    let rows: Vec<(String, String, i64)> = tx
+        .prepare_cached(ITEMS_OF_RANGE)
+        .and_then(|mut s| {
+            s.query_map(params![first, last], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()
+        })
+        .map_err(sql_error)?;
+    for (owner, item, qty) in rows {
+        let id = ItemId::parse(&item)
+            .map_err(|e| Error::Backend(format!("{owner} holds a bad item id {item:?}: {e}")))?;
+        items.entry(owner).or_default().insert(id, qty);
+    }
+    tx.commit().map_err(sql_error)?;
+    owners
+        .into_iter()
+        .map(|(key, version)| {
+            let owner = OwnerId::parse(&key)
+                .map_err(|e| Error::Backend(format!("bad owner id {key:?}: {e}")))?;
+            Ok(OwnerRecord {
+                version: Version::new(u64::try_from(version).unwrap_or(0)),
+                items: items.remove(&key).unwrap_or_default(),
+                owner,
+            })
+        })
+        .collect()
 }

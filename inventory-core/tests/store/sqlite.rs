@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use inventory_core::conformance::{fresh_account, item, qty};
 use inventory_core::{
-    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, MemoryStore, SqliteConfig,
-    SqliteStore, Synchronous,
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, MemoryStore,
+    OwnerRecord, SqliteConfig, SqliteStore, StoreScan, Synchronous,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
@@ -58,7 +58,27 @@ impl InventoryStore for TempStore {
     }
 }
 
+#[async_trait]
+impl StoreScan for TempStore {
+    async fn scan_journal(
+        &self,
+        visit: &mut (dyn FnMut(JournalEntry) + Send),
+    ) -> Result<(), Error> {
+        self.store.scan_journal(visit).await
+    }
+
+    async fn scan_owners(&self, visit: &mut (dyn FnMut(OwnerRecord) + Send)) -> Result<(), Error> {
+        self.store.scan_owners(visit).await
+    }
+}
+
 inventory_core::store_conformance_tests!(TempStore::new());
+
+mod scan {
+    use super::TempStore;
+
+    inventory_core::scan_conformance_tests!(TempStore::new());
+}
 
 fn db_path(dir: &Path) -> PathBuf {
     dir.join("inventory.db")
