@@ -158,19 +158,11 @@ pub async fn run(
     super::create_catalog(&backend).await?;
     let seeds = config.burns.saturating_sub(config.crafts);
     let total = seeds + config.crafts + config.burns;
-    let bar = if progress {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} orders ({per_sec}, eta {eta})  {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = super::progress_bar(
+        progress,
+        total,
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} orders ({per_sec}, eta {eta})  {msg}",
+    );
     let economy = Arc::new(Economy {
         inventory: Inventory::from_arc(backend.store.clone()),
         registry: backend.descriptor_state.clone(),

@@ -335,7 +335,11 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
     }
     let listener = tokio::spawn(world.propagation.clone().listen(probe_receiver));
 
-    let progress = progress_bar(&config);
+    let progress = progress_bar(
+        config.progress,
+        config.duration.as_secs(),
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} s  {msg}",
+    );
     progress.set_message("connecting players");
     let mut players = Vec::with_capacity(config.players);
     let mut root = StdRng::seed_from_u64(config.seed);
@@ -507,16 +511,16 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
     })
 }
 
-fn progress_bar(config: &WorldConfig) -> indicatif::ProgressBar {
-    if !config.progress {
+/// A progress bar of `len` steps drawn with `template` (indicatif's
+/// syntax), or a hidden one when progress is off.
+pub(crate) fn progress_bar(shown: bool, len: u64, template: &str) -> indicatif::ProgressBar {
+    if !shown {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::new(config.duration.as_secs());
+    let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} s  {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
