@@ -37,8 +37,8 @@ use std::fmt;
 use async_trait::async_trait;
 use inventory_core::{AppliedChange, Inventory};
 use protocol::{
-    Change, ChangeId, ChangeKind, Descriptor, DescriptorKind, ErrorBody, ErrorCode, ItemId,
-    OwnerId, Quantity, Stacking, ValidChange,
+    AttributeValue, Change, ChangeId, ChangeKind, CraftInput, Descriptor, DescriptorKind,
+    ErrorBody, ErrorCode, ItemId, OwnerId, Quantity, Stacking, ValidChange,
 };
 
 use crate::ApiError;
@@ -67,22 +67,14 @@ pub trait DescriptorRegistry: Send + Sync + fmt::Debug {
 #[async_trait]
 impl DescriptorRegistry for descriptor_service::AppState {
     async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError> {
-        descriptor_service::AppState::create(self, descriptor)
-            .await
-            .map(drop)
-            .map_err(registry_error)
+        descriptor_service::AppState::create(self, descriptor).await?;
+        Ok(())
     }
 
     async fn burn(&self, id: &ItemId) -> Result<(), ApiError> {
-        descriptor_service::AppState::burn(self, id)
-            .await
-            .map(drop)
-            .map_err(registry_error)
+        descriptor_service::AppState::burn(self, id).await?;
+        Ok(())
     }
-}
-
-fn registry_error(err: descriptor_service::Error) -> ApiError {
-    ApiError::new(err.code(), err.to_string())
 }
 
 /// A descriptor service over HTTP (`POST /v1/descriptors`,
@@ -164,6 +156,17 @@ pub fn crafted_item_id(change: ChangeId) -> ItemId {
     ItemId::parse(&id).expect("x- and 32 hex digits fit the id grammar")
 }
 
+/// The wall clock in milliseconds since the Unix epoch: a crafted item's
+/// creation time.
+#[must_use]
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// One craft: `owner` consumes the descriptor's `inputs` and receives the one
 /// item the descriptor describes.
 #[derive(Clone, Debug)]
@@ -178,6 +181,52 @@ pub struct CraftOrder {
 }
 
 impl CraftOrder {
+    /// A craft by `owner` with change id `change` of the item named `name`
+    /// from `inputs`, created at `created_at` (ms since the Unix epoch, see
+    /// [`unix_millis`]; fixed here so that retries carry the same
+    /// descriptor). Everything a craft's descriptor must be is derived: the id
+    /// from the change ([`crafted_item_id`]), `crafted_by` from the owner,
+    /// kind crafted, unique, revision 1. Add a template and attributes with
+    /// [`with_template`](Self::with_template) and
+    /// [`with_attribute`](Self::with_attribute).
+    #[must_use]
+    pub fn new(
+        change: ChangeId,
+        owner: OwnerId,
+        name: impl Into<String>,
+        inputs: impl IntoIterator<Item = (ItemId, Quantity)>,
+        created_at: u64,
+    ) -> Self {
+        let mut descriptor = Descriptor::catalog(crafted_item_id(change), name);
+        descriptor.kind = DescriptorKind::Crafted;
+        descriptor.stacking = Stacking::Unique;
+        descriptor.created_at = created_at;
+        descriptor.crafted_by = Some(owner.user().clone());
+        descriptor.inputs = inputs
+            .into_iter()
+            .map(|(item, qty)| CraftInput { item, qty })
+            .collect();
+        Self {
+            change,
+            owner,
+            descriptor,
+        }
+    }
+
+    /// The catalog template the crafted item instantiates.
+    #[must_use]
+    pub fn with_template(mut self, template: ItemId) -> Self {
+        self.descriptor.template = Some(template);
+        self
+    }
+
+    /// One attribute of the crafted item (a stat, its quality…).
+    #[must_use]
+    pub fn with_attribute(mut self, key: impl Into<String>, value: AttributeValue) -> Self {
+        self.descriptor.attributes.insert(key.into(), value);
+        self
+    }
+
     /// The validated change this order applies, after checking that the
     /// descriptor is one a craft by this owner can create.
     pub fn change(&self) -> Result<ValidChange, protocol::Error> {

@@ -40,8 +40,9 @@ use inventory_core::{AppliedChange, Inventory};
 use protocol::{
     ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, MAX_BATCH_IDS, OwnerId, UserId,
 };
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -236,7 +237,6 @@ impl Demo {
     /// Decides and carries out one action for `player`.
     async fn perform(&self, player: &UserId, action: Action) -> Result<Performed, ApiError> {
         self.ensure_player(player).await?;
-        let holdings = self.holdings(player).await?;
         let inventory = &self.inner.inventory;
         let registry = &self.inner.config.descriptors;
         let (summary, applied) = match action {
@@ -245,20 +245,25 @@ impl Demo {
                 self.apply(planned).await?
             }
             Action::Consume => {
+                let holdings = self.holdings(player).await?;
                 let planned = actions::consume(player, &holdings, &mut *self.rng())?;
                 self.apply(planned).await?
             }
             Action::Trade => {
                 self.ensure_player(&catalog::merchant()).await?;
+                let holdings = self.holdings(player).await?;
                 let planned = actions::trade(player, &holdings, &mut *self.rng())?;
                 self.apply(planned).await?
             }
             Action::Craft => {
-                let planned = actions::craft(player, &holdings, &mut *self.rng(), now_ms())?;
+                let holdings = self.holdings(player).await?;
+                let now = crafting::unix_millis();
+                let planned = actions::craft(player, &holdings, &mut *self.rng(), now)?;
                 let applied = crafting::craft(inventory, registry, &planned.order).await?;
                 (planned.summary, applied)
             }
             Action::Burn => {
+                let holdings = self.holdings(player).await?;
                 let crafted = self.crafted(&holdings).await?;
                 let planned = actions::burn(&crafted, &mut *self.rng())?;
                 let applied = crafting::burn(inventory, registry, &planned.order).await?;
@@ -283,14 +288,7 @@ impl Demo {
         let mut uniques = holdings.uniques();
         uniques.truncate(MAX_BATCH_IDS);
         let ids: Vec<ItemId> = uniques.iter().map(|(_, item)| item.clone()).collect();
-        let lookups = self
-            .inner
-            .config
-            .descriptors
-            .cache()
-            .get_many(&ids)
-            .await
-            .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        let lookups = self.inner.config.descriptors.cache().get_many(&ids).await?;
         let mut crafted = Vec::new();
         for ((owner, _), lookup) in uniques.into_iter().zip(lookups) {
             if let Lookup::Found(found) = lookup {
@@ -306,26 +304,10 @@ impl Demo {
 
     /// A random action for the auto-play driver.
     fn random_action(&self) -> Action {
-        let total: u32 = Action::WEIGHTED.iter().map(|(_, weight)| weight).sum();
-        let mut pick = self.rng().random_range(0..total);
-        for &(action, weight) in Action::WEIGHTED {
-            if pick < weight {
-                return action;
-            }
-            pick -= weight;
-        }
-        Action::Grant
+        Action::WEIGHTED
+            .choose_weighted(&mut *self.rng(), |(_, weight)| *weight)
+            .map_or(Action::Grant, |(action, _)| *action)
     }
-}
-
-/// The wall clock in milliseconds since the Unix epoch: a crafted item's
-/// creation time.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// The demo's routes over its own state.

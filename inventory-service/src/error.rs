@@ -41,6 +41,12 @@ impl From<inventory_core::Error> for ApiError {
     }
 }
 
+impl From<descriptor_service::Error> for ApiError {
+    fn from(err: descriptor_service::Error) -> Self {
+        Self::new(err.code(), err.to_string())
+    }
+}
+
 impl From<protocol::Error> for ApiError {
     fn from(err: protocol::Error) -> Self {
         Self::new(err.code(), err.to_string())

@@ -11,12 +11,10 @@ use async_trait::async_trait;
 use descriptor_service::{AuthConfig, Record};
 use inventory_core::{ApplyOutcome, Error, Inventory, InventoryStore, SqliteConfig, SqliteStore};
 use inventory_service::ApiError;
-use inventory_service::crafting::{
-    self, BurnOrder, CraftOrder, DescriptorRegistry, HttpRegistry, crafted_item_id,
-};
+use inventory_service::crafting::{self, BurnOrder, CraftOrder, DescriptorRegistry, HttpRegistry};
 use protocol::{
-    Change, ChangeId, CraftInput, Descriptor, DescriptorKind, ErrorCode, ItemId, OwnerId,
-    OwnerSnapshot, Quantity, Stacking, UserId, ValidChange,
+    Change, ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, OwnerId, OwnerSnapshot,
+    Quantity, Stacking, UserId, ValidChange,
 };
 
 const WRITE_TOKEN: &str = "crafting-test-write-token";
@@ -205,27 +203,9 @@ impl World {
 }
 
 fn sword_order(ore: u64) -> CraftOrder {
-    let change = ChangeId::random();
-    let mut descriptor = Descriptor::catalog(crafted_item_id(change), "Smith's sword");
-    descriptor.kind = DescriptorKind::Crafted;
-    descriptor.stacking = Stacking::Unique;
-    descriptor.template = Some(item("sword"));
-    descriptor.crafted_by = Some(UserId::parse("smith").unwrap());
-    descriptor.inputs = vec![
-        CraftInput {
-            item: item("ore"),
-            qty: qty(ore),
-        },
-        CraftInput {
-            item: item("wood"),
-            qty: qty(2),
-        },
-    ];
-    CraftOrder {
-        change,
-        owner: bank(),
-        descriptor,
-    }
+    let inputs = [(item("ore"), qty(ore)), (item("wood"), qty(2))];
+    CraftOrder::new(ChangeId::random(), bank(), "Smith's sword", inputs, 0)
+        .with_template(item("sword"))
 }
 
 fn burn_order(sword: &ItemId) -> BurnOrder {
@@ -509,4 +489,27 @@ async fn the_http_registry_crafts_through_a_real_descriptor_service_and_reports_
     );
     assert_eq!(world.balances().await, before);
     assert_eq!(world.descriptor(&fresh.descriptor.id).await, None);
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_the_services_error_body_is_an_unknown_outcome() {
+    // A proxy in front of the service answering in its own words: whether the
+    // write happened is unknown, so the craft must be retried, not refused.
+    let proxy = axum::Router::new().fallback(|| async {
+        (axum::http::StatusCode::BAD_GATEWAY, "upstream went away")
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, proxy).await });
+    let registry = HttpRegistry::new(reqwest::Client::new(), &base, WRITE_TOKEN);
+    let world = World::new().await;
+    let order = sword_order(3);
+    let before = world.balances().await;
+    expect_code(
+        crafting::craft(&world.inventory, &registry, &order).await,
+        ErrorCode::Unavailable,
+    );
+    expect_code(registry.burn(&item("ore")).await, ErrorCode::Unavailable);
+    assert_eq!(world.balances().await, before);
+    server.abort();
 }

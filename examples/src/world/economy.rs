@@ -15,7 +15,6 @@
 //! the crafter that placed it; another refusal puts the claimed unit of work
 //! back for any crafter to do.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,10 +23,7 @@ use std::time::{Duration, Instant};
 use inventory_core::{AppliedChange, Inventory};
 use inventory_service::ApiError;
 use inventory_service::crafting::{self, BurnOrder, CraftOrder};
-use protocol::{
-    Change, ChangeId, CharacterId, CraftInput, Descriptor, DescriptorKind, ErrorCode, ItemId,
-    OwnerId, Quantity, Stacking, UserId,
-};
+use protocol::{Change, ChangeId, CharacterId, ErrorCode, ItemId, OwnerId, Quantity, UserId};
 use serde::Serialize;
 
 use super::WorldConfig;
@@ -255,11 +251,7 @@ async fn crafter(economy: &Economy, index: usize) -> anyhow::Result<()> {
                 resources += GATHER;
             }
             let change = next_change();
-            let order = CraftOrder {
-                change,
-                owner: owner.clone(),
-                descriptor: crafted(&user, change, &recipe),
-            };
+            let order = crafted(&owner, change, &recipe);
             if attempt(economy, || {
                 crafting::craft(&economy.inventory, &economy.registry, &order)
             })
@@ -310,7 +302,7 @@ async fn seed(
     recipe: &[(ItemId, Quantity)],
     change: ChangeId,
 ) -> bool {
-    let descriptor = crafted(owner.user(), change, recipe);
+    let descriptor = crafted(owner, change, recipe).descriptor;
     let grant = Change::new(change).grant(owner.clone(), descriptor.id.clone(), Quantity::ONE);
     let seeded = attempt(economy, || async {
         crafting::DescriptorRegistry::create(&economy.registry, &descriptor).await?;
@@ -328,26 +320,15 @@ async fn seed(
     seeded
 }
 
-/// The crafted descriptor of change `change` by `user` from `recipe`.
-fn crafted(user: &UserId, change: ChangeId, recipe: &[(ItemId, Quantity)]) -> Descriptor {
-    Descriptor {
-        id: crafting::crafted_item_id(change),
-        kind: DescriptorKind::Crafted,
-        template: None,
-        name: "ore and wood charm".to_owned(),
-        stacking: Stacking::Unique,
-        revision: 1,
-        created_at: super::unix_millis(),
-        crafted_by: Some(user.clone()),
-        inputs: recipe
-            .iter()
-            .map(|(item, qty)| CraftInput {
-                item: item.clone(),
-                qty: *qty,
-            })
-            .collect(),
-        attributes: BTreeMap::new(),
-    }
+/// The craft order of change `change` by `owner` from `recipe`.
+fn crafted(owner: &OwnerId, change: ChangeId, recipe: &[(ItemId, Quantity)]) -> CraftOrder {
+    CraftOrder::new(
+        change,
+        owner.clone(),
+        "ore and wood charm",
+        recipe.iter().cloned(),
+        crafting::unix_millis(),
+    )
 }
 
 /// Runs `order` until it answers, retrying an unknown outcome (the same

@@ -40,9 +40,11 @@ use inventory_core::{AppliedChange, Inventory, ZoneId};
 use inventory_service::crafting::{self, BurnOrder, CraftOrder};
 use inventory_service::{ApiError, AppState};
 use protocol::{
-    AttributeValue, Change, ChangeId, CharacterId, CraftInput, Descriptor, DescriptorKind,
-    ErrorCode, ItemId, OwnerId, Quantity, Stacking, UserId, Version,
+    AttributeValue, Change, ChangeId, CharacterId, Descriptor, ErrorCode, ItemId, OwnerId,
+    Quantity, UserId, Version,
 };
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sdk::{ConnectionState, InventoryClient};
@@ -255,6 +257,29 @@ struct World {
     /// connections would otherwise hold thousands of file descriptors on
     /// both ends in this one process.
     http: reqwest::Client,
+    /// The players' choice of action, by `WorldConfig`'s weights, in the
+    /// order of [`Action`].
+    actions: WeightedIndex<u32>,
+}
+
+/// What a player does next.
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    Gather,
+    Trade,
+    Move,
+    Craft,
+    Burn,
+}
+
+impl Action {
+    const ALL: [Action; 5] = [
+        Action::Gather,
+        Action::Trade,
+        Action::Move,
+        Action::Craft,
+        Action::Burn,
+    ];
 }
 
 /// One simulated player.
@@ -275,6 +300,18 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
     config.chaos = config.chaos.normalized();
     anyhow::ensure!(config.players >= 2, "a world needs at least 2 players");
     anyhow::ensure!(config.zones >= 1, "a world needs at least 1 zone");
+    let weights = [
+        config.gather,
+        config.trade,
+        config.moves,
+        config.craft,
+        config.burn,
+    ];
+    let actions = WeightedIndex::new(weights).map_err(|_| {
+        anyhow::anyhow!(
+            "at least one of --gather, --trade, --move, --craft and --burn must be above 0"
+        )
+    })?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
 
     let mut backend = Backend::start(&config).await?;
@@ -307,6 +344,7 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
         })
         .transpose()?;
     let world = Arc::new(World {
+        actions,
         probes: users
             .iter()
             .map(|_| Arc::new(ClientProbe::new(client_latencies.clone())))
@@ -626,14 +664,6 @@ async fn connect(world: &World, player: &Player, zone: usize) -> anyhow::Result<
 
 /// One player's play until the world stops.
 async fn play(world: Arc<World>, mut player: Player) -> Player {
-    let weights = [
-        world.config.gather,
-        world.config.trade,
-        world.config.moves,
-        world.config.craft,
-        world.config.burn,
-    ];
-    let total: u32 = weights.iter().sum::<u32>().max(1);
     while !world.stop.load(Ordering::SeqCst) {
         let wait = -(1.0 - player.rng.random::<f64>()).ln() / world.config.rate.max(1e-6);
         tokio::time::sleep(Duration::from_secs_f64(wait.min(60.0))).await;
@@ -648,24 +678,12 @@ async fn play(world: Arc<World>, mut player: Player) -> Player {
                 continue;
             }
         };
-        let mut pick = player.rng.random_range(0..total);
-        let action = weights
-            .iter()
-            .position(|w| {
-                if pick < *w {
-                    true
-                } else {
-                    pick -= w;
-                    false
-                }
-            })
-            .unwrap_or(0);
-        match action {
-            0 => gather(&world, &mut player, state.inventory()).await,
-            1 => trade(&world, &mut player, &state).await,
-            2 => relocate(&world, &mut player).await,
-            3 => craft(&world, &mut player, &state).await,
-            _ => burn(&world, &mut player, &state).await,
+        match Action::ALL[world.actions.sample(&mut player.rng)] {
+            Action::Gather => gather(&world, &mut player, state.inventory()).await,
+            Action::Trade => trade(&world, &mut player, &state).await,
+            Action::Move => relocate(&world, &mut player).await,
+            Action::Craft => craft(&world, &mut player, &state).await,
+            Action::Burn => burn(&world, &mut player, &state).await,
         }
     }
     player
@@ -788,46 +806,38 @@ async fn craft(world: &World, player: &mut Player, state: &AppState) {
     let held = hero_items(state, player);
     let first = player.rng.random_range(0..RESOURCES.len());
     let second = (first + player.rng.random_range(1..RESOURCES.len())) % RESOURCES.len();
-    let inputs: Vec<CraftInput> = [first, second]
+    let inputs: Vec<(ItemId, Quantity)> = [first, second]
         .into_iter()
-        .map(|r| CraftInput {
-            item: resource(r),
-            qty: Quantity::new(player.rng.random_range(1..=2)).expect("1..=2"),
+        .map(|r| {
+            let qty = Quantity::new(player.rng.random_range(1..=2)).expect("1..=2");
+            (resource(r), qty)
         })
         .collect();
     let enough = inputs
         .iter()
-        .all(|i| held.get(&i.item).copied().unwrap_or(0) >= i.qty.get());
+        .all(|(item, qty)| held.get(item).copied().unwrap_or(0) >= qty.get());
     if !enough && !player.rng.random_bool(0.1) {
         world.counters.refused.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let change = ChangeId::from_bytes(player.rng.random());
-    let descriptor = Descriptor {
-        id: crafting::crafted_item_id(change),
-        kind: DescriptorKind::Crafted,
-        template: None,
-        name: format!("{} and {} charm", RESOURCES[first], RESOURCES[second]),
-        stacking: Stacking::Unique,
-        revision: 1,
-        created_at: unix_millis(),
-        crafted_by: Some(player.user.clone()),
+    let name = format!("{} and {} charm", RESOURCES[first], RESOURCES[second]);
+    let order = CraftOrder::new(
+        change,
+        player.hero.clone(),
+        name,
         inputs,
-        attributes: BTreeMap::from([(
-            "power".to_owned(),
-            AttributeValue::Int(player.rng.random_range(1..=100)),
-        )]),
-    };
+        crafting::unix_millis(),
+    )
+    .with_attribute(
+        "power",
+        AttributeValue::Int(player.rng.random_range(1..=100)),
+    );
     world
         .crafted
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push(descriptor.id.clone());
-    let order = CraftOrder {
-        change,
-        owner: player.hero.clone(),
-        descriptor,
-    };
+        .push(order.descriptor.id.clone());
     let applied = apply_with(world, player, change, || {
         crafting::craft(state.inventory(), &world.registry, &order)
     })
@@ -859,13 +869,6 @@ async fn burn(world: &World, player: &mut Player, state: &AppState) {
     if applied {
         world.counters.burns.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Applies `change` through `inventory`; see [`apply_with`].

@@ -6,18 +6,16 @@
 //! the store still guards every consume, so a decision made on a stale view
 //! fails cleanly instead of overdrawing.
 
-use std::collections::BTreeMap;
-
 use protocol::{
-    AttributeValue, Change, ChangeId, ChangeKind, CraftInput, Descriptor, DescriptorKind,
-    ErrorCode, ItemId, OwnerId, OwnerSnapshot, Stacking, UserId,
+    AttributeValue, Change, ChangeId, ChangeKind, Descriptor, ErrorCode, ItemId, OwnerId,
+    OwnerSnapshot, UserId,
 };
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use super::catalog::{QUALITIES, RECIPES, account, hero, id, merchant, name, qty};
 use crate::ApiError;
-use crate::crafting::{BurnOrder, CraftOrder, crafted_item_id};
+use crate::crafting::{BurnOrder, CraftOrder};
 
 /// A change to apply and what it means, for people.
 #[derive(Debug)]
@@ -249,44 +247,19 @@ pub(crate) fn craft(
     let rank = usize::try_from((roll - least) * (QUALITIES.len() as i64 - 1) / (most - least))
         .unwrap_or(0);
     let quality = QUALITIES[rank.min(QUALITIES.len() - 1)];
-    let change = ChangeId::random();
     let item_name = format!("{quality} {}", name(recipe.template).to_lowercase());
-    let descriptor = Descriptor {
-        id: crafted_item_id(change),
-        kind: DescriptorKind::Crafted,
-        template: Some(id(recipe.template)),
-        name: item_name.clone(),
-        stacking: Stacking::Unique,
-        revision: 1,
-        created_at: now_ms,
-        crafted_by: Some(player.clone()),
-        inputs: recipe
-            .inputs
-            .iter()
-            .map(|(item, n)| CraftInput {
-                item: id(item),
-                qty: qty(*n),
-            })
-            .collect(),
-        attributes: BTreeMap::from([
-            (recipe.stat.to_owned(), AttributeValue::Int(roll)),
-            (
-                "quality".to_owned(),
-                AttributeValue::Text(quality.to_lowercase()),
-            ),
-        ]),
-    };
+    let inputs = recipe.inputs.iter().map(|(item, n)| (id(item), qty(*n)));
+    let order = CraftOrder::new(ChangeId::random(), bank, item_name.clone(), inputs, now_ms)
+        .with_template(id(recipe.template))
+        .with_attribute(recipe.stat, AttributeValue::Int(roll))
+        .with_attribute("quality", AttributeValue::Text(quality.to_lowercase()));
     Ok(PlannedCraft {
         summary: format!(
             "Crafted a {item_name} ({} {roll}) from {}",
             recipe.stat,
             amounts(recipe.inputs.iter().map(|(item, n)| (*item, *n)))
         ),
-        order: CraftOrder {
-            change,
-            owner: bank,
-            descriptor,
-        },
+        order,
     })
 }
 
@@ -462,7 +435,7 @@ mod tests {
     #[test]
     fn qualities_follow_the_roll() {
         let held = holdings(&[(account(&player()), &[("leather", 3), ("iron-ore", 1)])]);
-        let mut seen = std::collections::BTreeMap::new();
+        let mut seen = BTreeMap::new();
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..200 {
             let d = craft(&player(), &held, &mut rng, 0)
