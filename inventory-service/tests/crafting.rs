@@ -495,9 +495,8 @@ async fn the_http_registry_crafts_through_a_real_descriptor_service_and_reports_
 async fn an_answer_that_is_not_the_services_error_body_is_an_unknown_outcome() {
     // A proxy in front of the service answering in its own words: whether the
     // write happened is unknown, so the craft must be retried, not refused.
-    let proxy = axum::Router::new().fallback(|| async {
-        (axum::http::StatusCode::BAD_GATEWAY, "upstream went away")
-    });
+    let proxy = axum::Router::new()
+        .fallback(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream went away") });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, proxy).await });

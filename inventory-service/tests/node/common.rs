@@ -10,7 +10,9 @@ use axum::Json;
 use axum::routing::post;
 use futures::{SinkExt, StreamExt};
 use inventory_core::{InventoryStore, SqliteConfig, SqliteStore, ZoneNodeConfig};
-use inventory_service::{AppState, BusChoice, ClientTokens, EdgeConfig, ServiceToken};
+use inventory_service::{
+    AppState, AppStateBuilder, BusChoice, ClientTokens, EdgeConfig, ServiceToken,
+};
 use protocol::{
     BatchGetRequest, BatchGetResponse, ChangeId, Descriptor, Encoding, ItemId, OwnerId,
     OwnerSnapshot, ServerMessage, UserId,
@@ -26,6 +28,24 @@ pub const JWT_SECRET: &[u8] = b"test-jwt-secret-0123456789";
 
 pub fn tokens() -> ClientTokens {
     ClientTokens::hs256(JWT_SECRET).unwrap()
+}
+
+/// A zone node over `store` and `bus`, with the tests' service token and
+/// client token secret, ready for the test's own settings.
+pub async fn state_builder(
+    store: Arc<dyn InventoryStore>,
+    bus: BusChoice,
+    config: ZoneNodeConfig,
+) -> AppStateBuilder {
+    let (inventory, node) = inventory_service::start_node(store, bus, config)
+        .await
+        .unwrap();
+    AppState::builder(
+        inventory,
+        node,
+        ServiceToken::new(SERVICE_TOKEN).unwrap(),
+        tokens(),
+    )
 }
 
 /// A valid session token for `user`, for an hour.
@@ -105,18 +125,11 @@ impl Node {
         addr: SocketAddr,
         fallback: axum::Router,
     ) -> Self {
-        let (inventory, node) = inventory_service::start_node(store.store.clone(), bus, config)
+        let state = state_builder(store.store.clone(), bus, config)
             .await
-            .unwrap();
-        let state = AppState::builder(
-            inventory,
-            node,
-            ServiceToken::new(SERVICE_TOKEN).unwrap(),
-            tokens(),
-        )
-        .with_edge_config(edge)
-        .with_fallback(fallback)
-        .build();
+            .with_edge_config(edge)
+            .with_fallback(fallback)
+            .build();
         let mut attempts = 0;
         let listener = loop {
             match tokio::net::TcpListener::bind(addr).await {

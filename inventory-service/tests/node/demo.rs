@@ -10,12 +10,12 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use inventory_core::LocalBus;
-use inventory_service::{AppState, BusChoice, DemoConfig, ServiceToken, app};
+use inventory_service::{AppState, BusChoice, DemoConfig, app};
 use protocol::{ErrorBody, ErrorCode, OwnerSnapshot, UserId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::common::{JWT_SECRET, SERVICE_TOKEN, SharedStore, eventually, tokens};
+use crate::common::{JWT_SECRET, SERVICE_TOKEN, SharedStore, eventually, state_builder, tokens};
 
 /// A node in the demo mode over SQLite files, tested through its router.
 struct DemoNode {
@@ -34,19 +34,12 @@ impl DemoNode {
             .await
             .unwrap();
         let descriptors = descriptor_service::AppState::builder(Arc::new(descriptor_store)).build();
-        let (inventory, node) = inventory_service::start_node(
+        let state = state_builder(
             store.store.clone(),
             BusChoice::Local(LocalBus::new()),
             inventory_core::ZoneNodeConfig::new(),
         )
         .await
-        .unwrap();
-        let state = AppState::builder(
-            inventory,
-            node,
-            ServiceToken::new(SERVICE_TOKEN).unwrap(),
-            tokens(),
-        )
         .with_fallback(descriptor_service::app(descriptors.clone()))
         .with_demo(configure(DemoConfig::new(descriptors).with_seed(7)))
         .build();
@@ -687,19 +680,12 @@ async fn without_the_bundle_the_page_says_how_to_build_it() {
 
 #[tokio::test]
 async fn nothing_of_the_demo_is_served_without_it() {
-    let (inventory, node) = inventory_service::start_node(
+    let state = state_builder(
         Arc::new(inventory_core::MemoryStore::new()),
         BusChoice::Local(LocalBus::new()),
         inventory_core::ZoneNodeConfig::new(),
     )
     .await
-    .unwrap();
-    let state = AppState::builder(
-        inventory,
-        node,
-        ServiceToken::new(SERVICE_TOKEN).unwrap(),
-        tokens(),
-    )
     .build();
     for (method, uri) in [
         ("GET", "/"),
