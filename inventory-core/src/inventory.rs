@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use protocol::{Change, ChangeEvent, OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{Change, ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
 
 use crate::{ApplyOutcome, Error, EventBus, InventoryStore, PropagationMetrics};
 
@@ -92,9 +92,10 @@ impl Inventory {
     /// Validates `change`, applies it atomically, publishes and returns its
     /// event.
     ///
-    /// A retry of an applied change returns the same event with
-    /// `already_applied` set (and publishes it again); nothing is applied
-    /// twice.
+    /// A retry of an applied change returns the event recorded when it was
+    /// applied, with `already_applied` set (and publishes it again); nothing
+    /// is applied twice. The same change id with other content fails with
+    /// [`Error::ChangeConflict`] and publishes nothing.
     pub async fn apply(&self, change: Change) -> Result<AppliedChange, Error> {
         self.apply_valid(&change.validate()?).await
     }
@@ -103,7 +104,7 @@ impl Inventory {
     pub async fn apply_valid(&self, change: &ValidChange) -> Result<AppliedChange, Error> {
         let outcome = self.store.apply(change).await?;
         let already_applied = matches!(outcome, ApplyOutcome::AlreadyApplied(_));
-        let event = ChangeEvent::from_applied(change, outcome.versions());
+        let event = outcome.into_event();
         if let Some(bus) = &self.bus {
             for user in change.users() {
                 match bus.publish(user, &event).await {
@@ -119,6 +120,13 @@ impl Inventory {
             event,
             already_applied,
         })
+    }
+
+    /// The recorded event of an applied change, or `None` if no change with
+    /// this id was applied (see [`InventoryStore::lookup`]). Read-only: what a
+    /// caller asks after a write whose outcome it does not know.
+    pub async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        self.store.lookup(id).await
     }
 
     /// One owner's items and version.

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
 
 use crate::ledger::Ledger;
 use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
@@ -42,6 +42,10 @@ impl InventoryStore for MemoryStore {
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         Ok(self.with(|ledger| ledger.user_snapshots(user)))
+    }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        Ok(self.with(|ledger| ledger.lookup(id)))
     }
 }
 

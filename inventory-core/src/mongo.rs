@@ -100,7 +100,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::IndexOptions;
 use mongodb::{Client, IndexModel};
-use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
+use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
 
 use self::database::{Database, Driver};
 #[cfg(feature = "test-util")]
@@ -409,7 +409,7 @@ impl MongoStore {
                         self.clean_up(owner, emptied_items(owner, change, post))
                             .await;
                     }
-                    return Ok(ApplyOutcome::Applied(versions));
+                    return Ok(outcome(true, change, &versions));
                 }
                 Err(e) => match e.get_custom::<NoMatch>() {
                     Some(NoMatch(owner)) => owner.clone(),
@@ -420,7 +420,7 @@ impl MongoStore {
                 Diagnosis::AlreadyApplied(_) => {
                     let versions = self.recorded_versions(change).await?;
                     self.record(change, &versions).await?;
-                    return Ok(ApplyOutcome::AlreadyApplied(versions));
+                    return Ok(outcome(false, change, &versions));
                 }
                 Diagnosis::Refused(refusal) => return Err(refusal),
                 Diagnosis::Missing => self.create(&owner).await?,
@@ -472,11 +472,7 @@ impl MongoStore {
             }
         }
         self.record(change, &versions).await?;
-        Ok(if applied_first {
-            ApplyOutcome::Applied(versions)
-        } else {
-            ApplyOutcome::AlreadyApplied(versions)
-        })
+        Ok(outcome(applied_first, change, &versions))
     }
 
     /// Journals an applied change outside any transaction; an entry already
@@ -590,14 +586,13 @@ impl InventoryStore for MongoStore {
     async fn apply(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
         let mut owners = change.owners();
         if let (Some(owner), None) = (owners.next(), owners.next()) {
-            let outcome = match self.apply_part(owner, change).await? {
-                Part::Applied(version) => ApplyOutcome::Applied(vec![(owner.clone(), version)]),
-                Part::AlreadyApplied(version) => {
-                    ApplyOutcome::AlreadyApplied(vec![(owner.clone(), version)])
-                }
+            let (applied, version) = match self.apply_part(owner, change).await? {
+                Part::Applied(version) => (true, version),
+                Part::AlreadyApplied(version) => (false, version),
             };
-            self.record(change, outcome.versions()).await?;
-            return Ok(outcome);
+            let versions = [(owner.clone(), version)];
+            self.record(change, &versions).await?;
+            return Ok(outcome(applied, change, &versions));
         }
         if self.inner.transactions {
             self.apply_in_transaction(change).await
@@ -633,6 +628,26 @@ impl InventoryStore for MongoStore {
             .collect::<Result<Vec<_>, Error>>()?;
         snapshots.sort_by(|a, b| a.owner.cmp(&b.owner));
         Ok(snapshots)
+    }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        let docs = self
+            .db()
+            .page(true, doc! { ID: document::applied_entry(id) }, 1)
+            .await
+            .map_err(backend)?;
+        docs.first()
+            .map(|doc| read_journal_entry(doc).map(|entry| entry.event()))
+            .transpose()
+    }
+}
+
+fn outcome(applied: bool, change: &ValidChange, versions: &[(OwnerId, Version)]) -> ApplyOutcome {
+    let event = ChangeEvent::from_applied(change, versions);
+    if applied {
+        ApplyOutcome::Applied(event)
+    } else {
+        ApplyOutcome::AlreadyApplied(event)
     }
 }
 

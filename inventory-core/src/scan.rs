@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use protocol::{ItemId, OwnerId, ValidChange, Version};
+use protocol::{ChangeEvent, ItemId, OwnerId, ValidChange, Version};
 
 use crate::Error;
 
@@ -17,6 +17,15 @@ pub struct JournalEntry {
     /// The version it produced for each owner it touched, in ascending owner
     /// order.
     pub versions: Vec<(OwnerId, Version)>,
+}
+
+impl JournalEntry {
+    /// The event the change produced: what was published, and what a retry
+    /// or a lookup answers.
+    #[must_use]
+    pub fn event(&self) -> ChangeEvent {
+        ChangeEvent::from_applied(&self.change, &self.versions)
+    }
 }
 
 /// One owner's stored state, raw: balances are signed and unvalidated, so

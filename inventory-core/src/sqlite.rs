@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, oneshot};
 
@@ -289,6 +289,15 @@ impl InventoryStore for SqliteStore {
             .readers
             .run(move |conn| read::load_user(conn, &user))
             .await
+    }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        let entry = self
+            .inner
+            .readers
+            .run(move |conn| read::recorded(conn, id))
+            .await?;
+        Ok(entry.map(|entry| entry.event()))
     }
 }
 

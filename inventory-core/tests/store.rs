@@ -300,8 +300,8 @@ mod mongo_faults {
             Err(Error::Unavailable(_))
         ));
         match store.apply(&change).await {
-            Ok(ApplyOutcome::AlreadyApplied(versions)) => {
-                assert_eq!(versions[0].1.get(), 2);
+            Ok(ApplyOutcome::AlreadyApplied(event)) => {
+                assert_eq!(event.owners[0].version.get(), 2);
             }
             other => panic!("expected AlreadyApplied, got {other:?}"),
         }

@@ -13,8 +13,8 @@ use inventory_core::{ApplyOutcome, Error, Inventory, InventoryStore, SqliteConfi
 use inventory_service::ApiError;
 use inventory_service::crafting::{self, BurnOrder, CraftOrder, DescriptorRegistry, HttpRegistry};
 use protocol::{
-    Change, ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, OwnerId, OwnerSnapshot,
-    Quantity, Stacking, UserId, ValidChange,
+    Change, ChangeEvent, ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, OwnerId,
+    OwnerSnapshot, Quantity, Stacking, UserId, ValidChange,
 };
 
 const WRITE_TOKEN: &str = "crafting-test-write-token";
@@ -73,6 +73,10 @@ impl InventoryStore for FlakyStore {
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         self.inner.load_user(user).await
+    }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        self.inner.lookup(id).await
     }
 }
 

@@ -312,6 +312,24 @@ impl ValidChange {
         self.owners.iter().map(OwnerId::user).collect()
     }
 
+    /// Whether `other` is the same change as this one: the same id, kind and
+    /// operations, in any order (a change touches each stack at most once, so
+    /// sorted by owner and item the operations compare one to one). Stores
+    /// use it to tell a retry from the reuse of an id for other content.
+    #[must_use]
+    pub fn same_content(&self, other: &ValidChange) -> bool {
+        self.id() == other.id()
+            && self.kind() == other.kind()
+            && self.ops().len() == other.ops().len()
+            && self.sorted_ops() == other.sorted_ops()
+    }
+
+    fn sorted_ops(&self) -> Vec<&Operation> {
+        let mut ops: Vec<&Operation> = self.ops().iter().collect();
+        ops.sort_by(|a, b| (a.owner(), a.item()).cmp(&(b.owner(), b.item())));
+        ops
+    }
+
     /// Gives back the plain change.
     #[must_use]
     pub fn into_inner(self) -> Change {

@@ -8,14 +8,16 @@
 //!   exactly when the version is above 0).
 //! - `items`: one row per positive stack; the writer deletes a stack the moment
 //!   it reaches 0.
-//! - `recent_changes`: per owner, the last [`IDEMPOTENCY_WINDOW`] changes
-//!   (version, change id, journal sequence number). It answers retries
-//!   ("already applied, at this version") and, later, resumes ("the deltas
-//!   after version v"). The writer prunes it as it goes, by primary key range.
-//! - `journal`: every applied change, forever, in application order, for the
-//!   audit: its id, kind, JSON body, the versions it produced and when.
+//! - `journal`: every applied change, forever, in application order: its id,
+//!   kind, JSON body, the versions it produced and when. Indexed by change id
+//!   (`journal_by_change`, migration 2): it is the store-wide record of
+//!   applied change ids that answers retries ("already applied", with the
+//!   recorded event), refuses an id reused for other content, and answers
+//!   lookups; and the audit reads it.
 //!
-//! [`IDEMPOTENCY_WINDOW`]: crate::IDEMPOTENCY_WINDOW
+//! Migration 2 dropped `recent_changes`, the per-owner window of change ids
+//! that answered retries before: a window per owner could not see an id
+//! applied to another owner.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -24,7 +26,8 @@ use crate::Error;
 use super::sql_error;
 
 /// Migration `n` (0-based) takes a database from `user_version` n to n + 1.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE owners (
         owner   TEXT PRIMARY KEY,
         user    TEXT NOT NULL,
@@ -56,7 +59,12 @@ const MIGRATIONS: &[&str] = &["
         versions   TEXT NOT NULL,
         applied_at INTEGER NOT NULL
     ) STRICT;
-"];
+",
+    "
+    CREATE INDEX journal_by_change ON journal (change_id);
+    DROP TABLE recent_changes;
+",
+];
 
 /// Brings the schema up to date in one transaction; refuses a database
 /// written by a newer build rather than guess at its meaning.
