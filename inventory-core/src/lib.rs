@@ -68,6 +68,7 @@ mod metrics;
 #[cfg(feature = "mongodb")]
 mod mongo;
 mod node;
+mod outbox;
 mod scan;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -96,6 +97,7 @@ pub use mongo::{FaultInjector, FaultKind};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStats, MongoStore};
 pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
+pub use outbox::{Outbox, OutboxEntry, OutboxPosition, OutboxRelay, RelayConfig};
 pub use scan::{JournalEntry, OwnerRecord, StoreScan};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};

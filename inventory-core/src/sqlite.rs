@@ -19,9 +19,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 
-use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
+use crate::{
+    ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OutboxEntry, OutboxPosition,
+    OwnerRecord, StoreScan,
+};
 
 use writer::{Batching, Request};
 
@@ -183,6 +186,14 @@ struct Inner {
     writer: Option<JoinHandle<()>>,
     readers: Arc<ReaderPool>,
     counters: Arc<Counters>,
+    /// Notified after each applied change (the outbox's wake-up).
+    signal: Arc<Notify>,
+    /// The connection that moves the outbox mark, opened on first use: a
+    /// write outside the writer thread, a few times a second at most.
+    marker: Arc<Mutex<Option<Connection>>>,
+    path: PathBuf,
+    busy_timeout: Duration,
+    synchronous: Synchronous,
 }
 
 impl Drop for Inner {
@@ -230,7 +241,7 @@ impl SqliteStore {
             })
             .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?;
         let readers = Arc::new(ReaderPool {
-            path: config.path,
+            path: config.path.clone(),
             busy_timeout: config.busy_timeout,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(config.readers)),
@@ -241,6 +252,11 @@ impl SqliteStore {
                 writer: Some(writer),
                 readers,
                 counters,
+                signal: Arc::new(Notify::new()),
+                marker: Arc::new(Mutex::new(None)),
+                path: config.path,
+                busy_timeout: config.busy_timeout,
+                synchronous: config.synchronous,
             }),
         })
     }
@@ -272,7 +288,11 @@ impl InventoryStore for SqliteStore {
                 reply,
             })
             .map_err(|_| writer_gone())?;
-        outcome.await.map_err(|_| writer_gone())?
+        let outcome = outcome.await.map_err(|_| writer_gone())?;
+        if let Ok(ApplyOutcome::Applied(_)) = &outcome {
+            self.inner.signal.notify_waiters();
+        }
+        outcome
     }
 
     async fn load(&self, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
@@ -299,6 +319,87 @@ impl InventoryStore for SqliteStore {
             .await?;
         Ok(entry.map(|entry| entry.event()))
     }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+/// The journal is the outbox: it is written in the same transaction as each
+/// change, so every applied change is in it, in commit order; positions are
+/// journal sequence numbers; the mark is the `outbox_mark` row.
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn read_after(
+        &self,
+        after: Option<&OutboxPosition>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, Error> {
+        let after = match after {
+            Some(position) => Some(seq_of(position)?),
+            None => None,
+        };
+        let page = self
+            .inner
+            .readers
+            .run(move |conn| {
+                let after = match after {
+                    Some(seq) => seq,
+                    None => read::outbox_mark(conn)?,
+                };
+                read::journal_page(conn, after, limit)
+            })
+            .await?;
+        Ok(page
+            .into_iter()
+            .map(|(seq, entry)| OutboxEntry {
+                // Sequence numbers start at 1.
+                position: OutboxPosition::from_seq(seq as u64),
+                event: entry.event(),
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, position: &OutboxPosition) -> Result<(), Error> {
+        let seq = seq_of(position)?;
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut marker = inner.marker.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = match marker.take() {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open(&inner.path).map_err(sql_error)?;
+                    conn.busy_timeout(inner.busy_timeout).map_err(sql_error)?;
+                    conn.pragma_update(None, "synchronous", inner.synchronous.pragma())
+                        .map_err(sql_error)?;
+                    conn
+                }
+            };
+            // Never backwards: a slow mark must not undo a later one.
+            let moved = conn
+                .execute(
+                    "UPDATE outbox_mark SET seq = ?1 WHERE id = 1 AND seq < ?1",
+                    [seq],
+                )
+                .map(drop)
+                .map_err(sql_error);
+            *marker = Some(conn);
+            moved
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("the outbox mark task failed: {e}")))?
+    }
+
+    fn signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.inner.signal)
+    }
+}
+
+fn seq_of(position: &OutboxPosition) -> Result<i64, Error> {
+    position
+        .seq()
+        .and_then(|seq| i64::try_from(seq).ok())
+        .ok_or_else(|| Error::Backend("not a SQLite outbox position".to_owned()))
 }
 
 /// How many journal entries or owners one read of a scan returns.
@@ -312,16 +413,16 @@ impl StoreScan for SqliteStore {
     ) -> Result<(), Error> {
         let mut after = 0;
         loop {
-            let (entries, last) = self
+            let entries = self
                 .inner
                 .readers
                 .run(move |conn| read::journal_page(conn, after, SCAN_PAGE))
                 .await?;
-            if entries.is_empty() {
+            let Some((last, _)) = entries.last() else {
                 return Ok(());
-            }
-            entries.into_iter().for_each(&mut *visit);
-            after = last;
+            };
+            after = *last;
+            entries.into_iter().for_each(|(_, entry)| visit(entry));
         }
     }
 

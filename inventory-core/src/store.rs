@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
 
-use crate::Error;
+use crate::{Error, Outbox};
 
 /// How many recent changes per owner a store remembers, at least, for
 /// write-side idempotency. SQLite and the in-memory store remember every
@@ -107,6 +107,15 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// The event an applied change produced, as recorded; `None` if no change
     /// with this id was applied (or the store no longer remembers it).
     async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error>;
+
+    /// The store's [`Outbox`], if it keeps its applied changes in order with
+    /// each change's atomic step: an [`OutboxRelay`](crate::OutboxRelay) then
+    /// publishes them, and [`Inventory`](crate::Inventory) does not. `None`
+    /// (the default): `Inventory` publishes each change itself, after it is
+    /// applied.
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        None
+    }
 }
 
 #[async_trait]
@@ -125,5 +134,9 @@ impl<S: InventoryStore + ?Sized> InventoryStore for std::sync::Arc<S> {
 
     async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
         (**self).lookup(id).await
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        (**self).outbox()
     }
 }

@@ -128,13 +128,20 @@ fn journal_entry(seq: i64, change: &str, versions: &str) -> Result<JournalEntry,
     })
 }
 
-/// The journal entries after sequence number `after`, at most `limit`, with
-/// the sequence number of the last one.
+/// The outbox relay's mark: the journal sequence number published up to.
+pub(super) fn outbox_mark(conn: &mut Connection) -> Result<i64, Error> {
+    conn.prepare_cached("SELECT seq FROM outbox_mark WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(sql_error)
+}
+
+/// The journal entries after sequence number `after`, at most `limit`, each
+/// with its sequence number, in order.
 pub(super) fn journal_page(
     conn: &mut Connection,
     after: i64,
     limit: usize,
-) -> Result<(Vec<JournalEntry>, i64), Error> {
+) -> Result<Vec<(i64, JournalEntry)>, Error> {
     let rows: Vec<(i64, String, String)> = conn
         .prepare_cached(JOURNAL_PAGE)
         .and_then(|mut s| {
@@ -144,12 +151,9 @@ pub(super) fn journal_page(
             .collect::<Result<_, _>>()
         })
         .map_err(sql_error)?;
-    let last = rows.last().map_or(after, |(seq, _, _)| *seq);
-    let entries = rows
-        .into_iter()
-        .map(|(seq, change, versions)| journal_entry(seq, &change, &versions))
-        .collect::<Result<_, Error>>()?;
-    Ok((entries, last))
+    rows.into_iter()
+        .map(|(seq, change, versions)| Ok((seq, journal_entry(seq, &change, &versions)?)))
+        .collect()
 }
 
 /// The owners after `after` in ascending order, at most `limit`, each with

@@ -15,6 +15,11 @@
 //!   recorded event), refuses an id reused for other content, and answers
 //!   lookups; and the audit reads it.
 //!
+//! - `outbox_mark` (migration 3): one row, the journal sequence number up to
+//!   which the outbox relay has published. Created at the journal's end, so
+//!   the changes applied before it (published by the write path then) are
+//!   not published again.
+//!
 //! Migration 2 dropped `recent_changes`, the per-owner window of change ids
 //! that answered retries before: a window per owner could not see an id
 //! applied to another owner.
@@ -63,6 +68,13 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX journal_by_change ON journal (change_id);
     DROP TABLE recent_changes;
+",
+    "
+    CREATE TABLE outbox_mark (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL CHECK (seq >= 0)
+    ) STRICT;
+    INSERT INTO outbox_mark (id, seq) SELECT 1, coalesce(max(seq), 0) FROM journal;
 ",
 ];
 
