@@ -25,7 +25,8 @@ use protocol::{
 };
 
 use crate::{
-    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, OwnerRecord, StoreScan,
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, Outbox, OutboxEntry,
+    OwnerRecord, StoreScan,
 };
 
 /// Generates one `#[tokio::test]` per conformance case; `$make` is an
@@ -79,6 +80,18 @@ macro_rules! scan_conformance_tests {
         $crate::store_conformance_tests!(@cases $make;
             journal_records_each_applied_change_once,
             owner_scan_matches_loads,
+        );
+    };
+}
+
+/// Generates one `#[tokio::test]` per [`Outbox`] conformance case; `$make`
+/// yields a store whose [`InventoryStore::outbox`] is `Some`.
+#[macro_export]
+macro_rules! outbox_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            outbox_lists_each_applied_change_once_in_order,
+            outbox_mark_moves_the_start_forward_only,
         );
     };
 }
@@ -991,4 +1004,92 @@ pub async fn owner_scan_matches_loads<S: InventoryStore + StoreScan>(store: &S) 
     assert_eq!(seen, expected);
     assert_eq!(expected[1].version, Version::new(3));
     assert_eq!(expected[1].items, BTreeMap::from([(item("herb"), 9)]));
+}
+
+fn outbox_of(store: &dyn InventoryStore) -> &dyn Outbox {
+    store.outbox().expect("a store with an outbox")
+}
+
+/// Reads the outbox from `after` to its end.
+async fn outbox_to_end(
+    outbox: &dyn Outbox,
+    mut after: Option<crate::OutboxPosition>,
+) -> Vec<OutboxEntry> {
+    let mut all = Vec::new();
+    loop {
+        let page = outbox
+            .read_after(after.as_ref(), 3)
+            .await
+            .expect("read the outbox");
+        let Some(last) = page.last() else {
+            return all;
+        };
+        after = Some(last.position.clone());
+        all.extend(page);
+    }
+}
+
+/// The outbox lists every applied change once, in the order applied, with
+/// its recorded event; retries, refusals and conflicts add nothing.
+pub async fn outbox_lists_each_applied_change_once_in_order(store: &dyn InventoryStore) {
+    let outbox = outbox_of(store);
+    let start = outbox_to_end(outbox, None).await.pop().map(|e| e.position);
+    let a = fresh_account("outbox-a");
+    let b = fresh_account("outbox-b");
+    let mut expected = Vec::new();
+    for change in [
+        grant(&a, "wood", 5),
+        grant(&b, "gold", 3),
+        consume(&a, "wood", 2),
+    ] {
+        expected.push(applied_event(store, &change).await);
+        let _ = store.apply(&change).await.expect("retry");
+    }
+    assert!(store.apply(&consume(&a, "wood", 100)).await.is_err());
+    let conflicting = with_id(&grant(&b, "gem", 1), expected[0].change_id);
+    assert!(store.apply(&conflicting).await.is_err());
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("wood"), qty(1))]),
+        (b.clone(), &[(item("gold"), qty(1))]),
+    )
+    .validate()
+    .expect("valid");
+    expected.push(applied_event(store, &trade).await);
+    let listed: Vec<_> = outbox_to_end(outbox, start)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e.owners.iter().any(|o| o.owner == a || o.owner == b))
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+/// After `mark_published`, reading from the mark starts after it; a mark
+/// behind it moves nothing back.
+pub async fn outbox_mark_moves_the_start_forward_only(store: &dyn InventoryStore) {
+    let outbox = outbox_of(store);
+    let a = fresh_account("outbox-mark");
+    let first = applied_event(store, &grant(&a, "wood", 1)).await;
+    let all = outbox_to_end(outbox, None).await;
+    let first_position = all
+        .iter()
+        .find(|e| e.event == first)
+        .expect("the first change is listed")
+        .position
+        .clone();
+    let end = all.last().expect("not empty").position.clone();
+    outbox.mark_published(&end).await.expect("mark");
+    let second = applied_event(store, &grant(&a, "wood", 1)).await;
+    outbox
+        .mark_published(&first_position)
+        .await
+        .expect("an older mark");
+    let from_mark: Vec<ChangeEvent> = outbox_to_end(outbox, None)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(!from_mark.contains(&first), "{from_mark:?}");
+    assert!(from_mark.contains(&second), "{from_mark:?}");
 }

@@ -108,6 +108,7 @@ pub struct RelayConfig {
     batch: usize,
     poll: Duration,
     mark_every: Duration,
+    min_retry_delay: Duration,
     max_retry_delay: Duration,
 }
 
@@ -117,6 +118,7 @@ impl Default for RelayConfig {
             batch: 512,
             poll: Duration::from_secs(1),
             mark_every: Duration::from_millis(250),
+            min_retry_delay: Duration::from_millis(20),
             max_retry_delay: Duration::from_secs(2),
         }
     }
@@ -124,7 +126,7 @@ impl Default for RelayConfig {
 
 impl RelayConfig {
     /// The defaults: batches of 512, a poll every second, the mark moved at
-    /// most every 250 ms, publish retries up to 2 s apart.
+    /// most every 250 ms, publish retries 20 ms to 2 s apart.
     pub fn new() -> Self {
         Self::default()
     }
@@ -139,6 +141,14 @@ impl RelayConfig {
     /// what a crash may publish twice.
     pub fn with_mark_every(mut self, every: Duration) -> Self {
         self.mark_every = every;
+        self
+    }
+
+    /// The delays between publish retries: exponential from `min` to `max`,
+    /// with jitter (default 20 ms to 2 s).
+    pub fn with_retry_delays(mut self, min: Duration, max: Duration) -> Self {
+        self.min_retry_delay = min;
+        self.max_retry_delay = max.max(min);
         self
     }
 }
@@ -314,7 +324,7 @@ impl Relay {
     /// The delay before retry number `n`: exponential with jitter, capped.
     fn retry_delay(&self, n: u32) -> Duration {
         ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(20))
+            .with_min_delay(self.config.min_retry_delay)
             .with_max_delay(self.config.max_retry_delay)
             .with_jitter()
             .without_max_times()

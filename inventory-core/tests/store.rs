@@ -3,6 +3,10 @@
 mod memory {
     inventory_core::store_conformance_tests!(inventory_core::MemoryStore::new());
 
+    mod outbox {
+        inventory_core::outbox_conformance_tests!(inventory_core::MemoryStore::new());
+    }
+
     mod scan {
         inventory_core::scan_conformance_tests!(inventory_core::MemoryStore::new());
     }

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use inventory_core::conformance::{fresh_account, item, qty};
 use inventory_core::{
-    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, MemoryStore,
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, MemoryStore, Outbox,
     OwnerRecord, SqliteConfig, SqliteStore, StoreScan, Synchronous,
 };
 use proptest::prelude::*;
@@ -61,6 +61,10 @@ impl InventoryStore for TempStore {
     async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
         self.store.lookup(id).await
     }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.store.outbox()
+    }
 }
 
 #[async_trait]
@@ -78,6 +82,12 @@ impl StoreScan for TempStore {
 }
 
 inventory_core::store_conformance_tests!(TempStore::new());
+
+mod outbox {
+    use super::TempStore;
+
+    inventory_core::outbox_conformance_tests!(TempStore::new());
+}
 
 mod scan {
     use super::TempStore;
@@ -590,4 +600,36 @@ fn sigkill_loses_no_acknowledged_change() {
             assert_eq!(after, snap, "retries changed {owner}");
         }
     });
+}
+
+/// The outbox mark survives a reopening: a relay started after a crash
+/// publishes from where the last one marked, not from the beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_mark_survives_a_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = SqliteConfig::new(db_path(dir.path()));
+    let owner = fresh_account("mark");
+    let (marked, unmarked) = {
+        let store = SqliteStore::open(config.clone()).expect("open");
+        let marked = applied(&store, &grant(&owner, "wood", 1)).await;
+        let outbox = store.outbox().expect("outbox");
+        let entries = outbox.read_after(None, 10).await.expect("read");
+        assert_eq!(entries.len(), 1);
+        outbox
+            .mark_published(&entries[0].position)
+            .await
+            .expect("mark");
+        let unmarked = applied(&store, &grant(&owner, "wood", 2)).await;
+        (marked, unmarked)
+    };
+    let store = SqliteStore::open(config).expect("reopen");
+    let entries = store
+        .outbox()
+        .expect("outbox")
+        .read_after(None, 10)
+        .await
+        .expect("read");
+    let versions: Vec<_> = entries.iter().map(|e| e.event.versions()).collect();
+    assert_eq!(versions, vec![unmarked]);
+    assert_ne!(versions[0], marked);
 }
