@@ -28,7 +28,7 @@ pub(crate) struct Backend {
     pub(crate) store: Arc<dyn InventoryStore>,
     pub(crate) scan: Arc<dyn StoreScan>,
     pub(crate) descriptors: Arc<dyn DescriptorStore>,
-    pub(crate) descriptor_state: descriptor_service::AppState,
+    pub(crate) registry: descriptor_service::Descriptors,
     pub(crate) bus: Bus,
     pub(crate) tokens: ClientTokens,
     /// The Redis server the world started itself (chaos kills it).
@@ -103,14 +103,12 @@ impl Backend {
             }
             (None, false) => Bus::Local(LocalBus::new()),
         };
-        let descriptor_state = descriptor_service::AppState::builder(descriptors.clone())
-            .with_auth(AuthConfig::default().with_open_reads(true))
-            .build();
+        let registry = descriptor_service::Descriptors::builder(descriptors.clone()).build();
         Ok(Self {
             store,
             scan,
             descriptors,
-            descriptor_state,
+            registry,
             bus,
             tokens: ClientTokens::hs256(JWT_SECRET).context("client tokens")?,
             redis,
@@ -230,7 +228,10 @@ impl ZoneServer {
         )
         .with_zones([self.name.clone()])
         .with_edge_config(edge)
-        .with_fallback(descriptor_service::app(backend.descriptor_state.clone()))
+        .with_fallback(descriptor_service::app(
+            backend.registry.clone(),
+            AuthConfig::default().with_open_reads(true),
+        ))
         .build();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(inventory_service::run(listener, state.clone(), async {

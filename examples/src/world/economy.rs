@@ -134,7 +134,7 @@ struct Tally {
 /// What every crafter shares.
 struct Economy {
     inventory: Inventory,
-    registry: descriptor_service::AppState,
+    registry: descriptor_service::Descriptors,
     work: Work,
     tally: Tally,
     progress: indicatif::ProgressBar,
@@ -161,7 +161,7 @@ pub async fn run(
     );
     let economy = Arc::new(Economy {
         inventory: Inventory::from_arc(backend.store.clone()),
-        registry: backend.descriptor_state.clone(),
+        registry: backend.registry.clone(),
         work: Work {
             seeds: AtomicU64::new(seeds),
             crafts: AtomicU64::new(config.crafts),

@@ -241,7 +241,7 @@ struct World {
     propagation: Arc<PropagationProbe>,
     acknowledged: Mutex<HashMap<ChangeId, Vec<(OwnerId, Version)>>>,
     /// Where crafted descriptors are created and burned.
-    registry: descriptor_service::AppState,
+    registry: descriptor_service::Descriptors,
     /// The descriptor of every craft order placed, applied or not.
     crafted: Mutex<Vec<ItemId>>,
     retry_mismatches: Mutex<Vec<String>>,
@@ -353,7 +353,7 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
         zones,
         propagation: Arc::new(PropagationProbe::default()),
         acknowledged: Mutex::new(HashMap::new()),
-        registry: backend.descriptor_state.clone(),
+        registry: backend.registry.clone(),
         crafted: Mutex::new(Vec::new()),
         retry_mismatches: Mutex::new(Vec::new()),
         counters: Counters::default(),

@@ -334,9 +334,8 @@ async fn the_embedded_mode_serves_the_descriptor_api_on_the_same_listener() {
         .with_write_token(crate::common::SERVICE_TOKEN)
         .with_open_reads(true);
     let descriptor_app = descriptor_service::app(
-        descriptor_service::AppState::builder(std::sync::Arc::new(descriptors))
-            .with_auth(auth)
-            .build(),
+        descriptor_service::Descriptors::builder(std::sync::Arc::new(descriptors)).build(),
+        auth,
     );
     let node = Node::start_configured(
         &store,
