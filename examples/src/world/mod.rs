@@ -1077,6 +1077,22 @@ where
             return false;
         }
     };
+    let versions = acknowledge(world, id, &applied, started);
+    if player.rng.random_bool(world.config.retry.clamp(0.0, 1.0)) {
+        retry_on_purpose(world, id, &applied, &versions, attempt).await;
+    }
+    true
+}
+
+/// Records an applied change: its acknowledged versions (for the audit) and
+/// the latency marks of the clients that should show them. Returns the
+/// versions.
+fn acknowledge(
+    world: &World,
+    id: ChangeId,
+    applied: &AppliedChange,
+    started: Instant,
+) -> Vec<(OwnerId, Version)> {
     let versions: Vec<(OwnerId, Version)> = applied
         .event
         .owners
@@ -1093,23 +1109,35 @@ where
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(id, versions.clone());
-    if player.rng.random_bool(world.config.retry.clamp(0.0, 1.0)) {
-        world
-            .counters
-            .retries_on_purpose
-            .fetch_add(1, Ordering::Relaxed);
-        match attempt().await {
-            Ok(again) if again.already_applied && again.event == applied.event => {}
-            other => world
-                .retry_mismatches
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(format!(
-                    "change {id} applied with {versions:?}, its retry answered {other:?}"
-                )),
-        }
+    versions
+}
+
+/// Sends an applied change again with its id: it must answer "already
+/// applied" with the same event, else the mismatch becomes a violation.
+async fn retry_on_purpose<F, Fut>(
+    world: &World,
+    id: ChangeId,
+    applied: &AppliedChange,
+    versions: &[(OwnerId, Version)],
+    attempt: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<AppliedChange, ApiError>>,
+{
+    world
+        .counters
+        .retries_on_purpose
+        .fetch_add(1, Ordering::Relaxed);
+    match attempt().await {
+        Ok(again) if again.already_applied && again.event == applied.event => {}
+        other => world
+            .retry_mismatches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!(
+                "change {id} applied with {versions:?}, its retry answered {other:?}"
+            )),
     }
-    true
 }
 
 /// The player index of a user id `pNNNNNN`.
