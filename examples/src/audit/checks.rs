@@ -8,7 +8,7 @@ use descriptor_service::{DescriptorStore, Record};
 use inventory_core::{OwnerRecord, StoreScan};
 use protocol::{ChangeId, ItemId, MAX_BATCH_IDS, OwnerId, OwnerSnapshot, Stacking, Version};
 
-use super::journal::{Flow, Versions};
+use super::journal::{Flow, Seen, Versions};
 use super::{AuditReport, Violation};
 
 /// What the store holds: every touched owner's record, and each item's
@@ -44,10 +44,7 @@ impl Holdings {
 }
 
 /// No change is journaled more than once.
-pub(super) fn journaled_once(
-    seen: &HashMap<ChangeId, (u64, Vec<(OwnerId, Version)>)>,
-    report: &mut AuditReport,
-) {
+pub(super) fn journaled_once(seen: &Seen, report: &mut AuditReport) {
     for (id, (times, _)) in seen {
         if *times > 1 {
             report.violations.push(Violation::JournaledTwice {
@@ -62,7 +59,7 @@ pub(super) fn journaled_once(
 /// told.
 pub(super) fn acknowledged_journaled(
     acknowledged: &HashMap<ChangeId, Vec<(OwnerId, Version)>>,
-    seen: &HashMap<ChangeId, (u64, Vec<(OwnerId, Version)>)>,
+    seen: &Seen,
     report: &mut AuditReport,
 ) {
     for (id, told) in acknowledged {

@@ -34,6 +34,10 @@ pub(super) struct Versions {
     pub(super) sum: u128,
 }
 
+/// Per change id: how often it is journaled, and the versions of its first
+/// entry.
+pub(super) type Seen = HashMap<ChangeId, (u64, Vec<(OwnerId, Version)>)>;
+
 /// What the journal adds up to.
 #[derive(Debug, Default)]
 pub(super) struct Journal {
@@ -43,7 +47,7 @@ pub(super) struct Journal {
     pub(super) changes_by_kind: BTreeMap<String, u64>,
     /// Per change id: how often it is journaled, and the versions of its
     /// first entry.
-    pub(super) seen: HashMap<ChangeId, (u64, Vec<(OwnerId, Version)>)>,
+    pub(super) seen: Seen,
     /// Per item, its flow by change kind.
     pub(super) flows: BTreeMap<ItemId, Flow>,
     /// Per stack, the sum of its journaled deltas (stacks summing to zero
