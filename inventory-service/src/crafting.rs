@@ -328,10 +328,8 @@ pub async fn burn(
 }
 
 /// Whether the store answered that it did not and will not apply the change
-/// (as opposed to an outcome it could not tell).
+/// (a final answer: a code the table says is not retryable), as opposed to an
+/// outcome it could not tell.
 fn is_refusal(err: &inventory_core::Error) -> bool {
-    matches!(
-        err.code(),
-        ErrorCode::InsufficientBalance | ErrorCode::BalanceOverflow
-    )
+    !err.code().is_retryable()
 }
