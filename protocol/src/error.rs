@@ -46,7 +46,7 @@ macro_rules! error_codes {
 }
 
 error_codes! {
-    /// A user, character, item, owner or change id breaks its grammar.
+    /// A user, character, item, zone, owner or change id breaks its grammar.
     InvalidId = ("invalid_id", 400),
     /// A quantity is zero, negative or above the maximum.
     InvalidQuantity = ("invalid_quantity", 400),
