@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Counters shared by a publisher ([`Inventory`](crate::Inventory)) and a
-/// [`ZoneNode`](crate::ZoneNode). Cloning shares the counters.
+/// [`PlayerHub`](crate::PlayerHub). Cloning shares the counters.
 #[derive(Clone, Debug, Default)]
 pub struct PropagationMetrics {
     counters: Arc<Counters>,
