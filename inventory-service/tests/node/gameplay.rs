@@ -275,7 +275,7 @@ async fn health_readiness_and_metrics() {
         "inventory_resumes_total",
         "inventory_snapshots_sent_total",
         "inventory_slow_client_disconnects_total",
-        "inventory_events_published",
+        "inventory_events_published_total",
     ] {
         assert!(text.contains(metric), "{metric} missing from\n{text}");
     }
