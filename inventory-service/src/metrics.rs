@@ -234,20 +234,32 @@ mod tests {
         }
     }
 
-    #[test]
-    fn propagation_metrics_are_read_at_each_scrape() {
-        let metrics = Metrics::new(PropagationMetrics::new());
-        let text = metrics.render();
+    #[tokio::test]
+    async fn propagation_metrics_are_read_at_each_scrape() {
+        use inventory_core::{Inventory, LocalBus, MemoryStore};
+        use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+
+        let propagation = PropagationMetrics::new();
+        let metrics = Metrics::new(propagation.clone());
+        let (connection, _receiver) = LocalBus::new().connect();
+        let inventory = Inventory::new(MemoryStore::new())
+            .with_bus(connection)
+            .with_metrics(propagation);
+        let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+        let before = metrics.render();
         for line in [
             "# TYPE inventory_events_published_total counter",
             "inventory_events_published_total 0",
             "# TYPE inventory_bus_subscriptions gauge",
             "inventory_bus_subscriptions 0",
         ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "{line} missing from\n{text}"
-            );
+            assert!(has(&before, line), "{line} missing from\n{before}");
         }
+        let alice = OwnerId::account(UserId::parse("alice").unwrap());
+        let wood = ItemId::parse("wood").unwrap();
+        let change = Change::new(ChangeId::random()).grant(alice, wood, Quantity::new(1).unwrap());
+        inventory.apply(change).await.unwrap();
+        let after = metrics.render();
+        assert!(has(&after, "inventory_events_published_total 1"), "{after}");
     }
 }
