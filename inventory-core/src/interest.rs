@@ -3,7 +3,6 @@
 //! player's first interest appears or its last one goes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 
 use protocol::{UserId, ZoneId};
 
@@ -41,15 +40,6 @@ impl From<ZoneId> for Holder {
 impl From<&ZoneId> for Holder {
     fn from(zone: &ZoneId) -> Self {
         Self::Zone(zone.clone())
-    }
-}
-
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Zone(zone) => write!(f, "zone {zone}"),
-            Self::Clients(n) => write!(f, "clients #{n}"),
-        }
     }
 }
 
