@@ -117,3 +117,36 @@ impl Default for Metrics {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `# TYPE` line of a rendering, as (name, type).
+    fn types(text: &str) -> Vec<(&str, &str)> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+            .collect()
+    }
+
+    #[test]
+    fn counters_and_only_counters_are_named_total() {
+        let metrics = Metrics::new();
+        // A labelled family is rendered once it has a series.
+        metrics.store_queries.with_label_values(&["get_many"]).inc();
+        metrics.invalidations.with_label_values(&["local"]).inc();
+        metrics
+            .request_seconds
+            .with_label_values(&["/v1/descriptors/batch"])
+            .observe(0.001);
+        let text = metrics.render();
+        let types = types(&text);
+        assert_eq!(types.len(), 7, "{text}");
+        for (name, kind) in types {
+            match kind {
+                "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+                _ => assert!(!name.ends_with("_total"), "{kind} {name}"),
+            }
+        }
+    }
+}

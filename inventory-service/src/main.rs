@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use inventory_core::{
-    InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig,
+    InventoryStore, LocalBus, PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore,
 };
 use inventory_service::{AppState, BusChoice, ClientTokens, Config, DemoConfig, ServiceToken};
 
@@ -46,8 +46,8 @@ async fn main() -> anyhow::Result<()> {
         Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
         None => BusChoice::Local(LocalBus::new()),
     };
-    let (inventory, node) =
-        inventory_service::start_node(Arc::new(store), bus, ZoneNodeConfig::new())
+    let (inventory, hub) =
+        inventory_service::start_node(Arc::new(store), bus, PlayerHubConfig::new())
             .await
             .context("connecting the bus")?;
     let descriptors = match &config.descriptor_url {
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let descriptor_auth = descriptor_service::AuthConfig::default()
         .with_write_token(token.secret())
         .with_open_reads(true);
-    let mut state = AppState::builder(inventory, node, token, client_tokens)
+    let mut state = AppState::builder(inventory, hub, token, client_tokens)
         .with_zones(config.zones.clone())
         .with_edge_config(config.edge());
     if let Some(descriptors) = descriptors {

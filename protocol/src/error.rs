@@ -64,7 +64,7 @@ macro_rules! error_codes {
 // Columns: the code's stable string, its HTTP status, whether it is retryable
 // (see `ErrorCode::is_retryable`).
 error_codes! {
-    /// A user, character, item, owner or change id breaks its grammar.
+    /// A user, character, item, zone, owner or change id breaks its grammar.
     InvalidId = ("invalid_id", 400, false),
     /// A quantity is zero, negative or above the maximum.
     InvalidQuantity = ("invalid_quantity", 400, false),

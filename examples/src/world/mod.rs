@@ -37,12 +37,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
-use inventory_core::{AppliedChange, Inventory, ZoneId};
+use inventory_core::{AppliedChange, Inventory};
 use inventory_service::crafting::{self, BurnOrder, CraftOrder};
 use inventory_service::{ApiError, AppState};
 use protocol::{
     AttributeValue, Change, ChangeId, CharacterId, Descriptor, ErrorCode, ItemId, OwnerId,
-    Quantity, UserId, Version,
+    Quantity, UserId, Version, ZoneId,
 };
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
@@ -215,7 +215,7 @@ struct Counters {
 
 /// One zone as players see it: its node's state while it is up.
 struct ZoneSlot {
-    name: String,
+    name: ZoneId,
     ws_url: String,
     http_url: String,
     state: RwLock<Option<AppState>>,
@@ -369,7 +369,8 @@ async fn start_cluster(config: &WorldConfig) -> anyhow::Result<(Backend, Vec<Zon
     create_catalog(&backend).await?;
     let mut servers = Vec::with_capacity(config.zones);
     for z in 0..config.zones {
-        servers.push(ZoneServer::start(format!("zone-{z}"), &backend, config).await?);
+        let name = ZoneId::parse(format!("zone-{z}"))?;
+        servers.push(ZoneServer::start(name, &backend, config).await?);
     }
     Ok((backend, servers))
 }
@@ -728,10 +729,7 @@ async fn enter(world: &World, player: &mut Player, zone: usize) -> anyhow::Resul
     let slot = &world.zones[zone];
     let state = slot.state().context("the zone is down")?;
     let incarnation = slot.incarnation.load(Ordering::SeqCst);
-    state
-        .node()
-        .join(&ZoneId::new(&slot.name), &player.user)
-        .await?;
+    state.hub().join(&slot.name, &player.user).await?;
     let client = connect(world, player, zone).await?;
     let old = player.client.replace(client);
     let from = player.zone;
@@ -744,8 +742,8 @@ async fn enter(world: &World, player: &mut Player, zone: usize) -> anyhow::Resul
         && let Some(state) = world.zones[from].state()
     {
         state
-            .node()
-            .leave(&ZoneId::new(&world.zones[from].name), &player.user)
+            .hub()
+            .leave(&world.zones[from].name, &player.user)
             .await?;
     }
     Ok(())
@@ -922,7 +920,7 @@ fn resource(index: usize) -> ItemId {
 /// What the player's hero holds, as its zone node's cache shows it.
 fn hero_items(state: &AppState, player: &Player) -> BTreeMap<ItemId, u64> {
     state
-        .node()
+        .hub()
         .snapshot(&player.user)
         .and_then(|owners| owners.into_iter().find(|o| o.owner == player.hero))
         .map(|o| o.items)

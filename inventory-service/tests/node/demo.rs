@@ -38,7 +38,7 @@ impl DemoNode {
         let state = state_builder(
             store.store.clone(),
             BusChoice::Local(LocalBus::new()),
-            inventory_core::ZoneNodeConfig::new(),
+            inventory_core::PlayerHubConfig::new(),
         )
         .await
         .with_fallback(descriptor_service::app(
@@ -687,7 +687,7 @@ async fn nothing_of_the_demo_is_served_without_it() {
     let state = state_builder(
         Arc::new(inventory_core::MemoryStore::new()),
         BusChoice::Local(LocalBus::new()),
-        inventory_core::ZoneNodeConfig::new(),
+        inventory_core::PlayerHubConfig::new(),
     )
     .await
     .build();

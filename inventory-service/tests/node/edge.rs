@@ -260,7 +260,7 @@ async fn shutdown_closes_clients_and_releases_their_players() {
         Some(ServerMessage::Welcome { .. })
     ));
     let state = node.state.clone();
-    assert_eq!(state.node().players().len(), 1);
+    assert_eq!(state.hub().players().len(), 1);
     assert_eq!(node.metric("inventory_clients_connected").await, 1.0);
     node.stop().await;
     let rest = raw.until_closed().await;
@@ -269,7 +269,7 @@ async fn shutdown_closes_clients_and_releases_their_players() {
             .all(|m| matches!(m, ServerMessage::Snapshot { .. })),
         "{rest:?}"
     );
-    assert!(state.node().players().is_empty());
+    assert!(state.hub().players().is_empty());
 }
 
 proptest! {
@@ -341,7 +341,7 @@ async fn the_embedded_mode_serves_the_descriptor_api_on_the_same_listener() {
         &store,
         BusChoice::Local(LocalBus::new()),
         EdgeConfig::new(),
-        inventory_core::ZoneNodeConfig::new(),
+        inventory_core::PlayerHubConfig::new(),
         "127.0.0.1:0".parse().unwrap(),
         descriptor_app,
     )
