@@ -33,7 +33,7 @@ use anyhow::{Context, Result, ensure};
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode};
 use descriptor_service::{
-    AppState, AuthConfig, CacheConfig, DescriptorStore, MongoStore, SqliteStore, run,
+    AuthConfig, CacheConfig, DescriptorStore, Descriptors, MongoStore, SqliteStore, run,
 };
 use futures::TryStreamExt;
 use http_body_util::{BodyExt, Full};
@@ -191,28 +191,30 @@ impl Http {
 /// The service in this process, over `store`.
 struct InProcess {
     http: Http,
-    state: AppState,
+    descriptors: Descriptors,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn in_process(store: Arc<dyn DescriptorStore>) -> Result<InProcess> {
-    let state = AppState::builder(store)
+    let descriptors = Descriptors::builder(store)
         .with_cache(CacheConfig::default())
-        .with_auth(
-            AuthConfig::default()
-                .with_open_reads(true)
-                .with_write_token(WRITE_TOKEN),
-        )
         .build();
+    let auth = AuthConfig::default()
+        .with_open_reads(true)
+        .with_write_token(WRITE_TOKEN);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(run(listener, state.clone(), async {
+    tokio::spawn(run(listener, descriptors.clone(), auth, async {
         stopped.await.ok();
     }));
     let http = Http::new(addr);
     http.wait_healthy().await?;
-    Ok(InProcess { http, state, stop })
+    Ok(InProcess {
+        http,
+        descriptors,
+        stop,
+    })
 }
 
 fn per_descriptor_micros(elapsed: Duration, batches: usize, size: usize) -> f64 {
@@ -276,7 +278,7 @@ async fn warm() -> Result<f64> {
     let http = started.elapsed();
     let (raw_second, _) = raw().await;
     let raw_elapsed = (raw_first + raw_second) / 2;
-    let reads_before = service.state.metrics().store_reads();
+    let reads_before = service.descriptors.metrics().store_reads();
     ensure!(
         reads_before == 10,
         "warming took {reads_before} store reads, not 10"
@@ -318,7 +320,7 @@ async fn cold(mongo: &MongoServer) -> Result<(f64, f64)> {
             Ok::<usize, anyhow::Error>(documents.len())
         }
     };
-    let reads_before = service.state.metrics().store_reads();
+    let reads_before = service.descriptors.metrics().store_reads();
     let (mut raw_total, mut http_total) = (Duration::ZERO, Duration::ZERO);
     // Round 0 warms connections on both paths and is not counted.
     for round in 0..=ROUNDS {
@@ -347,7 +349,7 @@ async fn cold(mongo: &MongoServer) -> Result<(f64, f64)> {
             http_total += http;
         }
     }
-    let queries = service.state.metrics().store_reads() - reads_before;
+    let queries = service.descriptors.metrics().store_reads() - reads_before;
     let queries_per_batch = queries as f64 / (ROUNDS + 1) as f64;
     println!(
         "cold: HTTP {:.2} ms/batch, raw find $in {:.2} ms/batch, {queries} store queries for {} batches",

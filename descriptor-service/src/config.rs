@@ -1,5 +1,6 @@
-//! Configuration from the command line and the environment (clap), and
-//! wiring it into an [`AppState`].
+//! The server's configuration from the command line and the environment
+//! (clap), and wiring it into [`Descriptors`] and the token rules
+//! (feature `http`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::store::DescriptorStore;
-use crate::{AppState, AuthConfig, CacheConfig, Error};
+use crate::{AuthConfig, CacheConfig, Descriptors, Error};
 
 /// Which store holds the descriptors.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -119,12 +120,10 @@ impl Config {
         }
     }
 
-    /// Opens the store and builds the state, with Redis invalidation when a
-    /// Redis URL is configured.
-    pub async fn into_state(self) -> Result<AppState, Error> {
-        let builder = AppState::builder(self.open_store().await?)
-            .with_cache(self.cache())
-            .with_auth(self.auth());
+    /// Opens the store and builds the descriptors, with Redis invalidation
+    /// when a Redis URL is configured.
+    pub async fn open_descriptors(&self) -> Result<Descriptors, Error> {
+        let builder = Descriptors::builder(self.open_store().await?).with_cache(self.cache());
         match &self.redis_url {
             #[cfg(feature = "redis")]
             Some(url) => {

@@ -1,7 +1,6 @@
-//! The crate's one error type, its stable codes and its HTTP response.
+//! The crate's one error type and its stable codes (the HTTP adapter turns
+//! them into responses).
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use protocol::{ErrorBody, ErrorCode, ItemId, MAX_BATCH_IDS};
 
 /// Everything that can go wrong in the descriptor service.
@@ -93,18 +92,6 @@ impl Error {
             id: id.clone(),
             reason: reason.into(),
         }
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let code = self.code();
-        if code.http_status() >= 500 {
-            tracing::error!(error = %self, "request failed");
-        }
-        let status =
-            StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(self.to_body())).into_response()
     }
 }
 

@@ -2,55 +2,58 @@
 //! fetched in batches, created by crafting and removed by burning, with a
 //! moka cache in front of a SQLite or MongoDB store.
 //!
-//! The library exposes [`app`] (the axum router over an [`AppState`]) and
+//! The domain is [`Descriptors`] (get, get many, create, revise, burn, with
+//! the cache, the store and the invalidation bus inside); it knows nothing of
+//! HTTP, and in-process callers (a node's crafting, the world simulation)
+//! call it directly. The HTTP adapter (feature `http`, on by default) is
+//! [`app`] (the axum router over `Descriptors` and an [`AuthConfig`]) and
 //! [`run`] (serve it on a listener until a shutdown signal); the binary only
-//! reads a [`Config`] and wires.
+//! reads a [`Config`] and wires. Without the `http` feature the crate builds
+//! without axum.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use descriptor_service::{AppState, AuthConfig, SqliteStore, app};
+//! use descriptor_service::{AuthConfig, Descriptors, SqliteStore, app};
 //!
 //! # fn main() -> Result<(), descriptor_service::Error> {
 //! let dir = tempfile::tempdir().expect("tempdir");
 //! let store = SqliteStore::open(dir.path().join("descriptors.db"))?;
-//! let state = AppState::builder(Arc::new(store))
-//!     .with_auth(AuthConfig::default().with_open_reads(true).with_write_token("secret"))
-//!     .build();
-//! let router: axum::Router = app(state);
+//! let descriptors = Descriptors::builder(Arc::new(store)).build();
+//! let auth = AuthConfig::default().with_open_reads(true).with_write_token("secret");
+//! let router: axum::Router = app(descriptors, auth);
 //! # drop(router);
 //! # Ok(())
 //! # }
 //! ```
 
-mod auth;
 mod cache;
+#[cfg(feature = "http")]
 mod config;
 #[cfg(feature = "test-util")]
 pub mod conformance;
+mod descriptors;
 mod error;
+#[cfg(feature = "http")]
 mod http;
 mod invalidation;
 mod metrics;
-mod openapi;
-mod request;
-mod server;
-mod state;
 mod store;
 
-pub use auth::AuthConfig;
 pub use cache::{Absence, CacheConfig, CachedDescriptor, DescriptorCache, Lookup};
+#[cfg(feature = "http")]
 pub use config::{Config, StoreKind};
+pub use descriptors::{Descriptors, DescriptorsBuilder};
 pub use error::Error;
-pub use http::{MAX_BATCH_BODY_BYTES, MAX_DESCRIPTOR_BODY_BYTES, app};
+#[cfg(feature = "http")]
+pub use http::{
+    AuthConfig, MAX_BATCH_BODY_BYTES, MAX_DESCRIPTOR_BODY_BYTES, app, decode_batch_request,
+    decode_descriptor, openapi_json, run,
+};
 #[cfg(feature = "redis")]
 pub use invalidation::RedisInvalidation;
 pub use invalidation::{Invalidation, InvalidationBus, InvalidationKind, NoInvalidation};
 pub use metrics::Metrics;
-pub use openapi::openapi_json;
 pub use protocol;
-pub use request::{decode_batch_request, decode_descriptor};
-pub use server::run;
-pub use state::{AppState, AppStateBuilder};
 #[cfg(feature = "mongodb")]
 pub use store::mongo::MongoStore;
 #[cfg(feature = "sqlite")]

@@ -11,8 +11,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let config = Config::parse();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    let state = config.into_state().await?;
-    run(listener, state, async {
+    let descriptors = config.open_descriptors().await?;
+    run(listener, descriptors, config.auth(), async {
         // An error here means no signal handler: serve until killed instead.
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

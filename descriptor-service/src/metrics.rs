@@ -2,8 +2,7 @@
 //! instances can live in one process, as they do in tests).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// The service's counters and histograms.
@@ -15,7 +14,9 @@ pub struct Metrics {
     pub(crate) cache_misses: IntCounter,
     pub(crate) store_queries: IntCounterVec,
     pub(crate) batch_size: Histogram,
-    pub(crate) request_seconds: HistogramVec,
+    /// Only the HTTP adapter has requests to time.
+    #[cfg(feature = "http")]
+    pub(crate) request_seconds: prometheus::HistogramVec,
     pub(crate) invalidations: IntCounterVec,
 }
 
@@ -43,7 +44,8 @@ impl Metrics {
                 .buckets(vec![1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0]),
         )
         .expect("valid metric");
-        let request_seconds = HistogramVec::new(
+        #[cfg(feature = "http")]
+        let request_seconds = prometheus::HistogramVec::new(
             HistogramOpts::new("request_seconds", "Request latency, by route").buckets(vec![
                 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                 1.0,
@@ -62,13 +64,16 @@ impl Metrics {
         for collector in [
             Box::new(store_queries.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(batch_size.clone()),
-            Box::new(request_seconds.clone()),
             Box::new(invalidations.clone()),
         ] {
             registry
                 .register(collector)
                 .expect("metric registered once");
         }
+        #[cfg(feature = "http")]
+        registry
+            .register(Box::new(request_seconds.clone()))
+            .expect("metric registered once");
         Self {
             cache_hits: counter(&registry, "cache_hits_total", "Ids answered from the cache"),
             negative_hits: counter(
@@ -84,6 +89,7 @@ impl Metrics {
             registry,
             store_queries,
             batch_size,
+            #[cfg(feature = "http")]
             request_seconds,
             invalidations,
         }
@@ -109,5 +115,38 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `# TYPE` line of a rendering, as (name, type).
+    fn types(text: &str) -> Vec<(&str, &str)> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+            .collect()
+    }
+
+    #[test]
+    fn counters_and_only_counters_are_named_total() {
+        let metrics = Metrics::new();
+        // A labelled family is rendered once it has a series.
+        metrics.store_queries.with_label_values(&["get_many"]).inc();
+        metrics.invalidations.with_label_values(&["local"]).inc();
+        metrics
+            .request_seconds
+            .with_label_values(&["/v1/descriptors/batch"])
+            .observe(0.001);
+        let text = metrics.render();
+        let types = types(&text);
+        assert_eq!(types.len(), 7, "{text}");
+        for (name, kind) in types {
+            match kind {
+                "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+                _ => assert!(!name.ends_with("_total"), "{kind} {name}"),
+            }
+        }
     }
 }

@@ -22,11 +22,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::StreamExt;
 use inventory_core::{
-    ApplyOutcome, CacheUpdate, Error, EventBus, Inventory, InventoryStore, MemoryStore, RedisBus,
-    RedisBusConfig, ZoneId, ZoneNode, ZoneNodeConfig,
+    ApplyOutcome, CacheUpdate, Error, EventBus, Inventory, InventoryStore, MemoryStore, PlayerHub,
+    PlayerHubConfig, RedisBus, RedisBusConfig,
 };
 use protocol::{
     Change, ChangeEvent, ChangeId, ItemId, OwnerId, OwnerSnapshot, Quantity, UserId, ValidChange,
+    ZoneId,
 };
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind};
@@ -152,7 +153,7 @@ async fn raw_latency(url: &str, samples: usize, recorder: &mut LatencyRecorder) 
 async fn our_latency(
     a: &Inventory,
     confirmed: &Mutex<Option<Instant>>,
-    b: &ZoneNode,
+    b: &PlayerHub,
     user: &UserId,
     samples: usize,
     recorder: &mut LatencyRecorder,
@@ -182,7 +183,7 @@ async fn compare_latency(
     url: &str,
     a: &Inventory,
     confirmed: &Mutex<Option<Instant>>,
-    b: &ZoneNode,
+    b: &PlayerHub,
     user: &UserId,
     figure: &str,
 ) -> (LatencyRecorder, LatencyRecorder) {
@@ -227,7 +228,7 @@ async fn publish_rate(a: &Inventory, users: &[UserId]) -> f64 {
 /// for an owner of no player present, so caches take it (decode, look up,
 /// dedupe by change id) without a version to keep in step: the figure is the
 /// fabric's, free of the store's cost.
-async fn fabric_publish_rate(bus: &RedisBus, users: &[UserId], nodes: &[&ZoneNode]) -> f64 {
+async fn fabric_publish_rate(bus: &RedisBus, users: &[UserId], nodes: &[&PlayerHub]) -> f64 {
     let received = || -> u64 { nodes.iter().map(|n| n.metrics().snapshot().received).sum() };
     let before = received();
     let sent = Arc::new(AtomicU64::new(0));
@@ -281,7 +282,7 @@ async fn warm_up(a: &Inventory, users: &[UserId]) {
 }
 
 /// Joins `users` into `zone` on `node`, many at once.
-async fn join_all(node: &ZoneNode, zone: &ZoneId, users: &[UserId]) {
+async fn join_all(node: &PlayerHub, zone: &ZoneId, users: &[UserId]) {
     futures::stream::iter(users)
         .for_each_concurrent(256, |user| async move {
             node.join(zone, user).await.unwrap();
@@ -289,12 +290,12 @@ async fn join_all(node: &ZoneNode, zone: &ZoneId, users: &[UserId]) {
         .await;
 }
 
-fn node(store: &TimedStore, bus: RedisBus, receiver: inventory_core::BusReceiver) -> ZoneNode {
-    ZoneNode::start(
+fn node(store: &TimedStore, bus: RedisBus, receiver: inventory_core::BusReceiver) -> PlayerHub {
+    PlayerHub::start(
         Arc::new(store.clone()),
         bus,
         receiver,
-        ZoneNodeConfig::new()
+        PlayerHubConfig::new()
             .with_version_check_interval(None)
             .with_follower_capacity(4096),
     )
@@ -365,7 +366,7 @@ async fn raw_throughput(url: &str, channels: usize) -> f64 {
 }
 
 /// Deltas applied per second by `b`, fed by `a`, timed until `b` caught up.
-async fn our_throughput(a: &Inventory, b: &ZoneNode, users: &[UserId]) -> f64 {
+async fn our_throughput(a: &Inventory, b: &PlayerHub, users: &[UserId]) -> f64 {
     let before = b.metrics().snapshot().applied;
     let published_before = a.metrics().snapshot().published;
     let start = Instant::now();
@@ -391,7 +392,7 @@ async fn run() {
     let (b_bus, b_receiver) = redis_bus(&url).await;
     let b = node(&store, b_bus, b_receiver);
     let probe = user(0);
-    let zone = ZoneId::new("zone-0");
+    let zone = ZoneId::parse("zone-0").unwrap();
     b.join(&zone, &probe).await.unwrap();
 
     println!("# 0. the store alone (no bus), few players vs many");
@@ -476,7 +477,7 @@ async fn run() {
     let busy = node(&store, bus, receiver);
     let players: Vec<UserId> = (0..PLAYERS_8K).map(|i| user(100_000 + i)).collect();
     for (z, part) in players.chunks(PLAYERS_8K / ZONES_8).enumerate() {
-        join_all(&busy, &ZoneId::new(format!("zone-{z}")), part).await;
+        join_all(&busy, &ZoneId::parse(format!("zone-{z}")).unwrap(), part).await;
     }
     warm_up(&a, &players).await;
     let raw_rate = raw_throughput(&url, PLAYERS_8K).await;

@@ -1,41 +1,45 @@
-//! Zone interest with reference counting, as pure bookkeeping: which zones of
-//! this process hold which players, and when a player's first interest appears
-//! or its last one goes.
+//! Zone interest with reference counting, as pure bookkeeping: which holders
+//! (game zones, client feeds) of this process hold which players, and when a
+//! player's first interest appears or its last one goes.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
-use std::sync::Arc;
 
-use protocol::UserId;
+use protocol::{UserId, ZoneId};
 
-/// A zone hosted by a server process (a map instance, a crafting or trading
-/// service: anything that needs a player's inventory while the player is there).
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ZoneId(Arc<str>);
+/// What holds a player in this process: a game zone, or the client
+/// connections of one of the zone node's feeds.
+///
+/// Game zones are [`ZoneId`]s, parsed by the id grammar from the outside
+/// world; a feed's holder is a separate variant, so no zone name a game server
+/// or an operator sends can ever be mistaken for one.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Holder {
+    /// A game zone.
+    Zone(ZoneId),
+    /// The client connections of one feed, by the feed's incarnation number.
+    Clients(u64),
+}
 
-impl ZoneId {
-    /// A zone named `name`.
+impl Holder {
+    /// The game zone, if this holder is one.
     #[must_use]
-    pub fn new(name: impl AsRef<str>) -> Self {
-        Self(Arc::from(name.as_ref()))
-    }
-
-    /// The zone's name.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn zone(&self) -> Option<&ZoneId> {
+        match self {
+            Self::Zone(zone) => Some(zone),
+            Self::Clients(_) => None,
+        }
     }
 }
 
-impl fmt::Display for ZoneId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl From<ZoneId> for Holder {
+    fn from(zone: ZoneId) -> Self {
+        Self::Zone(zone)
     }
 }
 
-impl fmt::Debug for ZoneId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ZoneId({:?})", &*self.0)
+impl From<&ZoneId> for Holder {
+    fn from(zone: &ZoneId) -> Self {
+        Self::Zone(zone.clone())
     }
 }
 
@@ -43,23 +47,23 @@ impl fmt::Debug for ZoneId {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[must_use]
 pub enum InterestChange {
-    /// The first zone took an interest: the process must subscribe and hydrate.
+    /// The first holder took an interest: the process must subscribe and hydrate.
     First,
-    /// The last zone let go: the process must unsubscribe and drop the cache.
+    /// The last holder let go: the process must unsubscribe and drop the cache.
     Last,
     /// The count moved but stayed positive.
     Counted,
-    /// Nothing changed (a join of a zone already holding the player, or a
-    /// leave of a zone not holding them).
+    /// Nothing changed (a join of a holder already holding the player, or a
+    /// leave of a holder not holding them).
     Unchanged,
 }
 
-/// Which zones hold which players. The reference count of a player is the
-/// number of zones holding them; a zone holds a player at most once, so a
+/// Which holders hold which players. The reference count of a player is the
+/// number of holders holding them; a holder holds a player at most once, so a
 /// repeated join or a stray leave cannot unbalance the count.
 #[derive(Clone, Debug, Default)]
 pub struct ZoneInterest {
-    zones: HashMap<UserId, BTreeSet<ZoneId>>,
+    holders: HashMap<UserId, BTreeSet<Holder>>,
 }
 
 impl ZoneInterest {
@@ -69,55 +73,55 @@ impl ZoneInterest {
         Self::default()
     }
 
-    /// `zone` takes an interest in `user`.
-    pub fn join(&mut self, zone: &ZoneId, user: &UserId) -> InterestChange {
-        let zones = self.zones.entry(user.clone()).or_default();
-        if !zones.insert(zone.clone()) {
+    /// `holder` takes an interest in `user`.
+    pub fn join(&mut self, holder: &Holder, user: &UserId) -> InterestChange {
+        let holders = self.holders.entry(user.clone()).or_default();
+        if !holders.insert(holder.clone()) {
             return InterestChange::Unchanged;
         }
-        if zones.len() == 1 {
+        if holders.len() == 1 {
             InterestChange::First
         } else {
             InterestChange::Counted
         }
     }
 
-    /// `zone` lets go of `user`.
-    pub fn leave(&mut self, zone: &ZoneId, user: &UserId) -> InterestChange {
-        let Some(zones) = self.zones.get_mut(user) else {
+    /// `holder` lets go of `user`.
+    pub fn leave(&mut self, holder: &Holder, user: &UserId) -> InterestChange {
+        let Some(holders) = self.holders.get_mut(user) else {
             return InterestChange::Unchanged;
         };
-        if !zones.remove(zone) {
+        if !holders.remove(holder) {
             return InterestChange::Unchanged;
         }
-        if zones.is_empty() {
-            self.zones.remove(user);
+        if holders.is_empty() {
+            self.holders.remove(user);
             InterestChange::Last
         } else {
             InterestChange::Counted
         }
     }
 
-    /// How many zones hold `user`.
+    /// How many holders hold `user`.
     #[must_use]
     pub fn count(&self, user: &UserId) -> usize {
-        self.zones.get(user).map_or(0, BTreeSet::len)
+        self.holders.get(user).map_or(0, BTreeSet::len)
     }
 
-    /// True if any zone holds `user`.
+    /// True if any holder holds `user`.
     #[must_use]
     pub fn is_interested(&self, user: &UserId) -> bool {
-        self.zones.contains_key(user)
+        self.holders.contains_key(user)
     }
 
-    /// Every user some zone holds.
+    /// Every user some holder holds.
     pub fn users(&self) -> impl Iterator<Item = &UserId> {
-        self.zones.keys()
+        self.holders.keys()
     }
 
-    /// The zones holding `user`.
-    pub fn zones_of(&self, user: &UserId) -> impl Iterator<Item = &ZoneId> {
-        self.zones.get(user).into_iter().flatten()
+    /// The holders holding `user`.
+    pub fn holders_of(&self, user: &UserId) -> impl Iterator<Item = &Holder> {
+        self.holders.get(user).into_iter().flatten()
     }
 }
 
@@ -132,13 +136,17 @@ mod tests {
     use InterestChange::{Counted, First, Last, Unchanged};
     use Step::{Join, Leave};
 
+    fn zone(name: &str) -> Holder {
+        Holder::Zone(ZoneId::parse(name).unwrap())
+    }
+
     fn check(steps: &[(Step, InterestChange, usize)]) {
         let user = UserId::parse("alice").unwrap();
         let mut interest = ZoneInterest::new();
         for (i, (step, expected, count)) in steps.iter().enumerate() {
             let got = match step {
-                Join(z) => interest.join(&ZoneId::new(z), &user),
-                Leave(z) => interest.leave(&ZoneId::new(z), &user),
+                Join(z) => interest.join(&zone(z), &user),
+                Leave(z) => interest.leave(&zone(z), &user),
             };
             assert_eq!(got, *expected, "step {i}");
             assert_eq!(interest.count(&user), *count, "count after step {i}");
@@ -179,7 +187,7 @@ mod tests {
     #[test]
     fn users_are_counted_independently() {
         let mut interest = ZoneInterest::new();
-        let forest = ZoneId::new("forest");
+        let forest = zone("forest");
         let alice = UserId::parse("alice").unwrap();
         let bob = UserId::parse("bob").unwrap();
         assert_eq!(interest.join(&forest, &alice), First);
@@ -187,6 +195,23 @@ mod tests {
         assert_eq!(interest.leave(&forest, &alice), Last);
         assert!(interest.is_interested(&bob));
         assert_eq!(interest.users().collect::<Vec<_>>(), vec![&bob]);
-        assert_eq!(interest.zones_of(&bob).collect::<Vec<_>>(), vec![&forest]);
+        assert_eq!(interest.holders_of(&bob).collect::<Vec<_>>(), vec![&forest]);
+    }
+
+    #[test]
+    fn a_feed_and_a_zone_hold_a_player_independently() {
+        let mut interest = ZoneInterest::new();
+        let alice = UserId::parse("alice").unwrap();
+        let forest = zone("forest");
+        assert_eq!(interest.join(&Holder::Clients(0), &alice), First);
+        assert_eq!(interest.join(&forest, &alice), Counted);
+        assert_eq!(interest.leave(&Holder::Clients(1), &alice), Unchanged);
+        assert_eq!(interest.leave(&Holder::Clients(0), &alice), Counted);
+        let zones: Vec<_> = interest
+            .holders_of(&alice)
+            .filter_map(Holder::zone)
+            .collect();
+        assert_eq!(zones, vec![&ZoneId::parse("forest").unwrap()]);
+        assert_eq!(interest.leave(&forest, &alice), Last);
     }
 }

@@ -102,7 +102,7 @@ impl Inventory {
         self
     }
 
-    /// Counts publishes in `metrics` (shared with a node, say).
+    /// Counts publishes in `metrics` (shared with a hub, say).
     #[must_use]
     pub fn with_metrics(mut self, metrics: PropagationMetrics) -> Self {
         self.metrics = metrics;

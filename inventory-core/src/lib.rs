@@ -5,24 +5,25 @@
 //!
 //! Propagation: the [`EventBus`] port (per-player channels) with the in-process
 //! [`LocalBus`] and, behind the `redis` feature, a Redis pub/sub adapter; the
-//! [`ZoneNode`] that keeps one server process's player caches, subscribed by
-//! reference-counted zone interest and updated only by versioned events.
+//! [`PlayerHub`] that keeps one server process's player caches, subscribed by
+//! reference-counted interest (game zones and client feeds holding a player)
+//! and updated only by versioned events.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use inventory_core::{CacheUpdate, Inventory, LocalBus, MemoryStore, ZoneId, ZoneNode, ZoneNodeConfig};
-//! use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+//! use inventory_core::{CacheUpdate, Inventory, LocalBus, MemoryStore, PlayerHub, PlayerHubConfig};
+//! use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId, ZoneId};
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = Arc::new(MemoryStore::new());
 //! let bus = LocalBus::new();
 //! let (connection, receiver) = bus.connect();
-//! let node = ZoneNode::start(store.clone(), connection.clone(), receiver, ZoneNodeConfig::new());
+//! let hub = PlayerHub::start(store.clone(), connection.clone(), receiver, PlayerHubConfig::new());
 //! let inventory = Inventory::from_arc(store).with_bus(connection);
 //!
 //! let alice = UserId::parse("alice")?;
-//! node.join(&ZoneId::new("forest"), &alice).await?; // subscribes, then hydrates
-//! let mut follower = node.follow(&alice).expect("alice is here");
+//! hub.join(ZoneId::parse("forest")?, &alice).await?; // subscribes, then hydrates
+//! let mut follower = hub.follow(&alice).expect("alice is here");
 //! assert_eq!(follower.recv().await, Some(CacheUpdate::Resync(vec![])));
 //!
 //! let wood = ItemId::parse("wood")?;
@@ -60,6 +61,7 @@
 mod bus;
 mod cache;
 mod error;
+mod hub;
 mod interest;
 mod inventory;
 mod ledger;
@@ -67,7 +69,6 @@ mod memory;
 mod metrics;
 #[cfg(feature = "mongodb")]
 mod mongo;
-mod node;
 mod outbox;
 mod scan;
 #[cfg(feature = "sqlite")]
@@ -88,7 +89,8 @@ pub use bus::{FaultPlan, FaultyBus};
 pub use bus::{RedisBus, RedisBusConfig};
 pub use cache::{EventOutcome, HydrationOutcome, PlayerCache, SEEN_WINDOW};
 pub use error::Error;
-pub use interest::{InterestChange, ZoneId, ZoneInterest};
+pub use hub::{CacheUpdate, Follower, PlayerHub, PlayerHubConfig};
+pub use interest::{Holder, InterestChange, ZoneInterest};
 pub use inventory::{AppliedChange, Inventory};
 pub use memory::MemoryStore;
 pub use metrics::{MetricsSnapshot, PropagationMetrics};
@@ -96,7 +98,6 @@ pub use metrics::{MetricsSnapshot, PropagationMetrics};
 pub use mongo::{FaultInjector, FaultKind};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStats, MongoStore};
-pub use node::{CacheUpdate, Follower, ZoneNode, ZoneNodeConfig};
 pub use outbox::{Outbox, OutboxEntry, OutboxPosition, OutboxRelay, RelayConfig};
 pub use scan::{JournalEntry, OwnerRecord, StoreScan};
 #[cfg(feature = "sqlite")]

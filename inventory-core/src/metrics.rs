@@ -1,4 +1,6 @@
-//! Propagation counters: plain atomics, read with [`PropagationMetrics::snapshot`].
+//! Propagation metrics: plain atomics, read with [`PropagationMetrics::snapshot`].
+//! Every value only grows (a counter) except `active_subscriptions`, a level
+//! (a gauge); exporters must keep that distinction.
 //!
 //! There is no global registry on purpose: the service reads a snapshot and
 //! exports it (to Prometheus or anything else), and tests read the same numbers.
@@ -6,8 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// Counters shared by a publisher ([`Inventory`](crate::Inventory)) and a
-/// [`ZoneNode`](crate::ZoneNode). Cloning shares the counters.
+/// Counters and one gauge shared by a publisher
+/// ([`Inventory`](crate::Inventory)) and a [`PlayerHub`](crate::PlayerHub).
+/// Cloning shares them.
 #[derive(Clone, Debug, Default)]
 pub struct PropagationMetrics {
     counters: Arc<Counters>,
@@ -26,7 +29,7 @@ struct Counters {
     active_subscriptions: AtomicI64,
 }
 
-/// The counters as of one moment.
+/// The metrics as of one moment: counters, then the one gauge.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct MetricsSnapshot {
     /// Events published, one per (change, touched user).
@@ -46,7 +49,7 @@ pub struct MetricsSnapshot {
     pub rehydrations: u64,
     /// Bus reconnections followed by a re-check of every cached player.
     pub reconnects: u64,
-    /// Player channels this process is subscribed to now.
+    /// Player channels this process is subscribed to now (a gauge).
     pub active_subscriptions: i64,
 }
 
@@ -90,7 +93,7 @@ impl PropagationMetrics {
             .fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Every counter, read now.
+    /// Every metric, read now.
     #[must_use]
     pub fn snapshot(&self) -> MetricsSnapshot {
         let c = &self.counters;

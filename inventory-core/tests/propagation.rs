@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Cluster, Fabric, FollowedView};
-use inventory_core::{FaultPlan, InventoryStore, LocalBus, MemoryStore, ZoneId, ZoneNodeConfig};
-use protocol::{ChangeEvent, OwnerId, Version};
+use inventory_core::{FaultPlan, InventoryStore, LocalBus, MemoryStore, PlayerHubConfig};
+use protocol::{ChangeEvent, OwnerId, Version, ZoneId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -27,12 +27,12 @@ async fn players_cross_zones(
     store: Arc<dyn InventoryStore>,
     fabric: Fabric,
     faults: Option<FaultPlan>,
-    config: ZoneNodeConfig,
+    config: PlayerHubConfig,
     during: impl AsyncFnOnce(),
 ) -> Cluster {
     let cluster = Cluster::start(store, fabric, NODES, faults, config).await;
     let users = common::players(12);
-    let home = ZoneId::new("home");
+    let home = ZoneId::parse("home").unwrap();
     cluster.nodes[0].join(&home, &users[0]).await.unwrap();
     let view = FollowedView::follow(&cluster.nodes[0], &users[0]);
 
@@ -74,7 +74,7 @@ async fn players_cross_zones(
 }
 
 async fn convergence(store: Arc<dyn InventoryStore>, fabric: Fabric) {
-    let config = ZoneNodeConfig::new().with_version_check_interval(None);
+    let config = PlayerHubConfig::new().with_version_check_interval(None);
     let cluster = players_cross_zones(store, fabric, None, config, async || {}).await;
     let metrics = cluster.total_metrics();
     assert!(metrics.applied > 0 && metrics.published > 0, "{metrics:?}");
@@ -90,7 +90,7 @@ async fn faulty_fabric(store: Arc<dyn InventoryStore>, fabric: Fabric) {
         .with_duplicate(0.1)
         .with_delay(0.1, Duration::from_millis(20));
     let config =
-        ZoneNodeConfig::new().with_version_check_interval(Some(Duration::from_millis(200)));
+        PlayerHubConfig::new().with_version_check_interval(Some(Duration::from_millis(200)));
     let cluster = players_cross_zones(store, fabric, Some(faults), config, async || {}).await;
     let metrics = cluster.total_metrics();
     assert!(metrics.duplicates > 0, "{metrics:?}");
@@ -101,7 +101,7 @@ async fn faulty_fabric(store: Arc<dyn InventoryStore>, fabric: Fabric) {
 /// Many tasks join and leave one player on random zones of three nodes while
 /// changes are made to the player.
 async fn join_leave_storm(store: Arc<dyn InventoryStore>, fabric: Fabric) {
-    let config = ZoneNodeConfig::new().with_version_check_interval(None);
+    let config = PlayerHubConfig::new().with_version_check_interval(None);
     let cluster = Cluster::start(store, fabric, NODES, None, config).await;
     let user = common::players(1).remove(0);
     let zones = common::zones(NODES, 4);
@@ -145,7 +145,7 @@ async fn join_leave_storm(store: Arc<dyn InventoryStore>, fabric: Fabric) {
     }
     // Make sure at least one node holds the player for the cache check.
     cluster.nodes[0]
-        .join(&ZoneId::new("anchor"), &user)
+        .join(&ZoneId::parse("anchor").unwrap(), &user)
         .await
         .unwrap();
     cluster.assert_converged().await;
@@ -405,7 +405,7 @@ mod redis {
     async fn redis_killed_and_restarted_mid_run() {
         let server = Arc::new(Mutex::new(RedisServer::start()));
         let url = server.lock().unwrap().url();
-        let config = ZoneNodeConfig::new().with_version_check_interval(None);
+        let config = PlayerHubConfig::new().with_version_check_interval(None);
         let crash = {
             let server = server.clone();
             async move || {
@@ -433,12 +433,14 @@ mod redis {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn changes_made_while_redis_is_down_reach_every_cache() {
         let mut server = RedisServer::start();
-        let config = ZoneNodeConfig::new().with_version_check_interval(None);
+        let config = PlayerHubConfig::new().with_version_check_interval(None);
         let cluster = Cluster::start(memory_store(), fabric(&server), NODES, None, config).await;
         let users = common::players(4);
         for (i, user) in users.iter().enumerate() {
             let node = &cluster.nodes[i % NODES];
-            node.join(&ZoneId::new("plaza"), user).await.unwrap();
+            node.join(&ZoneId::parse("plaza").unwrap(), user)
+                .await
+                .unwrap();
         }
         let server = tokio::task::spawn_blocking(move || {
             server.kill();
@@ -468,7 +470,7 @@ mod redis {
 
 /// Single-node behaviours of the facade and the node, on the in-process bus.
 mod single_node {
-    use inventory_core::{CacheUpdate, Inventory, PropagationMetrics, ZoneNode};
+    use inventory_core::{CacheUpdate, Inventory, PlayerHub, PropagationMetrics};
     use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity};
 
     use super::*;
@@ -489,18 +491,20 @@ mod single_node {
         let bus = LocalBus::new();
         let metrics = PropagationMetrics::new();
         let (connection, receiver) = bus.connect();
-        let node = ZoneNode::start(
+        let node = PlayerHub::start(
             store.clone(),
             connection.clone(),
             receiver,
-            ZoneNodeConfig::new().with_metrics(metrics.clone()),
+            PlayerHubConfig::new().with_metrics(metrics.clone()),
         );
         let inventory = Inventory::from_arc(store.clone())
             .with_metrics(metrics.clone())
             .with_bus(connection);
         let user = common::players(1).remove(0);
         let owner = OwnerId::account(user.clone());
-        node.join(&ZoneId::new("town"), &user).await.unwrap();
+        node.join(&ZoneId::parse("town").unwrap(), &user)
+            .await
+            .unwrap();
         // Hydrated by the time join returns.
         assert_eq!(node.snapshot(&user), Some(vec![]));
 
@@ -547,16 +551,18 @@ mod single_node {
         let store = memory_store();
         let bus = LocalBus::new();
         let (connection, receiver) = bus.connect();
-        let node = ZoneNode::start(
+        let node = PlayerHub::start(
             store.clone(),
             connection.clone(),
             receiver,
-            ZoneNodeConfig::new().with_follower_capacity(4),
+            PlayerHubConfig::new().with_follower_capacity(4),
         );
         let inventory = Inventory::from_arc(store.clone()).with_bus(connection);
         let user = common::players(1).remove(0);
         let owner = OwnerId::account(user.clone());
-        node.join(&ZoneId::new("town"), &user).await.unwrap();
+        node.join(&ZoneId::parse("town").unwrap(), &user)
+            .await
+            .unwrap();
         let mut follower = node.follow(&user).unwrap();
         for _ in 0..50 {
             inventory.apply(grant(&owner, 1)).await.unwrap();
@@ -581,7 +587,9 @@ mod single_node {
             follower.recv().await,
             Some(CacheUpdate::Delta { .. })
         ));
-        node.leave(&ZoneId::new("town"), &user).await.unwrap();
+        node.leave(&ZoneId::parse("town").unwrap(), &user)
+            .await
+            .unwrap();
         assert_eq!(follower.recv().await, None);
         assert!(node.follow(&user).is_none());
     }

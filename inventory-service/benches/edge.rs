@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use inventory_core::{RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig};
+use inventory_core::{PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore};
 use inventory_service::{AppState, BusChoice, ClientTokens, ServiceToken};
 use protocol::{
     ChangeId, ChangeKind, ClientMessage, Encoding, ItemDelta, ItemId, OwnerDelta, OwnerId,
@@ -230,16 +230,16 @@ async fn figure_2() -> Vec<Goal> {
         Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("inv.db"))).unwrap());
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let (inventory, node) = inventory_service::start_node(
+        let (inventory, hub) = inventory_service::start_node(
             store.clone(),
             BusChoice::Redis(RedisBusConfig::new(url.clone())),
-            ZoneNodeConfig::new(),
+            PlayerHubConfig::new(),
         )
         .await
         .unwrap();
         let state = AppState::builder(
             inventory,
-            node,
+            hub,
             ServiceToken::new(SERVICE_TOKEN).unwrap(),
             tokens(),
         )

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use protocol::ZoneId;
+
 use crate::EdgeConfig;
 
 /// How to run a zone node. Every flag can also be set by its environment
@@ -30,9 +32,10 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
-    /// The zones this node hosts (comma-separated); empty: any zone name.
+    /// The zones this node hosts (comma-separated zone ids, 1 to 64 of
+    /// `A-Z a-z 0-9 _ -`); empty: any zone name.
     #[arg(long, env = "INVENTORY_ZONES", value_delimiter = ',')]
-    pub zones: Vec<String>,
+    pub zones: Vec<ZoneId>,
 
     /// The secret game servers present as `Authorization: Bearer <token>` (at
     /// least 16 bytes). If unset, a random one is generated and logged.
@@ -170,6 +173,19 @@ mod tests {
         ];
         for config in off {
             assert!(!config.demo_enabled(), "{config:?}");
+        }
+    }
+
+    #[test]
+    fn zones_parse_by_the_id_grammar_at_startup() {
+        let config =
+            Config::try_parse_from(["inventory-service", "--zones", "forest,town"]).unwrap();
+        let zones: Vec<&str> = config.zones.iter().map(|z| z.as_str()).collect();
+        assert_eq!(zones, ["forest", "town"]);
+        for bad in ["forest,@clients#0", "town square", "a.b"] {
+            let err = Config::try_parse_from(["inventory-service", "--zones", bad]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+            assert!(err.to_string().contains("invalid zone id"), "{bad}: {err}");
         }
     }
 }

@@ -65,14 +65,14 @@ pub trait DescriptorRegistry: Send + Sync + fmt::Debug {
 /// The in-process descriptor service (a node's embedded one, or one started
 /// beside game-server code): its store, cache and invalidations.
 #[async_trait]
-impl DescriptorRegistry for descriptor_service::AppState {
+impl DescriptorRegistry for descriptor_service::Descriptors {
     async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError> {
-        descriptor_service::AppState::create(self, descriptor).await?;
+        descriptor_service::Descriptors::create(self, descriptor).await?;
         Ok(())
     }
 
     async fn burn(&self, id: &ItemId) -> Result<(), ApiError> {
-        descriptor_service::AppState::burn(self, id).await?;
+        descriptor_service::Descriptors::burn(self, id).await?;
         Ok(())
     }
 }
@@ -328,10 +328,8 @@ pub async fn burn(
 }
 
 /// Whether the store answered that it did not and will not apply the change
-/// (as opposed to an outcome it could not tell).
+/// (a final answer: a code the table says is not retryable), as opposed to an
+/// outcome it could not tell.
 fn is_refusal(err: &inventory_core::Error) -> bool {
-    matches!(
-        err.code(),
-        ErrorCode::InsufficientBalance | ErrorCode::BalanceOverflow
-    )
+    !err.code().is_retryable()
 }

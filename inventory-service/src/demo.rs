@@ -56,7 +56,7 @@ pub use catalog::seed_demo_catalog;
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct DemoConfig {
-    descriptors: descriptor_service::AppState,
+    descriptors: descriptor_service::Descriptors,
     web_dir: Option<PathBuf>,
     token_ttl: Duration,
     max_players: usize,
@@ -68,7 +68,7 @@ impl DemoConfig {
     /// A demo over the node's embedded descriptor service, which holds the
     /// demo's catalog ([`seed_demo_catalog`]) and where crafting creates and
     /// burning removes descriptors.
-    pub fn new(descriptors: descriptor_service::AppState) -> Self {
+    pub fn new(descriptors: descriptor_service::Descriptors) -> Self {
         Self {
             descriptors,
             web_dir: None,
@@ -288,7 +288,7 @@ impl Demo {
         let mut uniques = holdings.uniques();
         uniques.truncate(MAX_BATCH_IDS);
         let ids: Vec<ItemId> = uniques.iter().map(|(_, item)| item.clone()).collect();
-        let lookups = self.inner.config.descriptors.cache().get_many(&ids).await?;
+        let lookups = self.inner.config.descriptors.get_many(&ids).await?;
         let mut crafted = Vec::new();
         for ((owner, _), lookup) in uniques.into_iter().zip(lookups) {
             if let Lookup::Found(found) = lookup {

@@ -7,9 +7,9 @@
 //!
 //! # Interest
 //!
-//! A feed joins the player into a reserved zone of its own, `@clients#<n>`
-//! (game zone names follow the id grammar, so they can never collide), and
-//! leaves it when it closes. So a client connection needs no game server to
+//! A feed holds the player as a holder of its own, `Holder::Clients(n)` for
+//! the feed's incarnation `n` (a variant no game zone name can parse into),
+//! and lets go when it closes. So a client connection needs no game server to
 //! have called join first, a game server's leave never cuts a connected
 //! client off, and a feed closing while a newer one opens for the same player
 //! releases only its own interest.
@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes};
-use inventory_core::{CacheUpdate, ZoneId, ZoneNode};
+use inventory_core::{CacheUpdate, Holder, PlayerHub};
 use protocol::{
     DeltaOutcome, Encoding, ErrorBody, ErrorCode, OwnerId, OwnerSnapshot, ServerMessage, UserId,
     Version,
@@ -106,7 +106,7 @@ pub(crate) struct Feeds {
 
 #[derive(Debug)]
 struct FeedsInner {
-    node: ZoneNode,
+    hub: PlayerHub,
     config: FeedConfig,
     metrics: Metrics,
     map: Mutex<HashMap<UserId, Arc<Feed>>>,
@@ -119,7 +119,7 @@ struct FeedsInner {
 #[derive(Debug)]
 struct Feed {
     user: UserId,
-    zone: ZoneId,
+    holder: Holder,
     state: Mutex<FeedState>,
     status: watch::Sender<Status>,
     idle: Notify,
@@ -149,10 +149,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Feeds {
-    pub(crate) fn new(node: ZoneNode, config: FeedConfig, metrics: Metrics) -> Self {
+    pub(crate) fn new(hub: PlayerHub, config: FeedConfig, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(FeedsInner {
-                node,
+                hub,
                 config,
                 metrics,
                 map: Mutex::new(HashMap::new()),
@@ -180,7 +180,7 @@ impl Feeds {
                     let n = self.inner.incarnations.fetch_add(1, Ordering::Relaxed);
                     let feed = Arc::new(Feed {
                         user: user.clone(),
-                        zone: ZoneId::new(format!("@clients#{n}")),
+                        holder: Holder::Clients(n),
                         state: Mutex::new(FeedState::default()),
                         status: watch::Sender::new(Status::Starting),
                         idle: Notify::new(),
@@ -265,13 +265,13 @@ impl FeedsInner {
 async fn run_feed(inner: Arc<FeedsInner>, feed: Arc<Feed>, _alive: watch::Receiver<()>) {
     // Joining and leaving are boxed: their state (a store load, a
     // subscription) would otherwise be part of every idle feed's task.
-    if let Err(e) = Box::pin(inner.node.join(&feed.zone, &feed.user)).await {
+    if let Err(e) = Box::pin(inner.hub.join(feed.holder.clone(), &feed.user)).await {
         tracing::warn!(user = %feed.user, error = %e, "cannot start a client feed");
         inner.forget(&feed, Status::Failed(e.code()));
         return;
     }
     inner.metrics.player_feeds.inc();
-    if let Some(mut follower) = inner.node.follow(&feed.user) {
+    if let Some(mut follower) = inner.hub.follow(&feed.user) {
         let mut linger: Option<Instant> = None;
         loop {
             tokio::select! {
@@ -300,7 +300,7 @@ async fn run_feed(inner: Arc<FeedsInner>, feed: Arc<Feed>, _alive: watch::Receiv
     }
     inner.forget(&feed, Status::Closed);
     inner.metrics.player_feeds.dec();
-    if let Err(e) = Box::pin(inner.node.leave(&feed.zone, &feed.user)).await {
+    if let Err(e) = Box::pin(inner.hub.leave(feed.holder.clone(), &feed.user)).await {
         tracing::warn!(user = %feed.user, error = %e, "releasing a client feed's interest failed");
     }
 }

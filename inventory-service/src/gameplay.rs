@@ -6,8 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use inventory_core::ZoneId;
-use protocol::{Change, ChangeEvent, ErrorCode, ID_MAX_LEN, OwnerId, OwnerSnapshot, UserId};
+use inventory_core::Holder;
+use protocol::{Change, ChangeEvent, ErrorCode, OwnerId, OwnerSnapshot, UserId, ZoneId};
 use serde::Serialize;
 
 use crate::{ApiError, AppState};
@@ -74,33 +74,23 @@ async fn load_user(
     Ok(Json(state.inventory().load_user(&user).await?))
 }
 
-/// A zone name follows the id grammar (`[A-Za-z0-9_-]{1,64}`), which keeps
-/// the node's reserved client zones (`@clients#<n>`) out of reach.
-fn zone(state: &AppState, name: &str) -> Result<ZoneId, ApiError> {
-    let valid = !name.is_empty()
-        && name.len() <= ID_MAX_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !valid {
-        return Err(ApiError::new(
-            ErrorCode::InvalidId,
-            format!("invalid zone {name:?}: a zone name is 1 to {ID_MAX_LEN} of A-Z a-z 0-9 _ -"),
-        ));
-    }
-    if !state.zone_allowed(name) {
+/// A zone name follows the id grammar (`[A-Za-z0-9_-]{1,64}`); a name that
+/// does not is `invalid_id`, one this node does not host `not_found`.
+fn zone(state: &AppState, name: String) -> Result<ZoneId, ApiError> {
+    let zone = ZoneId::parse(name)?;
+    if !state.zone_allowed(&zone) {
         return Err(ApiError::new(
             ErrorCode::NotFound,
-            format!("this node does not host zone {name:?}"),
+            format!("this node does not host zone {:?}", zone.as_str()),
         ));
     }
-    Ok(ZoneId::new(name))
+    Ok(zone)
 }
 
 /// The answer to a join or leave: the zones of this node now holding the player.
 #[derive(Debug, Serialize)]
 struct Zones {
-    zones: Vec<String>,
+    zones: Vec<ZoneId>,
 }
 
 async fn join_zone(
@@ -108,8 +98,8 @@ async fn join_zone(
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,
 ) -> Result<Json<Zones>, ApiError> {
-    let (zone, user) = zone_request(&state, &headers, &zone_name, user)?;
-    state.node().join(&zone, &user).await?;
+    let (zone, user) = zone_request(&state, &headers, zone_name, user)?;
+    state.hub().join(zone, &user).await?;
     Ok(Json(zones_of(&state, &user)))
 }
 
@@ -118,8 +108,8 @@ async fn leave_zone(
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,
 ) -> Result<Json<Zones>, ApiError> {
-    let (zone, user) = zone_request(&state, &headers, &zone_name, user)?;
-    state.node().leave(&zone, &user).await?;
+    let (zone, user) = zone_request(&state, &headers, zone_name, user)?;
+    state.hub().leave(zone, &user).await?;
     Ok(Json(zones_of(&state, &user)))
 }
 
@@ -127,22 +117,22 @@ async fn leave_zone(
 fn zone_request(
     state: &AppState,
     headers: &HeaderMap,
-    zone_name: &str,
+    zone_name: String,
     user: String,
 ) -> Result<(ZoneId, UserId), ApiError> {
     state.service_token().check(headers)?;
     Ok((zone(state, zone_name)?, UserId::parse(user)?))
 }
 
-/// The game zones holding `user` (the node's client zones are not listed).
+/// The game zones holding `user` (the node's client feeds are not listed).
 fn zones_of(state: &AppState, user: &UserId) -> Zones {
     Zones {
         zones: state
-            .node()
-            .zones_of(user)
-            .into_iter()
-            .map(|z| z.as_str().to_owned())
-            .filter(|z| !z.starts_with('@'))
+            .hub()
+            .holders_of(user)
+            .iter()
+            .filter_map(Holder::zone)
+            .cloned()
             .collect(),
     }
 }

@@ -19,18 +19,18 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! use inventory_core::{LocalBus, MemoryStore, ZoneNodeConfig};
+//! use inventory_core::{LocalBus, MemoryStore, PlayerHubConfig};
 //! use inventory_service::{AppState, BusChoice, ClientTokens, ServiceToken};
 //!
-//! let (inventory, node) = inventory_service::start_node(
+//! let (inventory, hub) = inventory_service::start_node(
 //!     Arc::new(MemoryStore::new()),
 //!     BusChoice::Local(LocalBus::new()),
-//!     ZoneNodeConfig::new(),
+//!     PlayerHubConfig::new(),
 //! )
 //! .await?;
 //! let state = AppState::builder(
 //!     inventory,
-//!     node,
+//!     hub,
 //!     ServiceToken::new("a-service-token-of-16+")?,
 //!     ClientTokens::hs256(b"a-jwt-secret-of-16-bytes+")?,
 //! )

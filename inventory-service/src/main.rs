@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use inventory_core::{
-    InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, ZoneNodeConfig,
+    InventoryStore, LocalBus, PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore,
 };
 use inventory_service::{AppState, BusChoice, ClientTokens, Config, DemoConfig, ServiceToken};
 
@@ -46,8 +46,8 @@ async fn main() -> anyhow::Result<()> {
         Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
         None => BusChoice::Local(LocalBus::new()),
     };
-    let (inventory, node) =
-        inventory_service::start_node(Arc::new(store), bus, ZoneNodeConfig::new())
+    let (inventory, hub) =
+        inventory_service::start_node(Arc::new(store), bus, PlayerHubConfig::new())
             .await
             .context("connecting the bus")?;
     let descriptors = match &config.descriptor_url {
@@ -55,13 +55,21 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(%url, "descriptor service elsewhere");
             None
         }
-        None => Some(embedded_descriptors(&config, &token).await?),
+        None => Some(embedded_descriptors(&config).await?),
     };
-    let mut state = AppState::builder(inventory, node, token, client_tokens)
+    // The embedded descriptor service's writes are guarded by the node's
+    // service token; its reads are open (clients fetch descriptors).
+    let descriptor_auth = descriptor_service::AuthConfig::default()
+        .with_write_token(token.secret())
+        .with_open_reads(true);
+    let mut state = AppState::builder(inventory, hub, token, client_tokens)
         .with_zones(config.zones.clone())
         .with_edge_config(config.edge());
     if let Some(descriptors) = descriptors {
-        state = state.with_fallback(descriptor_service::app(descriptors.clone()));
+        state = state.with_fallback(descriptor_service::app(
+            descriptors.clone(),
+            descriptor_auth,
+        ));
         if config.demo_enabled() {
             state = state.with_demo(demo_config(&config, descriptors.clone()));
         }
@@ -99,13 +107,9 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn InventoryStore>> 
     Ok(Arc::new(store))
 }
 
-/// The descriptor service over its own SQLite file, its writes guarded by the
-/// node's service token, its reads open (clients fetch descriptors); in the
-/// demo mode, with the demo's catalog.
-async fn embedded_descriptors(
-    config: &Config,
-    token: &ServiceToken,
-) -> anyhow::Result<descriptor_service::AppState> {
+/// The descriptor service over its own SQLite file; in the demo mode, with
+/// the demo's catalog.
+async fn embedded_descriptors(config: &Config) -> anyhow::Result<descriptor_service::Descriptors> {
     let path = &config.descriptor_sqlite_path;
     let store = descriptor_service::SqliteStore::open(path)
         .with_context(|| format!("opening {}", path.display()))?;
@@ -114,18 +118,13 @@ async fn embedded_descriptors(
             .await
             .context("seeding the demo catalog")?;
     }
-    let auth = descriptor_service::AuthConfig::default()
-        .with_write_token(token.secret())
-        .with_open_reads(true);
-    let state = descriptor_service::AppState::builder(Arc::new(store))
-        .with_auth(auth)
-        .build();
+    let descriptors = descriptor_service::Descriptors::builder(Arc::new(store)).build();
     tracing::info!(path = %path.display(), "descriptor service embedded at /v1/descriptors");
-    Ok(state)
+    Ok(descriptors)
 }
 
 /// The demo mode over the embedded descriptor service.
-fn demo_config(config: &Config, descriptors: descriptor_service::AppState) -> DemoConfig {
+fn demo_config(config: &Config, descriptors: descriptor_service::Descriptors) -> DemoConfig {
     let demo = DemoConfig::new(descriptors);
     let demo = match &config.web_dir {
         Some(dir) => demo.with_web_dir(dir),

@@ -1,19 +1,18 @@
 //! Prometheus metrics, one registry per node (several nodes live in one test
-//! process), rendered as text at `/metrics`. The propagation counters of
-//! `inventory-core` are copied in at render time.
+//! process), rendered as text at `/metrics`. The propagation metrics of
+//! `inventory-core` are read from its snapshot at each scrape.
 
-use inventory_core::PropagationMetrics;
+use std::collections::HashMap;
+
+use inventory_core::{MetricsSnapshot, PropagationMetrics};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
-
-/// Reads one propagation counter from a snapshot.
-type ReadCounter = fn(&inventory_core::MetricsSnapshot) -> i64;
 
 /// The node's counters and gauges. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
-    propagation: PropagationMetrics,
-    propagation_gauges: Vec<(IntGauge, ReadCounter)>,
     pub(crate) clients_connected: IntGauge,
     pub(crate) player_feeds: IntGauge,
     pub(crate) deltas_sent: IntCounter,
@@ -24,7 +23,7 @@ pub struct Metrics {
     pub(crate) client_errors: IntCounterVec,
 }
 
-fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+fn register<C: Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
     registry
         .register(Box::new(c.clone()))
         .expect("each metric is registered once");
@@ -39,56 +38,117 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     register(registry, IntGauge::new(name, help).expect("valid metric"))
 }
 
+/// How one propagation metric is read from a snapshot, and what it is.
+#[derive(Clone, Copy, Debug)]
+enum Reading {
+    /// A count that only grows.
+    Counter(fn(&MetricsSnapshot) -> u64),
+    /// A level that goes up and down.
+    Gauge(fn(&MetricsSnapshot) -> i64),
+}
+
+/// The propagation metrics a node exports: name, help, reading.
+const PROPAGATION: [(&str, &str, Reading); 9] = [
+    (
+        "events_published_total",
+        "Events published (one per change and touched player)",
+        Reading::Counter(|s| s.published),
+    ),
+    (
+        "publish_failures_total",
+        "Publishes that failed (caches recover by version checks)",
+        Reading::Counter(|s| s.publish_failures),
+    ),
+    (
+        "events_received_total",
+        "Events received from the bus",
+        Reading::Counter(|s| s.received),
+    ),
+    (
+        "deltas_applied_total",
+        "Owner deltas applied to player caches",
+        Reading::Counter(|s| s.applied),
+    ),
+    (
+        "duplicates_discarded_total",
+        "Events or deltas discarded as already seen",
+        Reading::Counter(|s| s.duplicates),
+    ),
+    (
+        "gaps_detected_total",
+        "Version gaps detected by player caches",
+        Reading::Counter(|s| s.gaps),
+    ),
+    (
+        "rehydrations_total",
+        "Player caches loaded from the store",
+        Reading::Counter(|s| s.rehydrations),
+    ),
+    (
+        "bus_reconnects_total",
+        "Bus reconnections followed by a version check",
+        Reading::Counter(|s| s.reconnects),
+    ),
+    (
+        "bus_subscriptions",
+        "Player channels subscribed now",
+        Reading::Gauge(|s| s.active_subscriptions),
+    ),
+];
+
+/// Exports [`PROPAGATION`]: `inventory-core` counts in plain atomics and knows
+/// nothing of Prometheus, so each scrape reads one snapshot and renders it
+/// with the type each value has.
+#[derive(Clone, Debug)]
+struct PropagationCollector {
+    propagation: PropagationMetrics,
+    descs: Vec<Desc>,
+}
+
+impl PropagationCollector {
+    fn new(propagation: PropagationMetrics) -> Self {
+        let descs = PROPAGATION
+            .iter()
+            .map(|(name, help, _)| {
+                Desc::new((*name).into(), (*help).into(), Vec::new(), HashMap::new())
+                    .expect("valid metric")
+            })
+            .collect();
+        Self { propagation, descs }
+    }
+}
+
+impl Collector for PropagationCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let snapshot = self.propagation.snapshot();
+        PROPAGATION
+            .iter()
+            .flat_map(|(name, help, reading)| match reading {
+                Reading::Counter(read) => {
+                    let counter = IntCounter::new(*name, *help).expect("valid metric");
+                    counter.inc_by(read(&snapshot));
+                    counter.collect()
+                }
+                Reading::Gauge(read) => {
+                    let gauge = IntGauge::new(*name, *help).expect("valid metric");
+                    gauge.set(read(&snapshot));
+                    gauge.collect()
+                }
+            })
+            .collect()
+    }
+}
+
 impl Metrics {
-    /// A fresh registry that also exports `propagation`'s counters.
+    /// A fresh registry that also exports `propagation`'s metrics.
     #[must_use]
     pub fn new(propagation: PropagationMetrics) -> Self {
         let registry = Registry::new_custom(Some("inventory".into()), None).expect("valid prefix");
-        let exported: [(&str, &str, ReadCounter); 9] = [
-            (
-                "events_published",
-                "Events published (one per change and touched player)",
-                |s| s.published as i64,
-            ),
-            (
-                "publish_failures",
-                "Publishes that failed (caches recover by version checks)",
-                |s| s.publish_failures as i64,
-            ),
-            ("events_received", "Events received from the bus", |s| {
-                s.received as i64
-            }),
-            (
-                "deltas_applied",
-                "Owner deltas applied to player caches",
-                |s| s.applied as i64,
-            ),
-            (
-                "duplicates_discarded",
-                "Events or deltas discarded as already seen",
-                |s| s.duplicates as i64,
-            ),
-            (
-                "gaps_detected",
-                "Version gaps detected by player caches",
-                |s| s.gaps as i64,
-            ),
-            ("rehydrations", "Player caches loaded from the store", |s| {
-                s.rehydrations as i64
-            }),
-            (
-                "bus_reconnects",
-                "Bus reconnections followed by a version check",
-                |s| s.reconnects as i64,
-            ),
-            ("bus_subscriptions", "Player channels subscribed now", |s| {
-                s.active_subscriptions
-            }),
-        ];
-        let propagation_gauges = exported
-            .into_iter()
-            .map(|(name, help, read)| (gauge(&registry, name, help), read))
-            .collect();
+        register(&registry, PropagationCollector::new(propagation));
         Self {
             clients_connected: gauge(&registry, "clients_connected", "Client WebSockets open now"),
             player_feeds: gauge(
@@ -130,22 +190,76 @@ impl Metrics {
                 .expect("valid metric"),
             ),
             registry,
-            propagation,
-            propagation_gauges,
         }
     }
 
     /// Every metric in the Prometheus text format.
     #[must_use]
     pub fn render(&self) -> String {
-        let snapshot = self.propagation.snapshot();
-        for (gauge, read) in &self.propagation_gauges {
-            gauge.set(read(&snapshot));
-        }
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding of gathered metrics");
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `# TYPE` line of a rendering, as (name, type).
+    fn types(text: &str) -> Vec<(&str, &str)> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
+            .collect()
+    }
+
+    #[test]
+    fn counters_and_only_counters_are_named_total() {
+        let metrics = Metrics::new(PropagationMetrics::new());
+        // A labelled family is rendered once it has a series.
+        metrics
+            .client_errors
+            .with_label_values(&["rate_limited"])
+            .inc();
+        let text = metrics.render();
+        let types = types(&text);
+        assert_eq!(types.len(), PROPAGATION.len() + 8, "{text}");
+        for (name, kind) in types {
+            match kind {
+                "counter" => assert!(name.ends_with("_total"), "counter {name}"),
+                _ => assert!(!name.ends_with("_total"), "{kind} {name}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn propagation_metrics_are_read_at_each_scrape() {
+        use inventory_core::{Inventory, LocalBus, MemoryStore};
+        use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+
+        let propagation = PropagationMetrics::new();
+        let metrics = Metrics::new(propagation.clone());
+        let (connection, _receiver) = LocalBus::new().connect();
+        let inventory = Inventory::new(MemoryStore::new())
+            .with_bus(connection)
+            .with_metrics(propagation);
+        let has = |text: &str, line: &str| text.lines().any(|l| l == line);
+        let before = metrics.render();
+        for line in [
+            "# TYPE inventory_events_published_total counter",
+            "inventory_events_published_total 0",
+            "# TYPE inventory_bus_subscriptions gauge",
+            "inventory_bus_subscriptions 0",
+        ] {
+            assert!(has(&before, line), "{line} missing from\n{before}");
+        }
+        let alice = OwnerId::account(UserId::parse("alice").unwrap());
+        let wood = ItemId::parse("wood").unwrap();
+        let change = Change::new(ChangeId::random()).grant(alice, wood, Quantity::new(1).unwrap());
+        inventory.apply(change).await.unwrap();
+        let after = metrics.render();
+        assert!(has(&after, "inventory_events_published_total 1"), "{after}");
     }
 }

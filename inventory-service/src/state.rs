@@ -1,13 +1,14 @@
 //! What every handler shares ([`AppState`]), and the wiring of a store and a
-//! bus into an [`Inventory`] and a [`ZoneNode`].
+//! bus into an [`Inventory`] and a [`PlayerHub`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use inventory_core::{
-    Error, EventBus, Inventory, InventoryStore, LocalBus, PropagationMetrics, RedisBus,
-    RedisBusConfig, ZoneNode, ZoneNodeConfig,
+    Error, EventBus, Inventory, InventoryStore, LocalBus, PlayerHub, PlayerHubConfig,
+    PropagationMetrics, RedisBus, RedisBusConfig,
 };
+use protocol::ZoneId;
 use tokio::sync::watch;
 
 use crate::demo::Demo;
@@ -23,14 +24,14 @@ pub enum BusChoice {
     Redis(RedisBusConfig),
 }
 
-/// Opens a bus connection and starts a zone node over `store`: the returned
-/// [`Inventory`] publishes through the same connection the node subscribes
-/// with, and both count in the same metrics.
+/// Opens a bus connection and starts a node's player hub over `store`: the
+/// returned [`Inventory`] publishes through the same connection the hub
+/// subscribes with, and both count in the same metrics.
 pub async fn start_node(
     store: Arc<dyn InventoryStore>,
     bus: BusChoice,
-    config: ZoneNodeConfig,
-) -> Result<(Inventory, ZoneNode), Error> {
+    config: PlayerHubConfig,
+) -> Result<(Inventory, PlayerHub), Error> {
     let metrics = PropagationMetrics::new();
     let config = config.with_metrics(metrics.clone());
     let (bus, receiver): (Arc<dyn EventBus>, _) = match bus {
@@ -43,11 +44,11 @@ pub async fn start_node(
             (Arc::new(bus), receiver)
         }
     };
-    let node = ZoneNode::start(store.clone(), bus.clone(), receiver, config);
+    let hub = PlayerHub::start(store.clone(), bus.clone(), receiver, config);
     let inventory = Inventory::from_arc(store)
         .with_bus(bus)
         .with_metrics(metrics);
-    Ok((inventory, node))
+    Ok((inventory, hub))
 }
 
 /// What every handler shares. Cloning is cheap.
@@ -59,10 +60,10 @@ pub struct AppState {
 #[derive(Debug)]
 struct Shared {
     inventory: Inventory,
-    node: ZoneNode,
+    hub: PlayerHub,
     service_token: ServiceToken,
     client_tokens: ClientTokens,
-    zones: Option<BTreeSet<String>>,
+    zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
     feeds: Feeds,
     metrics: Metrics,
@@ -76,10 +77,10 @@ struct Shared {
 #[must_use]
 pub struct AppStateBuilder {
     inventory: Inventory,
-    node: ZoneNode,
+    hub: PlayerHub,
     service_token: ServiceToken,
     client_tokens: ClientTokens,
-    zones: Option<BTreeSet<String>>,
+    zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
     extra: axum::Router,
     demo: Option<DemoConfig>,
@@ -87,8 +88,8 @@ pub struct AppStateBuilder {
 
 impl AppStateBuilder {
     /// Only these zones may be joined (default: any zone name).
-    pub fn with_zones(mut self, zones: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        let zones: BTreeSet<String> = zones.into_iter().map(Into::into).collect();
+    pub fn with_zones(mut self, zones: impl IntoIterator<Item = ZoneId>) -> Self {
+        let zones: BTreeSet<ZoneId> = zones.into_iter().collect();
         self.zones = (!zones.is_empty()).then_some(zones);
         self
     }
@@ -115,9 +116,9 @@ impl AppStateBuilder {
 
     /// The state.
     pub fn build(self) -> AppState {
-        let metrics = Metrics::new(self.node.metrics().clone());
+        let metrics = Metrics::new(self.hub.metrics().clone());
         let feeds = Feeds::new(
-            self.node.clone(),
+            self.hub.clone(),
             FeedConfig {
                 resume_window: self.edge.resume_window,
                 linger: self.edge.linger,
@@ -136,7 +137,7 @@ impl AppStateBuilder {
         AppState {
             shared: Arc::new(Shared {
                 inventory: self.inventory,
-                node: self.node,
+                hub: self.hub,
                 service_token: self.service_token,
                 client_tokens: self.client_tokens,
                 zones: self.zones,
@@ -152,17 +153,17 @@ impl AppStateBuilder {
 }
 
 impl AppState {
-    /// A state over a node and its inventory, the gameplay API guarded by
+    /// A state over a player hub and its inventory, the gameplay API guarded by
     /// `service_token`, clients authenticated by `client_tokens`.
     pub fn builder(
         inventory: Inventory,
-        node: ZoneNode,
+        hub: PlayerHub,
         service_token: ServiceToken,
         client_tokens: ClientTokens,
     ) -> AppStateBuilder {
         AppStateBuilder {
             inventory,
-            node,
+            hub,
             service_token,
             client_tokens,
             zones: None,
@@ -178,10 +179,10 @@ impl AppState {
         &self.shared.inventory
     }
 
-    /// The zone node.
+    /// The player hub: the node's player caches and the interest holding them.
     #[must_use]
-    pub fn node(&self) -> &ZoneNode {
-        &self.shared.node
+    pub fn hub(&self) -> &PlayerHub {
+        &self.shared.hub
     }
 
     /// The node's metrics.
@@ -200,7 +201,7 @@ impl AppState {
         &self.shared.service_token
     }
 
-    pub(crate) fn zone_allowed(&self, zone: &str) -> bool {
+    pub(crate) fn zone_allowed(&self, zone: &ZoneId) -> bool {
         self.shared.zones.as_ref().is_none_or(|z| z.contains(zone))
     }
 

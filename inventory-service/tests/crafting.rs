@@ -84,7 +84,7 @@ impl InventoryStore for FlakyStore {
 /// made to fail before or after they write.
 #[derive(Debug)]
 struct FlakyRegistry {
-    inner: descriptor_service::AppState,
+    inner: descriptor_service::Descriptors,
     create_failures: AtomicU32,
     burn_failures: AtomicU32,
     after_write: bool,
@@ -131,7 +131,7 @@ impl DescriptorRegistry for FlakyRegistry {
 struct World {
     store: Arc<FlakyStore>,
     inventory: Inventory,
-    descriptors: descriptor_service::AppState,
+    descriptors: descriptor_service::Descriptors,
     descriptor_store: Arc<dyn descriptor_service::DescriptorStore>,
     _dir: tempfile::TempDir,
 }
@@ -148,13 +148,8 @@ impl World {
         let descriptor_store: Arc<dyn descriptor_service::DescriptorStore> = Arc::new(
             descriptor_service::SqliteStore::open(dir.path().join("descriptors.db")).unwrap(),
         );
-        let descriptors = descriptor_service::AppState::builder(descriptor_store.clone())
-            .with_auth(
-                AuthConfig::default()
-                    .with_write_token(WRITE_TOKEN)
-                    .with_open_reads(true),
-            )
-            .build();
+        let descriptors =
+            descriptor_service::Descriptors::builder(descriptor_store.clone()).build();
         let world = Self {
             store,
             inventory,
@@ -464,6 +459,9 @@ async fn the_http_registry_crafts_through_a_real_descriptor_service_and_reports_
     let server = tokio::spawn(descriptor_service::run(
         listener,
         world.descriptors.clone(),
+        AuthConfig::default()
+            .with_write_token(WRITE_TOKEN)
+            .with_open_reads(true),
         std::future::pending(),
     ));
     let registry = HttpRegistry::new(reqwest::Client::new(), &base, WRITE_TOKEN);

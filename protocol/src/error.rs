@@ -2,8 +2,9 @@
 //!
 //! Every error a client can see, over HTTP or WebSocket, carries an
 //! [`ErrorCode`]: a stable snake_case string that never changes meaning once
-//! released, and the HTTP status that fits it. Services add codes here, never
-//! their own.
+//! released, the HTTP status that fits it, and whether trying again may
+//! succeed. Services add codes here, never their own, and every caller that
+//! retries asks [`ErrorCode::is_retryable`] instead of deciding for itself.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,7 @@ use crate::{
 };
 
 macro_rules! error_codes {
-    ($($(#[$doc:meta])* $variant:ident = ($code:literal, $status:literal),)*) => {
+    ($($(#[$doc:meta])* $variant:ident = ($code:literal, $status:literal, $retryable:literal),)*) => {
         /// A stable, machine-readable error code.
         #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
@@ -41,69 +42,88 @@ macro_rules! error_codes {
                     $(ErrorCode::$variant => $status,)*
                 }
             }
+
+            /// Whether the same request, sent again later (with the same
+            /// change id), may succeed. True for the transient failures:
+            /// `unavailable` (the outcome is unknown), `rate_limited` and
+            /// `internal` (a failing backend may recover; every write is
+            /// idempotent by id, so trying again is safe). False for every
+            /// refusal: the request is invalid, the balance or the id's state
+            /// refuses it, or the credential does not allow it, and it will
+            /// be refused again.
+            #[must_use]
+            pub const fn is_retryable(self) -> bool {
+                match self {
+                    $(ErrorCode::$variant => $retryable,)*
+                }
+            }
         }
     };
 }
 
+// Columns: the code's stable string, its HTTP status, whether it is retryable
+// (see `ErrorCode::is_retryable`).
 error_codes! {
-    /// A user, character, item, owner or change id breaks its grammar.
-    InvalidId = ("invalid_id", 400),
+    /// A user, character, item, zone, owner or change id breaks its grammar.
+    InvalidId = ("invalid_id", 400, false),
     /// A quantity is zero, negative or above the maximum.
-    InvalidQuantity = ("invalid_quantity", 400),
+    InvalidQuantity = ("invalid_quantity", 400, false),
     /// A change has no operations.
-    EmptyChange = ("empty_change", 400),
+    EmptyChange = ("empty_change", 400, false),
     /// A change has more operations than allowed.
-    TooManyOperations = ("too_many_operations", 400),
+    TooManyOperations = ("too_many_operations", 400, false),
     /// A change touches more owners than allowed.
-    TooManyOwners = ("too_many_owners", 400),
+    TooManyOwners = ("too_many_owners", 400, false),
     /// A change touches the same stack (owner and item) twice.
-    DuplicateItem = ("duplicate_item", 400),
+    DuplicateItem = ("duplicate_item", 400, false),
     /// A trade names the same user on both sides.
-    TradeWithSelf = ("trade_with_self", 400),
+    TradeWithSelf = ("trade_with_self", 400, false),
     /// A trade is not between exactly two users.
-    TradeNotBetweenTwoUsers = ("trade_not_between_two_users", 400),
+    TradeNotBetweenTwoUsers = ("trade_not_between_two_users", 400, false),
     /// A trade does not conserve every item.
-    TradeUnbalanced = ("trade_unbalanced", 400),
+    TradeUnbalanced = ("trade_unbalanced", 400, false),
     /// A request body or message is not well-formed, or has unknown fields.
-    MalformedRequest = ("malformed_request", 400),
+    MalformedRequest = ("malformed_request", 400, false),
     /// A consume asks for more than the owner holds.
-    InsufficientBalance = ("insufficient_balance", 409),
+    InsufficientBalance = ("insufficient_balance", 409, false),
     /// A grant would take a balance above the maximum.
-    BalanceOverflow = ("balance_overflow", 409),
+    BalanceOverflow = ("balance_overflow", 409, false),
     /// The same id already names different content.
-    Conflict = ("conflict", 409),
+    Conflict = ("conflict", 409, false),
     /// A change id that was already applied with other content (another kind,
     /// other operations or other owners): a change id names one change.
-    ChangeConflict = ("change_conflict", 409),
+    ChangeConflict = ("change_conflict", 409, false),
     /// No or an invalid credential.
-    Unauthorized = ("unauthorized", 401),
+    Unauthorized = ("unauthorized", 401, false),
     /// A valid credential that does not allow this.
-    Forbidden = ("forbidden", 403),
+    Forbidden = ("forbidden", 403, false),
     /// Nothing exists under that id.
-    NotFound = ("not_found", 404),
+    NotFound = ("not_found", 404, false),
     /// No applied change has that id (never applied, refused, or no longer
     /// journaled).
-    UnknownChange = ("unknown_change", 404),
+    UnknownChange = ("unknown_change", 404, false),
     /// The thing existed and was burned.
-    Burned = ("burned", 410),
+    Burned = ("burned", 410, false),
     /// A message or body is larger than allowed.
-    PayloadTooLarge = ("payload_too_large", 413),
+    PayloadTooLarge = ("payload_too_large", 413, false),
     /// A batch names more ids than allowed.
-    BatchTooLarge = ("batch_too_large", 413),
+    BatchTooLarge = ("batch_too_large", 413, false),
     /// A descriptor breaks a rule of the model (name, attributes, inputs).
-    InvalidDescriptor = ("invalid_descriptor", 422),
+    InvalidDescriptor = ("invalid_descriptor", 422, false),
     /// A crafted descriptor cannot be revised.
-    DescriptorImmutable = ("descriptor_immutable", 409),
+    DescriptorImmutable = ("descriptor_immutable", 409, false),
     /// The path exists but not with this HTTP method.
-    MethodNotAllowed = ("method_not_allowed", 405),
+    MethodNotAllowed = ("method_not_allowed", 405, false),
     /// The request is well-formed but cannot be processed as asked.
-    Unprocessable = ("unprocessable", 422),
-    /// Too many requests or messages in a short time.
-    RateLimited = ("rate_limited", 429),
+    Unprocessable = ("unprocessable", 422, false),
+    /// Too many requests or messages in a short time; retry after a pause.
+    RateLimited = ("rate_limited", 429, true),
     /// A backing store or bus is unreachable; retry later with the same id.
-    Unavailable = ("unavailable", 503),
-    /// A bug or a corrupt record; the message says what.
-    Internal = ("internal", 500),
+    Unavailable = ("unavailable", 503, true),
+    /// A bug, a corrupt record or a failing backend; the message says what.
+    /// Retryable: a backend failure may pass, and a retry with the same id is
+    /// safe.
+    Internal = ("internal", 500, true),
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -250,6 +270,41 @@ mod tests {
                 format!("\"{}\"", code.as_str())
             );
             assert!((400..600).contains(&code.http_status()));
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retryable_and_refusals_are_final() {
+        let cases = [
+            (ErrorCode::Unavailable, true),
+            (ErrorCode::RateLimited, true),
+            (ErrorCode::Internal, true),
+            (ErrorCode::InvalidId, false),
+            (ErrorCode::InvalidQuantity, false),
+            (ErrorCode::MalformedRequest, false),
+            (ErrorCode::InsufficientBalance, false),
+            (ErrorCode::BalanceOverflow, false),
+            (ErrorCode::Conflict, false),
+            (ErrorCode::DescriptorImmutable, false),
+            (ErrorCode::Burned, false),
+            (ErrorCode::NotFound, false),
+            (ErrorCode::Unauthorized, false),
+            (ErrorCode::Forbidden, false),
+            (ErrorCode::PayloadTooLarge, false),
+            (ErrorCode::BatchTooLarge, false),
+        ];
+        for (code, retryable) in cases {
+            assert_eq!(code.is_retryable(), retryable, "{code}");
+        }
+        // Across the whole table the column agrees with the status: a server
+        // failure or a rate limit may pass, any other client error is final.
+        for code in ErrorCode::ALL {
+            let status = code.http_status();
+            assert_eq!(
+                code.is_retryable(),
+                status >= 500 || status == 429,
+                "{code} ({status})"
+            );
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! # Grammar
 //!
-//! [`UserId`], [`CharacterId`] and [`ItemId`] share one grammar: **1 to
+//! [`UserId`], [`CharacterId`], [`ItemId`] and [`ZoneId`] share one grammar: **1 to
 //! [`ID_MAX_LEN`] (64) ASCII characters from `A-Z a-z 0-9 _ -`**. The grammar is
 //! deliberately narrow so that an id is safe everywhere it is used verbatim: as a
 //! MongoDB field name (no `.`, no leading `$`, no NUL), as a Redis channel
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// The maximum length, in bytes, of a user, character or item id.
+/// The maximum length, in bytes, of a user, character, item or zone id.
 pub const ID_MAX_LEN: usize = 64;
 
 fn check_grammar(kind: &'static str, value: &str) -> Result<(), Error> {
@@ -120,6 +120,13 @@ grammar_id!(
     /// descriptor lives in the descriptor service.
     ItemId,
     "item id"
+);
+grammar_id!(
+    /// A game zone a zone node hosts (a map instance, a crafting or trading
+    /// service: anything that needs a player's inventory while the player is
+    /// there), as named in `/v1/zones/{zone}/players/{user}`.
+    ZoneId,
+    "zone id"
 );
 
 /// One inventory: a user's account scope or one of the user's characters.

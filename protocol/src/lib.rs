@@ -1,7 +1,7 @@
 //! The wire contract shared by inventory servers and SDKs.
 //!
 //! Everything that crosses a process boundary is defined here: identifiers with
-//! their grammar ([`ItemId`], [`UserId`], [`OwnerId`], [`ChangeId`]), the
+//! their grammar ([`ItemId`], [`UserId`], [`OwnerId`], [`ZoneId`], [`ChangeId`]), the
 //! [`Change`] a game server asks for, the [`ChangeEvent`] that propagates once
 //! it is applied, owner snapshots, item [`Descriptor`]s with their batch-get types,
 //! the client WebSocket's [`ClientMessage`] and [`ServerMessage`] with their
@@ -41,7 +41,7 @@ pub use descriptor::{
 };
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use event::{ChangeEvent, DeltaOutcome, ItemDelta, OwnerDelta, OwnerSnapshot, Version};
-pub use ids::{ChangeId, CharacterId, ID_MAX_LEN, ItemId, OwnerId, UserId};
+pub use ids::{ChangeId, CharacterId, ID_MAX_LEN, ItemId, OwnerId, UserId, ZoneId};
 pub use message::{
     ClientMessage, Encoding, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, ServerMessage,
     decode_client, decode_server, encode_client, encode_server,

@@ -578,9 +578,12 @@ impl Driver {
                 self.pump_descriptors(me);
             }
             Err(error) => {
+                // A refusal is not retried on a timer: the ids are asked for
+                // again with the next message, as natively.
+                let retryable = error.is_retryable();
                 self.outbox.push(Event::Error(error));
                 self.state.descriptor_fetch_failed(ids);
-                if self.descriptors.retry.is_some() {
+                if !retryable || self.descriptors.retry.is_some() {
                     return;
                 }
                 let config = &self.config;

@@ -68,18 +68,53 @@ impl Error {
         }
     }
 
-    /// Whether trying again later may succeed: network failures, 5xx and
-    /// rate limiting. Refusals (bad token, bad request) are final.
+    /// Whether trying again later may succeed, as the code table says
+    /// ([`ErrorCode::is_retryable`] of [`Error::code`]): network failures,
+    /// server failures and rate limiting. Refusals (bad token, bad request)
+    /// are final, and so is a closed client, whose code tells callers the
+    /// service is gone but which will not come back by itself.
     #[must_use]
     pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Transport(_) => true,
-            Self::HttpStatus { status } => *status == 429 || *status >= 500,
-            Self::Server(body) => matches!(
-                body.code,
-                ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::Internal
+        !matches!(self, Self::Closed) && self.code().is_retryable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryability_follows_the_code_table_except_for_a_closed_client() {
+        let server = |code| Error::Server(ErrorBody::new(code, "refused"));
+        let cases = [
+            (
+                Error::transport(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+                true,
             ),
-            _ => false,
+            (Error::HttpStatus { status: 503 }, true),
+            (Error::HttpStatus { status: 500 }, true),
+            (Error::HttpStatus { status: 429 }, true),
+            (Error::HttpStatus { status: 404 }, false),
+            (Error::HttpStatus { status: 400 }, false),
+            (server(ErrorCode::Unavailable), true),
+            (server(ErrorCode::Internal), true),
+            (server(ErrorCode::Unauthorized), false),
+            (server(ErrorCode::InsufficientBalance), false),
+            (
+                Error::Protocol(protocol::Error::MalformedMessage("?".into())),
+                false,
+            ),
+            (
+                Error::InvalidUrl {
+                    url: "x".into(),
+                    reason: "no scheme".into(),
+                },
+                false,
+            ),
+            (Error::Closed, false),
+        ];
+        for (error, retryable) in cases {
+            assert_eq!(error.is_retryable(), retryable, "{error}");
         }
     }
 }

@@ -16,6 +16,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use backon::{BlockingRetryable, ConstantBuilder};
 use tempfile::TempDir;
 
 /// How long a server gets to answer after it was spawned. Generous because the
@@ -27,7 +28,8 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// What both servers log (from `strerror`) when their port is taken.
 const PORT_IN_USE: &str = "Address already in use";
 
-/// A restart must reuse its port, so it waits for it to be free: up to 5 s.
+/// A restart must reuse its port, so it waits for it to be free: 50 attempts,
+/// 100 to 200 ms apart (jittered), 5 to 10 s in all.
 const RESPAWN_ATTEMPTS: usize = 50;
 const RESPAWN_PAUSE: Duration = Duration::from_millis(100);
 
@@ -78,6 +80,15 @@ pub enum NotReady {
     Exited(ExitStatus),
     /// It was still running but did not answer within [`READY_TIMEOUT`].
     TimedOut,
+}
+
+/// Why one attempt of a restart failed.
+#[derive(Debug)]
+enum Respawn {
+    /// The port was still taken: worth another attempt after a pause.
+    PortInUse,
+    /// Anything else: final.
+    NotReady(NotReady),
 }
 
 /// One server binary with its own temp dir and log, started and stopped on demand.
@@ -210,17 +221,28 @@ impl Daemon {
     /// Spawns with `args` on a port that must not change (a restart) until
     /// `answers` says it is ready, waiting while the port is still busy.
     pub fn respawn(&mut self, args: &[String], mut answers: impl FnMut(&Daemon) -> bool) {
-        for _ in 0..RESPAWN_ATTEMPTS {
+        let policy = ConstantBuilder::default()
+            .with_delay(RESPAWN_PAUSE)
+            .with_max_times(RESPAWN_ATTEMPTS - 1)
+            .with_jitter();
+        let outcome = (|| {
             self.spawn(args);
             match self.wait_ready(|daemon| answers(daemon).then_some(())) {
-                Ok(()) => return,
-                Err(NotReady::Exited(_)) if self.lost_port_race() => thread::sleep(RESPAWN_PAUSE),
-                Err(why) => self.not_ready(why),
+                Err(NotReady::Exited(_)) if self.lost_port_race() => Err(Respawn::PortInUse),
+                other => other.map_err(Respawn::NotReady),
             }
+        })
+        .retry(policy)
+        .sleep(thread::sleep)
+        .when(|e| matches!(e, Respawn::PortInUse))
+        .call();
+        match outcome {
+            Ok(()) => {}
+            Err(Respawn::NotReady(why)) => self.not_ready(why),
+            Err(Respawn::PortInUse) => self.fail(&format!(
+                "its port stayed in use across {RESPAWN_ATTEMPTS} restart attempts"
+            )),
         }
-        self.fail(&format!(
-            "its port stayed in use across {RESPAWN_ATTEMPTS} restart attempts"
-        ))
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use descriptor_service::conformance::crafted;
 use descriptor_service::{
-    Absence, AppState, DescriptorStore, Error, Lookup, Record, SqliteStore, WriteOutcome,
+    Absence, DescriptorStore, Descriptors, Error, Lookup, Record, SqliteStore, WriteOutcome,
 };
 use protocol::{BurnOutcome, Descriptor, ItemId};
 use tokio::sync::Semaphore;
@@ -55,8 +55,8 @@ async fn a_load_racing_a_burn_does_not_cache_the_burned_descriptor() {
         gate: Arc::clone(&gate),
         read: Arc::clone(&read),
     });
-    let state = AppState::builder(store.clone()).build();
-    let cache = state.cache().clone();
+    let descriptors = Descriptors::builder(store.clone()).build();
+    let cache = descriptors.cache().clone();
     let ids = vec![sword.id.clone()];
     let racing = tokio::spawn({
         let cache = cache.clone();

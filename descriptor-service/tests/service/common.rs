@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use descriptor_service::conformance::CountingStore;
-use descriptor_service::{AppState, AuthConfig, SqliteStore, app};
+use descriptor_service::{AuthConfig, Descriptors, SqliteStore, app};
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -36,7 +36,7 @@ pub fn auth() -> AuthConfig {
 /// An app over a counting SQLite store.
 pub struct TestApp {
     pub router: Router,
-    pub state: AppState,
+    pub descriptors: Descriptors,
     pub store: Arc<CountingStore<SqliteStore>>,
     _dir: TempDir,
 }
@@ -49,10 +49,10 @@ impl TestApp {
     pub fn with_auth(auth: AuthConfig) -> Self {
         let (dir, store) = sqlite_store();
         let store = Arc::new(CountingStore::new(store));
-        let state = AppState::builder(store.clone()).with_auth(auth).build();
+        let descriptors = Descriptors::builder(store.clone()).build();
         Self {
-            router: app(state.clone()),
-            state,
+            router: app(descriptors.clone(), auth),
+            descriptors,
             store,
             _dir: dir,
         }

@@ -1,4 +1,4 @@
-//! The binary's configuration: parsed by clap, wired into a working state.
+//! The binary's configuration: parsed by clap, wired into working descriptors and tokens.
 
 use axum::http::{Method, StatusCode};
 use clap::Parser;
@@ -27,7 +27,8 @@ async fn a_parsed_config_serves_with_its_store_and_tokens() {
     .expect("parse");
     assert_eq!(config.store, StoreKind::Sqlite);
     assert_eq!(config.cache().max_bytes, 8 * 1024 * 1024);
-    let router = app(config.into_state().await.expect("state"));
+    let descriptors = config.open_descriptors().await.expect("descriptors");
+    let router = app(descriptors, config.auth());
     let body = serde_json::to_string(&crafted("cfg-1")).expect("json");
     let created = send(
         &router,
@@ -59,6 +60,8 @@ fn the_mongodb_store_needs_a_uri() {
     // flag's environment fallback; the case under test is "no URI at all".
     config.mongodb_uri = None;
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let error = runtime.block_on(config.into_state()).expect_err("no uri");
+    let error = runtime
+        .block_on(config.open_descriptors())
+        .expect_err("no uri");
     assert_eq!(error.code(), protocol::ErrorCode::Unavailable);
 }

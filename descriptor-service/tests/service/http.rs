@@ -1,8 +1,8 @@
-//! The HTTP API through `app(state)` with `oneshot`, and once over a socket.
+//! The HTTP API through `app(descriptors, auth)` with `oneshot`, and once over a socket.
 
 use axum::http::{Method, StatusCode};
 use descriptor_service::conformance::{catalog, crafted};
-use descriptor_service::{AppState, AuthConfig, MAX_DESCRIPTOR_BODY_BYTES, run};
+use descriptor_service::{AuthConfig, Descriptors, MAX_DESCRIPTOR_BODY_BYTES, run};
 use protocol::MAX_BATCH_IDS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -79,7 +79,7 @@ async fn a_missed_batch_costs_exactly_one_store_query() {
         app.create(&crafted(id)).await;
     }
     // Creates put descriptors in the cache; start from a cold cache.
-    app.state.cache().invalidate_all();
+    app.descriptors.cache().invalidate_all();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let cold = app.batch(&refs).await;
     assert_eq!(cold.status, StatusCode::OK);
@@ -99,7 +99,7 @@ async fn a_missed_batch_costs_exactly_one_store_query() {
     app.batch(&mixed).await;
     assert_eq!(app.store.reads(), 2);
     assert_eq!(app.store.ids_read(), 1_003);
-    assert_eq!(app.state.metrics().store_reads(), 2);
+    assert_eq!(app.descriptors.metrics().store_reads(), 2);
 }
 
 #[tokio::test]
@@ -109,7 +109,7 @@ async fn concurrent_batches_missing_the_same_ids_share_one_load() {
     for id in &ids {
         app.create(&crafted(id)).await;
     }
-    app.state.cache().invalidate_all();
+    app.descriptors.cache().invalidate_all();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let answers = futures::future::join_all((0..8).map(|_| app.batch(&refs))).await;
     for answer in &answers {
@@ -498,13 +498,11 @@ async fn raw_http(addr: std::net::SocketAddr, request: String) -> String {
 #[tokio::test]
 async fn serves_over_a_real_socket_until_shutdown() {
     let (_dir, store) = sqlite_store();
-    let state = AppState::builder(std::sync::Arc::new(store))
-        .with_auth(crate::common::auth())
-        .build();
+    let descriptors = Descriptors::builder(std::sync::Arc::new(store)).build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(run(listener, state, async {
+    let server = tokio::spawn(run(listener, descriptors, crate::common::auth(), async {
         stopped.await.ok();
     }));
     let body = serde_json::to_string(&crafted("sock-1")).unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use descriptor_service::conformance::{catalog, crafted};
-use descriptor_service::{AppState, SqliteStore, app};
+use descriptor_service::{Descriptors, SqliteStore, app};
 use tempfile::TempDir;
 
 use testkit::{RedisServer, redis_url, unique_name};
@@ -30,12 +30,11 @@ async fn replicas_over(redis: &str) -> Replicas {
     let mut routers = Vec::new();
     for _ in 0..2 {
         let store = SqliteStore::open(&path).expect("open");
-        let state = AppState::builder(Arc::new(store))
-            .with_auth(auth())
+        let descriptors = Descriptors::builder(Arc::new(store))
             .build_with_redis(redis, &channel)
             .await
             .expect("redis");
-        routers.push(app(state));
+        routers.push(app(descriptors, auth()));
     }
     let b = routers.pop().expect("b");
     let a = routers.pop().expect("a");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use descriptor_service::conformance::{CountingStore, check_store, crafted};
-use descriptor_service::{AppState, Lookup, MongoStore};
+use descriptor_service::{Descriptors, Lookup, MongoStore};
 use protocol::ItemId;
 
 use testkit::{mongodb_uri, unique_name};
@@ -54,17 +54,17 @@ async fn a_missed_batch_is_one_in_query_on_mongodb() {
         .expect("load");
     assert_eq!(loaded, 500);
     let store = Arc::new(CountingStore::new(store));
-    let state = AppState::builder(store.clone()).build();
+    let descriptors = Descriptors::builder(store.clone()).build();
     let ids: Vec<ItemId> = (0..1_000)
         .map(|n| ItemId::parse(format!("m{n}")).unwrap())
         .collect();
-    let lookups = state.cache().get_many(&ids).await.expect("batch");
+    let lookups = descriptors.get_many(&ids).await.expect("batch");
     let found = lookups
         .iter()
         .filter(|l| matches!(l, Lookup::Found(_)))
         .count();
     assert_eq!((found, store.reads()), (500, 1));
-    state.cache().get_many(&ids).await.expect("warm batch");
+    descriptors.get_many(&ids).await.expect("warm batch");
     assert_eq!(store.reads(), 1);
 }
 

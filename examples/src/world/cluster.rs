@@ -10,10 +10,11 @@ use anyhow::Context;
 use descriptor_service::{AuthConfig, DescriptorStore};
 use inventory_core::{
     EventBus, FaultPlan, FaultyBus, Inventory, InventoryStore, LocalBus, MetricsSnapshot,
-    MongoConfig, PropagationMetrics, RedisBus, RedisBusConfig, SqliteConfig, SqliteStore,
-    StoreScan, ZoneNode, ZoneNodeConfig,
+    MongoConfig, PlayerHub, PlayerHubConfig, PropagationMetrics, RedisBus, RedisBusConfig,
+    SqliteConfig, SqliteStore, StoreScan,
 };
 use inventory_service::{AppState, ClientTokens, EdgeConfig, ServiceToken};
+use protocol::ZoneId;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -28,7 +29,7 @@ pub(crate) struct Backend {
     pub(crate) store: Arc<dyn InventoryStore>,
     pub(crate) scan: Arc<dyn StoreScan>,
     pub(crate) descriptors: Arc<dyn DescriptorStore>,
-    pub(crate) descriptor_state: descriptor_service::AppState,
+    pub(crate) registry: descriptor_service::Descriptors,
     pub(crate) bus: Bus,
     pub(crate) tokens: ClientTokens,
     /// The Redis server the world started itself (chaos kills it).
@@ -103,14 +104,12 @@ impl Backend {
             }
             (None, false) => Bus::Local(LocalBus::new()),
         };
-        let descriptor_state = descriptor_service::AppState::builder(descriptors.clone())
-            .with_auth(AuthConfig::default().with_open_reads(true))
-            .build();
+        let registry = descriptor_service::Descriptors::builder(descriptors.clone()).build();
         Ok(Self {
             store,
             scan,
             descriptors,
-            descriptor_state,
+            registry,
             bus,
             tokens: ClientTokens::hs256(JWT_SECRET).context("client tokens")?,
             redis,
@@ -136,10 +135,10 @@ impl Backend {
     }
 }
 
-/// One zone's node: its state (inventory facade, cache, client edge) served on
-/// a fixed loopback address.
+/// One zone's node: its state (inventory facade, player hub, client edge)
+/// served on a fixed loopback address.
 pub(crate) struct ZoneServer {
-    pub(crate) name: String,
+    pub(crate) name: ZoneId,
     pub(crate) addr: SocketAddr,
     running: Option<Running>,
     /// Counters of the node's earlier incarnations.
@@ -163,7 +162,7 @@ pub(crate) struct Retired {
 impl ZoneServer {
     /// Binds a fresh port and starts the node.
     pub(crate) async fn start(
-        name: String,
+        name: ZoneId,
         backend: &Backend,
         config: &WorldConfig,
     ) -> anyhow::Result<Self> {
@@ -197,11 +196,11 @@ impl ZoneServer {
     ) -> anyhow::Result<()> {
         let metrics = PropagationMetrics::new();
         let (bus, receiver) = backend.connect().await?;
-        let node = ZoneNode::start(
+        let hub = PlayerHub::start(
             backend.store.clone(),
             bus.clone(),
             receiver,
-            ZoneNodeConfig::new()
+            PlayerHubConfig::new()
                 .with_version_check_interval(Some(config.version_check))
                 .with_metrics(metrics.clone()),
         );
@@ -224,13 +223,16 @@ impl ZoneServer {
             .with_send_queue(64, Duration::from_secs(2));
         let state = AppState::builder(
             inventory,
-            node,
+            hub,
             ServiceToken::random(),
             backend.tokens.clone(),
         )
         .with_zones([self.name.clone()])
         .with_edge_config(edge)
-        .with_fallback(descriptor_service::app(backend.descriptor_state.clone()))
+        .with_fallback(descriptor_service::app(
+            backend.registry.clone(),
+            AuthConfig::default().with_open_reads(true),
+        ))
         .build();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(inventory_service::run(listener, state.clone(), async {
@@ -282,7 +284,7 @@ impl Retired {
     fn of(state: &AppState) -> Self {
         let text = state.metrics().render();
         Self {
-            propagation: state.node().metrics().snapshot(),
+            propagation: state.hub().metrics().snapshot(),
             resumes: counter(&text, "inventory_resumes_total"),
             slow_disconnects: counter(&text, "inventory_slow_client_disconnects_total"),
         }

@@ -11,19 +11,20 @@
 //! catalog migration would. Every seeded and every crafted item is then
 //! burned while burns remain; what is left is held at the end.
 //!
-//! An `unavailable` outcome is retried with the same order, sequentially, by
-//! the crafter that placed it; another refusal puts the claimed unit of work
-//! back for any crafter to do.
+//! A retryable failure (an `unavailable` outcome above all) is retried with
+//! the same order, sequentially, by the crafter that placed it; a refusal
+//! puts the claimed unit of work back for any crafter to do.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use inventory_core::{AppliedChange, Inventory};
 use inventory_service::ApiError;
 use inventory_service::crafting::{self, BurnOrder, CraftOrder};
-use protocol::{Change, ChangeId, CharacterId, ErrorCode, ItemId, OwnerId, Quantity, UserId};
+use protocol::{Change, ChangeId, CharacterId, ItemId, OwnerId, Quantity, UserId};
 use serde::Serialize;
 
 use super::WorldConfig;
@@ -134,7 +135,7 @@ struct Tally {
 /// What every crafter shares.
 struct Economy {
     inventory: Inventory,
-    registry: descriptor_service::AppState,
+    registry: descriptor_service::Descriptors,
     work: Work,
     tally: Tally,
     progress: indicatif::ProgressBar,
@@ -161,7 +162,7 @@ pub async fn run(
     );
     let economy = Arc::new(Economy {
         inventory: Inventory::from_arc(backend.store.clone()),
-        registry: backend.descriptor_state.clone(),
+        registry: backend.registry.clone(),
         work: Work {
             seeds: AtomicU64::new(seeds),
             crafts: AtomicU64::new(config.crafts),
@@ -331,27 +332,37 @@ fn crafted(owner: &OwnerId, change: ChangeId, recipe: &[(ItemId, Quantity)]) -> 
     )
 }
 
-/// Runs `order` until it answers, retrying an unknown outcome (the same
-/// order, sequentially). True if applied.
+/// How an order whose outcome is unknown is retried: up to 99 more times,
+/// backing off from 10 ms to 500 ms, jittered so that the crafters that one
+/// blip failed together do not retry together.
+fn retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(10))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_times(99)
+        .with_jitter()
+}
+
+/// Runs `order` until it answers, retrying (the same order, sequentially)
+/// while the error's code is retryable. True if applied.
 async fn attempt<F, Fut>(economy: &Economy, order: F) -> bool
 where
-    F: Fn() -> Fut,
+    F: FnMut() -> Fut,
     Fut: Future<Output = Result<AppliedChange, ApiError>>,
 {
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        match order().await {
-            Ok(_) => return true,
-            Err(e) if e.code() == ErrorCode::Unavailable && attempts < 100 => {
-                economy.tally.retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempts.min(50)))).await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "an economy order failed");
-                economy.tally.failures.fetch_add(1, Ordering::Relaxed);
-                return false;
-            }
+    let outcome = order
+        .retry(retry_policy())
+        .when(|e: &ApiError| e.code().is_retryable())
+        .notify(|_, _| {
+            economy.tally.retries.fetch_add(1, Ordering::Relaxed);
+        })
+        .await;
+    match outcome {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "an economy order failed");
+            economy.tally.failures.fetch_add(1, Ordering::Relaxed);
+            false
         }
     }
 }

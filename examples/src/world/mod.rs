@@ -36,12 +36,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use inventory_core::{AppliedChange, Inventory, ZoneId};
+use backon::{ExponentialBuilder, Retryable};
+use inventory_core::{AppliedChange, Inventory};
 use inventory_service::crafting::{self, BurnOrder, CraftOrder};
 use inventory_service::{ApiError, AppState};
 use protocol::{
     AttributeValue, Change, ChangeId, CharacterId, Descriptor, ErrorCode, ItemId, OwnerId,
-    Quantity, UserId, Version,
+    Quantity, UserId, Version, ZoneId,
 };
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
@@ -214,7 +215,7 @@ struct Counters {
 
 /// One zone as players see it: its node's state while it is up.
 struct ZoneSlot {
-    name: String,
+    name: ZoneId,
     ws_url: String,
     http_url: String,
     state: RwLock<Option<AppState>>,
@@ -238,10 +239,12 @@ struct World {
     zones: Vec<ZoneSlot>,
     users: Vec<UserId>,
     probes: Vec<Arc<ClientProbe>>,
+    /// Every client's latency marks, behind [`World::probes`].
+    client_latencies: Latencies,
     propagation: Arc<PropagationProbe>,
     acknowledged: Mutex<HashMap<ChangeId, Vec<(OwnerId, Version)>>>,
     /// Where crafted descriptors are created and burned.
-    registry: descriptor_service::AppState,
+    registry: descriptor_service::Descriptors,
     /// The descriptor of every craft order placed, applied or not.
     crafted: Mutex<Vec<ItemId>>,
     retry_mismatches: Mutex<Vec<String>>,
@@ -294,9 +297,53 @@ struct Player {
     rng: StdRng,
 }
 
-/// Runs a world and audits it.
+/// Runs a world and audits it: starts the cluster, spawns the players, lets
+/// them play under chaos for the configured duration, settles, shuts down,
+/// then audits what the store holds.
 pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
-    let mut config = config;
+    let (config, actions) = checked(config)?;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let (backend, servers) = start_cluster(&config).await?;
+    let slow_runtime = slow_client_runtime(&config)?;
+    let world = Arc::new(World::new(
+        config,
+        actions,
+        &backend,
+        &servers,
+        slow_runtime.as_ref().map(|r| r.handle().clone()),
+    )?);
+    let listener = listen_for_propagation(&world, &backend).await?;
+
+    let progress = progress_bar(
+        world.config.progress,
+        world.config.duration.as_secs(),
+        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} s  {msg}",
+    );
+    progress.set_message("connecting players");
+    let players = spawn_players(&world).await?;
+    progress.set_message("playing");
+    let Played {
+        mut players,
+        mut servers,
+        backend,
+        seconds,
+    } = play(&world, players, servers, backend, &progress).await?;
+    progress.set_message("settling");
+    let views = recover_and_settle(&world, &mut servers, &backend, &mut players).await?;
+    progress.finish_and_clear();
+
+    let totals = shut_down(players, &mut servers).await;
+    listener.abort();
+    if let Some(runtime) = slow_runtime {
+        runtime.shutdown_background();
+    }
+    let (changes, audit) = audit_world(&world, &backend, views).await?;
+    Ok(report(&world, &backend, &totals, seconds, changes, audit))
+}
+
+/// The configuration with its chaos levels filled in, and the players'
+/// choice of action by its weights; refuses a world that cannot run.
+fn checked(mut config: WorldConfig) -> anyhow::Result<(WorldConfig, WeightedIndex<u32>)> {
     config.chaos = config.chaos.normalized();
     anyhow::ensure!(config.players >= 2, "a world needs at least 2 players");
     anyhow::ensure!(config.zones >= 1, "a world needs at least 1 zone");
@@ -312,29 +359,25 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
             "at least one of --gather, --trade, --move, --craft and --burn must be above 0"
         )
     })?;
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    Ok((config, actions))
+}
 
-    let mut backend = Backend::start(&config).await?;
+/// The stores, the bus and the descriptor catalog, then one zone node per
+/// zone.
+async fn start_cluster(config: &WorldConfig) -> anyhow::Result<(Backend, Vec<ZoneServer>)> {
+    let backend = Backend::start(config).await?;
     create_catalog(&backend).await?;
     let mut servers = Vec::with_capacity(config.zones);
     for z in 0..config.zones {
-        servers.push(ZoneServer::start(format!("zone-{z}"), &backend, &config).await?);
+        let name = ZoneId::parse(format!("zone-{z}"))?;
+        servers.push(ZoneServer::start(name, &backend, config).await?);
     }
-    let zones = servers
-        .iter()
-        .map(|s| ZoneSlot {
-            name: s.name.clone(),
-            ws_url: s.ws_url(),
-            http_url: s.http_url(),
-            state: RwLock::new(s.state().cloned()),
-            incarnation: AtomicU64::new(0),
-        })
-        .collect();
-    let users: Vec<UserId> = (0..config.players)
-        .map(|i| UserId::parse(format!("p{i:06}")))
-        .collect::<Result<_, _>>()?;
-    let client_latencies = Latencies::default();
-    let slow_runtime = (config.chaos.slow_clients > 0.0)
+    Ok((backend, servers))
+}
+
+/// The runtime the slow clients share, if the chaos has slow clients.
+fn slow_client_runtime(config: &WorldConfig) -> anyhow::Result<Option<tokio::runtime::Runtime>> {
+    Ok((config.chaos.slow_clients > 0.0)
         .then(|| {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -342,43 +385,77 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
                 .enable_all()
                 .build()
         })
-        .transpose()?;
-    let world = Arc::new(World {
-        actions,
-        probes: users
-            .iter()
-            .map(|_| Arc::new(ClientProbe::new(client_latencies.clone())))
-            .collect(),
-        users,
-        zones,
-        propagation: Arc::new(PropagationProbe::default()),
-        acknowledged: Mutex::new(HashMap::new()),
-        registry: backend.descriptor_state.clone(),
-        crafted: Mutex::new(Vec::new()),
-        retry_mismatches: Mutex::new(Vec::new()),
-        counters: Counters::default(),
-        tokens: backend.tokens.clone(),
-        stop: AtomicBool::new(false),
-        client_reconnects: Arc::default(),
-        slow_clients: slow_runtime.as_ref().map(|r| r.handle().clone()),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?,
-        config: config.clone(),
-    });
+        .transpose()?)
+}
 
+impl World {
+    fn new(
+        config: WorldConfig,
+        actions: WeightedIndex<u32>,
+        backend: &Backend,
+        servers: &[ZoneServer],
+        slow_clients: Option<tokio::runtime::Handle>,
+    ) -> anyhow::Result<Self> {
+        let zones = servers
+            .iter()
+            .map(|s| ZoneSlot {
+                name: s.name.clone(),
+                ws_url: s.ws_url(),
+                http_url: s.http_url(),
+                state: RwLock::new(s.state().cloned()),
+                incarnation: AtomicU64::new(0),
+            })
+            .collect();
+        let users: Vec<UserId> = (0..config.players)
+            .map(|i| UserId::parse(format!("p{i:06}")))
+            .collect::<Result<_, _>>()?;
+        let client_latencies = Latencies::default();
+        Ok(Self {
+            actions,
+            probes: users
+                .iter()
+                .map(|_| Arc::new(ClientProbe::new(client_latencies.clone())))
+                .collect(),
+            client_latencies,
+            users,
+            zones,
+            propagation: Arc::new(PropagationProbe::default()),
+            acknowledged: Mutex::new(HashMap::new()),
+            registry: backend.registry.clone(),
+            crafted: Mutex::new(Vec::new()),
+            retry_mismatches: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            tokens: backend.tokens.clone(),
+            stop: AtomicBool::new(false),
+            client_reconnects: Arc::default(),
+            slow_clients,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            config,
+        })
+    }
+}
+
+/// Subscribes a bus connection of the world's own to every player's channel
+/// and feeds what arrives to the propagation probe until aborted.
+async fn listen_for_propagation(
+    world: &Arc<World>,
+    backend: &Backend,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let (probe_bus, probe_receiver) = backend.connect().await?;
     for user in &world.users {
         probe_bus.subscribe(user).await?;
     }
-    let listener = tokio::spawn(world.propagation.clone().listen(probe_receiver));
+    Ok(tokio::spawn(
+        world.propagation.clone().listen(probe_receiver),
+    ))
+}
 
-    let progress = progress_bar(
-        config.progress,
-        config.duration.as_secs(),
-        "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} s  {msg}",
-    );
-    progress.set_message("connecting players");
+/// Every player, each with a random source seeded from the world's seed and
+/// a zone of its own, entered in its zone (joined and connected).
+async fn spawn_players(world: &World) -> anyhow::Result<Vec<Player>> {
+    let config = &world.config;
     let mut players = Vec::with_capacity(config.players);
     let mut root = StdRng::seed_from_u64(config.seed);
     for index in 0..config.players {
@@ -401,25 +478,62 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
     let connecting = futures::future::join_all(
         players
             .iter_mut()
-            .map(|player| enter(&world, player, player.zone)),
+            .map(|player| enter(world, player, player.zone)),
     )
     .await;
     for result in connecting {
         result.context("a player could not enter the world")?;
     }
+    Ok(players)
+}
 
-    progress.set_message("playing");
+/// What the play hands back: the players, the cluster the chaos loop held,
+/// and how long play lasted.
+struct Played {
+    players: Vec<Player>,
+    servers: Vec<ZoneServer>,
+    backend: Backend,
+    seconds: f64,
+}
+
+/// Lets every player play, and the chaos loop kill and restart, for the
+/// configured duration; then stops them all and takes everything back.
+async fn play(
+    world: &Arc<World>,
+    players: Vec<Player>,
+    mut servers: Vec<ZoneServer>,
+    mut backend: Backend,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Played> {
     let started = Instant::now();
     let tasks: Vec<_> = players
         .into_iter()
-        .map(|player| tokio::spawn(play(world.clone(), player)))
+        .map(|player| tokio::spawn(play_as(world.clone(), player)))
         .collect();
     let chaos_world = world.clone();
     let chaos = tokio::spawn(async move {
         chaos_loop(&chaos_world, &mut servers, &mut backend).await;
         (servers, backend)
     });
-    while started.elapsed() < config.duration {
+    show_progress(world, started, progress).await;
+    world.stop.store(true, Ordering::SeqCst);
+    let seconds = started.elapsed().as_secs_f64();
+    let mut players = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        players.push(task.await?);
+    }
+    let (servers, backend) = chaos.await?;
+    Ok(Played {
+        players,
+        servers,
+        backend,
+        seconds,
+    })
+}
+
+/// Shows the acknowledged changes and their rate until the play time is up.
+async fn show_progress(world: &World, started: Instant, progress: &indicatif::ProgressBar) {
+    while started.elapsed() < world.config.duration {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let changes = world
             .acknowledged
@@ -432,46 +546,58 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
             changes as f64 / started.elapsed().as_secs_f64()
         ));
     }
-    world.stop.store(true, Ordering::SeqCst);
-    let seconds = started.elapsed().as_secs_f64();
-    let mut players = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        players.push(task.await?);
-    }
-    let (mut servers, backend) = chaos.await?;
+}
 
-    progress.set_message("settling");
-    for server in &mut servers {
+/// Restarts every node the chaos left down, puts every player whose node
+/// went away back in its zone, and waits for the clients to converge;
+/// returns their views.
+async fn recover_and_settle(
+    world: &World,
+    servers: &mut [ZoneServer],
+    backend: &Backend,
+    players: &mut [Player],
+) -> anyhow::Result<Vec<protocol::OwnerSnapshot>> {
+    for server in servers.iter_mut() {
         if server.state().is_none() {
-            server.restart(&backend, &config).await?;
+            server.restart(backend, &world.config).await?;
         }
     }
-    refresh_slots(&world, &servers);
-    for player in &mut players {
+    refresh_slots(world, servers);
+    for player in players.iter_mut() {
         if player.incarnation != world.zones[player.zone].incarnation.load(Ordering::SeqCst)
             || player.client.is_none()
         {
             let zone = player.zone;
-            enter(&world, player, zone).await?;
+            enter(world, player, zone).await?;
         }
     }
-    let views = settle(&world, &backend, &players).await?;
-    progress.finish_and_clear();
+    settle(world, backend, players).await
+}
 
+/// Closes every client and stops every node; returns what each node
+/// counted over its lives.
+async fn shut_down(players: Vec<Player>, servers: &mut [ZoneServer]) -> Vec<cluster::Retired> {
     for player in players {
         if let Some(client) = player.client {
             client.close().await;
         }
     }
     let totals = servers.iter().map(ZoneServer::totals).collect::<Vec<_>>();
-    for server in &mut servers {
+    for server in servers.iter_mut() {
         server.kill().await;
     }
-    listener.abort();
-    if let Some(runtime) = slow_runtime {
-        runtime.shutdown_background();
-    }
+    totals
+}
 
+/// The audit of the store and the descriptors, given the acknowledged
+/// changes, the crafts ordered and the clients' final views, plus a
+/// violation for every retry on purpose that answered differently. Returns
+/// the number of acknowledged changes too.
+async fn audit_world(
+    world: &World,
+    backend: &Backend,
+    views: Vec<protocol::OwnerSnapshot>,
+) -> anyhow::Result<(u64, audit::AuditReport)> {
     let acknowledged = std::mem::take(
         &mut *world
             .acknowledged
@@ -501,11 +627,24 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
             detail: mismatch.clone(),
         });
     }
+    Ok((changes, audit))
+}
 
+/// The world's report: what the players did, what the nodes counted, the
+/// latencies and the audit.
+fn report(
+    world: &World,
+    backend: &Backend,
+    totals: &[cluster::Retired],
+    seconds: f64,
+    changes: u64,
+    audit: audit::AuditReport,
+) -> WorldReport {
+    let config = &world.config;
     let c = &world.counters;
     let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let sum = |f: fn(&cluster::Retired) -> u64| totals.iter().map(f).sum::<u64>();
-    Ok(WorldReport {
+    WorldReport {
         players: config.players,
         zones: config.zones,
         backend: match (&config.mongodb_uri, &backend.bus) {
@@ -532,7 +671,7 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
         crafted_descriptors: get(&c.crafts),
         burned_descriptors: get(&c.burns),
         propagation_latency: Quantiles::of(&world.propagation.latencies.snapshot()),
-        client_latency: Quantiles::of(&client_latencies.snapshot()),
+        client_latency: Quantiles::of(&world.client_latencies.snapshot()),
         duplicates_discarded: sum(|r| r.propagation.duplicates),
         gaps: sum(|r| r.propagation.gaps),
         rehydrations: sum(|r| r.propagation.rehydrations),
@@ -546,7 +685,7 @@ pub async fn run(config: WorldConfig) -> anyhow::Result<WorldReport> {
         ]),
         rss_mib: testkit::bench::rss_bytes().map_or(0.0, |b| b as f64 / (1 << 20) as f64),
         audit,
-    })
+    }
 }
 
 /// A progress bar of `len` steps drawn with `template` (indicatif's
@@ -590,10 +729,7 @@ async fn enter(world: &World, player: &mut Player, zone: usize) -> anyhow::Resul
     let slot = &world.zones[zone];
     let state = slot.state().context("the zone is down")?;
     let incarnation = slot.incarnation.load(Ordering::SeqCst);
-    state
-        .node()
-        .join(&ZoneId::new(&slot.name), &player.user)
-        .await?;
+    state.hub().join(&slot.name, &player.user).await?;
     let client = connect(world, player, zone).await?;
     let old = player.client.replace(client);
     let from = player.zone;
@@ -606,8 +742,8 @@ async fn enter(world: &World, player: &mut Player, zone: usize) -> anyhow::Resul
         && let Some(state) = world.zones[from].state()
     {
         state
-            .node()
-            .leave(&ZoneId::new(&world.zones[from].name), &player.user)
+            .hub()
+            .leave(&world.zones[from].name, &player.user)
             .await?;
     }
     Ok(())
@@ -663,7 +799,7 @@ async fn connect(world: &World, player: &Player, zone: usize) -> anyhow::Result<
 }
 
 /// One player's play until the world stops.
-async fn play(world: Arc<World>, mut player: Player) -> Player {
+async fn play_as(world: Arc<World>, mut player: Player) -> Player {
     while !world.stop.load(Ordering::SeqCst) {
         let wait = -(1.0 - player.rng.random::<f64>()).ln() / world.config.rate.max(1e-6);
         tokio::time::sleep(Duration::from_secs_f64(wait.min(60.0))).await;
@@ -784,7 +920,7 @@ fn resource(index: usize) -> ItemId {
 /// What the player's hero holds, as its zone node's cache shows it.
 fn hero_items(state: &AppState, player: &Player) -> BTreeMap<ItemId, u64> {
     state
-        .node()
+        .hub()
         .snapshot(&player.user)
         .and_then(|owners| owners.into_iter().find(|o| o.owner == player.hero))
         .map(|o| o.items)
@@ -880,8 +1016,23 @@ async fn apply(world: &World, player: &mut Player, inventory: &Inventory, change
     .await
 }
 
+/// How long one attempt may take before its outcome counts as unknown.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How an attempt whose outcome is unknown is retried: up to 9 more times,
+/// backing off from 50 ms to 500 ms, jittered so that the players one node
+/// kill failed together do not retry together.
+fn retry_policy() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_millis(500))
+        .with_max_times(9)
+        .with_jitter()
+}
+
 /// Runs `attempt` (one attempt of the change `id`: a plain change, a craft
-/// or a burn order), retrying it sequentially while the outcome is unknown;
+/// or a burn order), retrying it sequentially while the error's code is
+/// retryable (a timed-out attempt's outcome is unknown: `unavailable`);
 /// records the acknowledgement and the latency marks, and sometimes retries
 /// an applied change on purpose. True if applied.
 async fn apply_with<F, Fut>(world: &World, player: &mut Player, id: ChangeId, attempt: F) -> bool
@@ -891,30 +1042,55 @@ where
 {
     let started = Instant::now();
     world.propagation.start(id, started);
-    let mut attempts = 0;
-    let applied = loop {
-        attempts += 1;
-        // A timed-out attempt is dropped before the next one starts, so the
-        // attempts of one order never overlap in this task.
-        match tokio::time::timeout(Duration::from_secs(5), attempt()).await {
-            Ok(Ok(applied)) => break applied,
-            Ok(Err(e)) if e.code() != ErrorCode::Unavailable || attempts >= 10 => {
-                if e.code() != ErrorCode::InsufficientBalance {
-                    tracing::warn!(change = %id, error = %e, "change failed");
-                }
-                world.propagation.forget(&id);
-                world.counters.refused.fetch_add(1, Ordering::Relaxed);
-                return false;
+    // A timed-out attempt is dropped before the next one starts, so the
+    // attempts of one order never overlap in this task.
+    let bounded = || async {
+        tokio::time::timeout(ATTEMPT_TIMEOUT, attempt())
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    ErrorCode::Unavailable,
+                    format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+                ))
+            })
+    };
+    let outcome = bounded
+        .retry(retry_policy())
+        .when(|e: &ApiError| e.code().is_retryable())
+        .notify(|_, _| {
+            world
+                .counters
+                .retries_after_error
+                .fetch_add(1, Ordering::Relaxed);
+        })
+        .await;
+    let applied = match outcome {
+        Ok(applied) => applied,
+        Err(e) => {
+            if e.code() != ErrorCode::InsufficientBalance {
+                tracing::warn!(change = %id, error = %e, "change failed");
             }
-            _ => {
-                world
-                    .counters
-                    .retries_after_error
-                    .fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(50 * attempts)).await;
-            }
+            world.propagation.forget(&id);
+            world.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
     };
+    let versions = acknowledge(world, id, &applied, started);
+    if player.rng.random_bool(world.config.retry.clamp(0.0, 1.0)) {
+        retry_on_purpose(world, id, &applied, &versions, attempt).await;
+    }
+    true
+}
+
+/// Records an applied change: its acknowledged versions (for the audit) and
+/// the latency marks of the clients that should show them. Returns the
+/// versions.
+fn acknowledge(
+    world: &World,
+    id: ChangeId,
+    applied: &AppliedChange,
+    started: Instant,
+) -> Vec<(OwnerId, Version)> {
     let versions: Vec<(OwnerId, Version)> = applied
         .event
         .owners
@@ -931,23 +1107,35 @@ where
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .insert(id, versions.clone());
-    if player.rng.random_bool(world.config.retry.clamp(0.0, 1.0)) {
-        world
-            .counters
-            .retries_on_purpose
-            .fetch_add(1, Ordering::Relaxed);
-        match attempt().await {
-            Ok(again) if again.already_applied && again.event == applied.event => {}
-            other => world
-                .retry_mismatches
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(format!(
-                    "change {id} applied with {versions:?}, its retry answered {other:?}"
-                )),
-        }
+    versions
+}
+
+/// Sends an applied change again with its id: it must answer "already
+/// applied" with the same event, else the mismatch becomes a violation.
+async fn retry_on_purpose<F, Fut>(
+    world: &World,
+    id: ChangeId,
+    applied: &AppliedChange,
+    versions: &[(OwnerId, Version)],
+    attempt: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<AppliedChange, ApiError>>,
+{
+    world
+        .counters
+        .retries_on_purpose
+        .fetch_add(1, Ordering::Relaxed);
+    match attempt().await {
+        Ok(again) if again.already_applied && again.event == applied.event => {}
+        other => world
+            .retry_mismatches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!(
+                "change {id} applied with {versions:?}, its retry answered {other:?}"
+            )),
     }
-    true
 }
 
 /// The player index of a user id `pNNNNNN`.

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use inventory_core::conformance::fresh_user;
 use inventory_core::{
     BusReceiver, CacheUpdate, EventBus, FaultPlan, FaultyBus, Inventory, InventoryStore, LocalBus,
-    PropagationMetrics, ZoneId, ZoneNode, ZoneNodeConfig,
+    PlayerHub, PlayerHubConfig, PropagationMetrics,
 };
 use protocol::{
     Change, ChangeId, CharacterId, DeltaOutcome, ItemId, OwnerId, OwnerSnapshot, Quantity, UserId,
+    ZoneId,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -103,7 +104,7 @@ async fn redis_subscriptions(url: &str) -> BTreeMap<UserId, usize> {
 pub struct Cluster {
     pub store: Arc<dyn InventoryStore>,
     pub fabric: Fabric,
-    pub nodes: Vec<ZoneNode>,
+    pub nodes: Vec<PlayerHub>,
     pub inventories: Vec<Inventory>,
     pub metrics: Vec<PropagationMetrics>,
 }
@@ -115,13 +116,13 @@ impl Cluster {
         fabric: Fabric,
         n: usize,
         faults: Option<FaultPlan>,
-        config: ZoneNodeConfig,
+        config: PlayerHubConfig,
     ) -> Self {
         let (mut nodes, mut inventories, mut all_metrics) = (vec![], vec![], vec![]);
         for i in 0..n {
             let metrics = PropagationMetrics::new();
             let (bus, receiver) = fabric.connect().await;
-            let node = ZoneNode::start(
+            let node = PlayerHub::start(
                 store.clone(),
                 bus.clone(),
                 receiver,
@@ -228,12 +229,13 @@ impl Cluster {
         }
     }
 
-    /// Every zone of every node lets every player go; then nothing may remain.
+    /// Every holder of every node lets every player go; then nothing may
+    /// remain.
     pub async fn leave_all(&self) {
         for node in &self.nodes {
             for user in node.interested_players() {
-                for zone in node.zones_of(&user) {
-                    node.leave(&zone, &user).await.unwrap();
+                for holder in node.holders_of(&user) {
+                    node.leave(holder, &user).await.unwrap();
                 }
             }
             assert!(node.players().is_empty());
@@ -333,7 +335,7 @@ pub async fn change_until(
 /// The zones of a cluster: `per_node` zones on each node.
 pub fn zones(nodes: usize, per_node: usize) -> Vec<(usize, ZoneId)> {
     (0..nodes)
-        .flat_map(|n| (0..per_node).map(move |z| (n, ZoneId::new(format!("n{n}-z{z}")))))
+        .flat_map(|n| (0..per_node).map(move |z| (n, ZoneId::parse(format!("n{n}-z{z}")).unwrap())))
         .collect()
 }
 
@@ -341,7 +343,7 @@ pub fn zones(nodes: usize, per_node: usize) -> Vec<(usize, ZoneId)> {
 /// before leaving the last (a border crossing), sometimes visiting a second
 /// zone for a moment. Ends with the player in one zone.
 pub async fn wander_until(
-    nodes: Vec<ZoneNode>,
+    nodes: Vec<PlayerHub>,
     zones: Vec<(usize, ZoneId)>,
     user: UserId,
     seed: u64,
@@ -380,7 +382,7 @@ pub struct FollowedView {
 }
 
 impl FollowedView {
-    pub fn follow(node: &ZoneNode, user: &UserId) -> Self {
+    pub fn follow(node: &PlayerHub, user: &UserId) -> Self {
         let view = Self::default();
         let mut follower = node.follow(user).expect("the player is held here");
         let owners = view.owners.clone();

@@ -80,7 +80,7 @@ async fn a_killed_connection_resumes_with_the_missed_deltas() {
         &store,
         redis(&url),
         EdgeConfig::new(),
-        inventory_core::ZoneNodeConfig::new().with_version_check_interval(None),
+        inventory_core::PlayerHubConfig::new().with_version_check_interval(None),
         "127.0.0.1:0".parse().unwrap(),
         axum::Router::new(),
     )

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::post;
 use futures::{SinkExt, StreamExt};
-use inventory_core::{InventoryStore, SqliteConfig, SqliteStore, ZoneNodeConfig};
+use inventory_core::{InventoryStore, PlayerHubConfig, SqliteConfig, SqliteStore};
 use inventory_service::{
     AppState, AppStateBuilder, BusChoice, ClientTokens, EdgeConfig, ServiceToken,
 };
@@ -35,14 +35,14 @@ pub fn tokens() -> ClientTokens {
 pub async fn state_builder(
     store: Arc<dyn InventoryStore>,
     bus: BusChoice,
-    config: ZoneNodeConfig,
+    config: PlayerHubConfig,
 ) -> AppStateBuilder {
-    let (inventory, node) = inventory_service::start_node(store, bus, config)
+    let (inventory, hub) = inventory_service::start_node(store, bus, config)
         .await
         .unwrap();
     AppState::builder(
         inventory,
-        node,
+        hub,
         ServiceToken::new(SERVICE_TOKEN).unwrap(),
         tokens(),
     )
@@ -113,7 +113,7 @@ impl Node {
         // A publish lost while Redis restarts is only caught by the periodic
         // version check (or the player's next event): keep it short.
         let config =
-            ZoneNodeConfig::new().with_version_check_interval(Some(Duration::from_millis(500)));
+            PlayerHubConfig::new().with_version_check_interval(Some(Duration::from_millis(500)));
         Self::start_configured(store, bus, edge, config, addr, axum::Router::new()).await
     }
 
@@ -121,7 +121,7 @@ impl Node {
         store: &SharedStore,
         bus: BusChoice,
         edge: EdgeConfig,
-        config: ZoneNodeConfig,
+        config: PlayerHubConfig,
         addr: SocketAddr,
         fallback: axum::Router,
     ) -> Self {

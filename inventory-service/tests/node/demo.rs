@@ -33,14 +33,18 @@ impl DemoNode {
         inventory_service::seed_demo_catalog(&descriptor_store)
             .await
             .unwrap();
-        let descriptors = descriptor_service::AppState::builder(Arc::new(descriptor_store)).build();
+        let descriptors =
+            descriptor_service::Descriptors::builder(Arc::new(descriptor_store)).build();
         let state = state_builder(
             store.store.clone(),
             BusChoice::Local(LocalBus::new()),
-            inventory_core::ZoneNodeConfig::new(),
+            inventory_core::PlayerHubConfig::new(),
         )
         .await
-        .with_fallback(descriptor_service::app(descriptors.clone()))
+        .with_fallback(descriptor_service::app(
+            descriptors.clone(),
+            descriptor_service::AuthConfig::default().with_open_reads(true),
+        ))
         .with_demo(configure(DemoConfig::new(descriptors).with_seed(7)))
         .build();
         Self {
@@ -683,7 +687,7 @@ async fn nothing_of_the_demo_is_served_without_it() {
     let state = state_builder(
         Arc::new(inventory_core::MemoryStore::new()),
         BusChoice::Local(LocalBus::new()),
-        inventory_core::ZoneNodeConfig::new(),
+        inventory_core::PlayerHubConfig::new(),
     )
     .await
     .build();

@@ -260,7 +260,7 @@ async fn shutdown_closes_clients_and_releases_their_players() {
         Some(ServerMessage::Welcome { .. })
     ));
     let state = node.state.clone();
-    assert_eq!(state.node().players().len(), 1);
+    assert_eq!(state.hub().players().len(), 1);
     assert_eq!(node.metric("inventory_clients_connected").await, 1.0);
     node.stop().await;
     let rest = raw.until_closed().await;
@@ -269,7 +269,7 @@ async fn shutdown_closes_clients_and_releases_their_players() {
             .all(|m| matches!(m, ServerMessage::Snapshot { .. })),
         "{rest:?}"
     );
-    assert!(state.node().players().is_empty());
+    assert!(state.hub().players().is_empty());
 }
 
 proptest! {
@@ -334,15 +334,14 @@ async fn the_embedded_mode_serves_the_descriptor_api_on_the_same_listener() {
         .with_write_token(crate::common::SERVICE_TOKEN)
         .with_open_reads(true);
     let descriptor_app = descriptor_service::app(
-        descriptor_service::AppState::builder(std::sync::Arc::new(descriptors))
-            .with_auth(auth)
-            .build(),
+        descriptor_service::Descriptors::builder(std::sync::Arc::new(descriptors)).build(),
+        auth,
     );
     let node = Node::start_configured(
         &store,
         BusChoice::Local(LocalBus::new()),
         EdgeConfig::new(),
-        inventory_core::ZoneNodeConfig::new(),
+        inventory_core::PlayerHubConfig::new(),
         "127.0.0.1:0".parse().unwrap(),
         descriptor_app,
     )

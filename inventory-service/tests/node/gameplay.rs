@@ -4,24 +4,24 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use inventory_core::{LocalBus, MemoryStore, ZoneNodeConfig};
+use inventory_core::{LocalBus, MemoryStore, PlayerHubConfig};
 use inventory_service::{AppState, BusChoice, ServiceToken, app};
-use protocol::{ChangeId, ErrorBody, ErrorCode, UserId};
+use protocol::{ChangeId, ErrorBody, ErrorCode, UserId, ZoneId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use crate::common::{SERVICE_TOKEN as TOKEN, tokens};
 
 async fn state() -> AppState {
-    let (inventory, node) = inventory_service::start_node(
+    let (inventory, hub) = inventory_service::start_node(
         Arc::new(MemoryStore::new()),
         BusChoice::Local(LocalBus::new()),
-        ZoneNodeConfig::new(),
+        PlayerHubConfig::new(),
     )
     .await
     .unwrap();
-    AppState::builder(inventory, node, ServiceToken::new(TOKEN).unwrap(), tokens())
-        .with_zones(["forest", "town"])
+    AppState::builder(inventory, hub, ServiceToken::new(TOKEN).unwrap(), tokens())
+        .with_zones(["forest", "town"].map(|z| ZoneId::parse(z).unwrap()))
         .build()
 }
 
@@ -197,7 +197,7 @@ async fn join_and_leave_zones_hold_the_player_on_the_node() {
     .await;
     assert_eq!(status, StatusCode::OK, "{zones}");
     assert_eq!(zones["zones"], json!(["forest"]));
-    assert!(state.node().snapshot(&alice).is_some());
+    assert!(state.hub().snapshot(&alice).is_some());
     let (_, zones) = call(
         &state,
         "POST",
@@ -225,7 +225,7 @@ async fn join_and_leave_zones_hold_the_player_on_the_node() {
     )
     .await;
     assert_eq!(zones["zones"], json!([]));
-    assert!(state.node().snapshot(&alice).is_none());
+    assert!(state.hub().snapshot(&alice).is_none());
     for (uri, status, code) in [
         (
             "/v1/zones/cave/players/alice",
@@ -248,7 +248,7 @@ async fn join_and_leave_zones_hold_the_player_on_the_node() {
     }
     let (status, _) = call(&state, "POST", "/v1/zones/forest/players/alice", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(state.node().snapshot(&alice).is_none());
+    assert!(state.hub().snapshot(&alice).is_none());
 }
 
 #[tokio::test]
@@ -275,7 +275,7 @@ async fn health_readiness_and_metrics() {
         "inventory_resumes_total",
         "inventory_snapshots_sent_total",
         "inventory_slow_client_disconnects_total",
-        "inventory_events_published",
+        "inventory_events_published_total",
     ] {
         assert!(text.contains(metric), "{metric} missing from\n{text}");
     }

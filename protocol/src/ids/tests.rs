@@ -26,6 +26,39 @@ fn item_id_grammar() {
 }
 
 #[test]
+fn zone_id_grammar() {
+    for (input, ok) in [
+        ("forest", true),
+        ("zone-0", true),
+        ("n1_z2", true),
+        (&"z".repeat(64), true),
+        ("", false),
+        (&"z".repeat(65), false),
+        ("@clients#0", false),
+        ("@forest", false),
+        ("forest#1", false),
+        ("town/square", false),
+        ("town square", false),
+        ("a.b", false),
+        ("é", false),
+    ] {
+        let parsed = ZoneId::parse(input);
+        assert_eq!(parsed.is_ok(), ok, "zone id {input:?}");
+        if let Err(err) = parsed {
+            assert_eq!(err.code(), crate::ErrorCode::InvalidId, "{input:?}");
+        }
+    }
+}
+
+#[test]
+fn zone_ids_parse_from_strings_and_json() {
+    let zone: ZoneId = "forest".parse().unwrap();
+    assert_eq!(zone.as_str(), "forest");
+    assert_eq!(serde_json::to_string(&zone).unwrap(), "\"forest\"");
+    assert!(serde_json::from_str::<ZoneId>("\"@clients#0\"").is_err());
+}
+
+#[test]
 fn owner_id_round_trips_through_its_string_form() {
     for input in ["a:alice", "c:alice:hero_1"] {
         let owner = OwnerId::parse(input).unwrap();

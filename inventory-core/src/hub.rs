@@ -1,5 +1,6 @@
-//! The zone node: one server process's zones, the players they hold, the bus
-//! subscriptions that interest requires, and the player caches fed by them.
+//! The player hub: which holders (game zones, client feeds) of one server
+//! process hold which players, the bus subscriptions that interest requires,
+//! and the player caches fed by them.
 //!
 //! The decisions are made by pure code ([`ZoneInterest`] counts, the
 //! [`PlayerCache`] version rule); this module does the IO around them:
@@ -27,7 +28,7 @@ use protocol::{ChangeEvent, ChangeId, ChangeKind, OwnerDelta, OwnerSnapshot, Use
 use tokio::sync::mpsc;
 
 use crate::cache::{EventOutcome, HydrationOutcome, PlayerCache};
-use crate::interest::{ZoneId, ZoneInterest};
+use crate::interest::{Holder, ZoneInterest};
 use crate::{BusMessage, BusReceiver, Error, EventBus, InventoryStore, PropagationMetrics};
 
 /// How many async locks serialize per-player subscription IO.
@@ -50,16 +51,16 @@ pub enum CacheUpdate {
     Resync(Vec<OwnerSnapshot>),
 }
 
-/// How a [`ZoneNode`] behaves.
+/// How a [`PlayerHub`] behaves.
 #[derive(Clone, Debug)]
-pub struct ZoneNodeConfig {
+pub struct PlayerHubConfig {
     follower_capacity: usize,
     version_check_interval: Option<Duration>,
     rehydrate_concurrency: usize,
     metrics: PropagationMetrics,
 }
 
-impl Default for ZoneNodeConfig {
+impl Default for PlayerHubConfig {
     fn default() -> Self {
         Self {
             follower_capacity: 256,
@@ -70,7 +71,7 @@ impl Default for ZoneNodeConfig {
     }
 }
 
-impl ZoneNodeConfig {
+impl PlayerHubConfig {
     /// Followers hold 256 updates, every cache is version-checked every 30 s,
     /// 32 re-hydrations run at once, fresh metrics.
     #[must_use]
@@ -109,23 +110,24 @@ impl ZoneNodeConfig {
     }
 }
 
-/// One server process's zones and player caches. Cloning is cheap and shares
-/// the node; the node stops when the last clone is dropped.
+/// One server process's player caches, held while a game zone or a client
+/// feed here holds the player. Cloning is cheap and shares the hub; the hub
+/// stops when the last clone is dropped.
 #[derive(Clone)]
-pub struct ZoneNode {
+pub struct PlayerHub {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for ZoneNode {
+impl std::fmt::Debug for PlayerHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZoneNode").finish_non_exhaustive()
+        f.debug_struct("PlayerHub").finish_non_exhaustive()
     }
 }
 
 struct Shared {
     store: Arc<dyn InventoryStore>,
     bus: Box<dyn EventBus>,
-    config: ZoneNodeConfig,
+    config: PlayerHubConfig,
     state: Mutex<State>,
     shards: Box<[tokio::sync::Mutex<()>]>,
     hasher: RandomState,
@@ -182,19 +184,19 @@ impl Player {
 /// A job for a store load: which player, which entry, which generation.
 type Hydration = (UserId, u64, u64);
 
-impl ZoneNode {
-    /// Starts a node over `store`, subscribing through `bus`, whose messages
+impl PlayerHub {
+    /// Starts a hub over `store`, subscribing through `bus`, whose messages
     /// arrive on `receiver`. Needs a Tokio runtime.
     ///
-    /// `bus` must be this node's own connection (a publisher may share it):
-    /// a connection's subscriptions are a set, so two nodes subscribing
+    /// `bus` must be this hub's own connection (a publisher may share it):
+    /// a connection's subscriptions are a set, so two hubs subscribing
     /// through one connection would release each other's channels.
     #[must_use]
     pub fn start(
         store: Arc<dyn InventoryStore>,
         bus: impl EventBus,
         receiver: BusReceiver,
-        config: ZoneNodeConfig,
+        config: PlayerHubConfig,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
@@ -214,13 +216,15 @@ impl ZoneNode {
         Self { shared }
     }
 
-    /// `zone` takes an interest in `user`. When it is the first interest here,
+    /// `holder` (a game zone: a [`ZoneId`](protocol::ZoneId) converts)
+    /// takes an interest in `user`. When it is the first interest here,
     /// subscribes to the player's channel and hydrates the cache; returns once
     /// the cache is hydrated. On error the join is undone.
-    pub async fn join(&self, zone: &ZoneId, user: &UserId) -> Result<(), Error> {
-        let _ = self.shared.lock().interest.join(zone, user);
+    pub async fn join(&self, holder: impl Into<Holder>, user: &UserId) -> Result<(), Error> {
+        let holder = holder.into();
+        let _ = self.shared.lock().interest.join(&holder, user);
         if let Err(e) = self.shared.reconcile(user).await {
-            let _ = self.shared.lock().interest.leave(zone, user);
+            let _ = self.shared.lock().interest.leave(&holder, user);
             // Best effort: the undo only releases what the failed join took.
             let _ = self.shared.reconcile(user).await;
             return Err(e);
@@ -228,10 +232,10 @@ impl ZoneNode {
         Ok(())
     }
 
-    /// `zone` lets go of `user`. When it was the last interest here, drops the
-    /// cache (ending its followers' streams) and unsubscribes.
-    pub async fn leave(&self, zone: &ZoneId, user: &UserId) -> Result<(), Error> {
-        let _ = self.shared.lock().interest.leave(zone, user);
+    /// `holder` lets go of `user`. When it was the last interest here, drops
+    /// the cache (ending its followers' streams) and unsubscribes.
+    pub async fn leave(&self, holder: impl Into<Holder>, user: &UserId) -> Result<(), Error> {
+        let _ = self.shared.lock().interest.leave(&holder.into(), user);
         self.shared.reconcile(user).await
     }
 
@@ -249,24 +253,24 @@ impl ZoneNode {
         self.shared.lock().players.keys().cloned().collect()
     }
 
-    /// Every player some zone here is interested in, in no order.
+    /// Every player some holder here is interested in, in no order.
     #[must_use]
     pub fn interested_players(&self) -> Vec<UserId> {
         self.shared.lock().interest.users().cloned().collect()
     }
 
-    /// The zones holding `user`.
+    /// The holders holding `user`.
     #[must_use]
-    pub fn zones_of(&self, user: &UserId) -> Vec<ZoneId> {
+    pub fn holders_of(&self, user: &UserId) -> Vec<Holder> {
         self.shared
             .lock()
             .interest
-            .zones_of(user)
+            .holders_of(user)
             .cloned()
             .collect()
     }
 
-    /// The node's counters.
+    /// The hub's counters.
     #[must_use]
     pub fn metrics(&self) -> &PropagationMetrics {
         &self.shared.config.metrics
@@ -275,7 +279,7 @@ impl ZoneNode {
     /// Follows `user`'s cache: a [`CacheUpdate::Resync`] first (as soon as the
     /// cache is hydrated), then each applied delta in version order, or a new
     /// `Resync` after a gap. `None` if the player is not held here. The stream
-    /// ends when the last zone here lets the player go.
+    /// ends when the last holder here lets the player go.
     #[must_use]
     pub fn follow(&self, user: &UserId) -> Option<Follower> {
         let mut state = self.shared.lock();
@@ -294,18 +298,18 @@ impl ZoneNode {
             user: user.clone(),
             receiver,
             lagged,
-            node: Arc::downgrade(&self.shared),
+            hub: Arc::downgrade(&self.shared),
         })
     }
 }
 
-/// A local subscriber to one player's cache (see [`ZoneNode::follow`]).
+/// A local subscriber to one player's cache (see [`PlayerHub::follow`]).
 #[derive(Debug)]
 pub struct Follower {
     user: UserId,
     receiver: mpsc::Receiver<Arc<CacheUpdate>>,
     lagged: Arc<AtomicBool>,
-    node: Weak<Shared>,
+    hub: Weak<Shared>,
 }
 
 impl Follower {
@@ -320,8 +324,8 @@ impl Follower {
             // Drained after lagging: restart from the cache as it is now. The
             // flag is cleared under the state lock, the same lock deltas are
             // sent under, so the next delta sent follows this snapshot.
-            let node = self.node.upgrade()?;
-            let state = node.lock();
+            let hub = self.hub.upgrade()?;
+            let state = hub.lock();
             let player = state.players.get(&self.user)?;
             self.lagged.store(false, Ordering::Release);
             if player.cache.is_ready() {
@@ -335,7 +339,7 @@ impl Follower {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZoneNode").finish_non_exhaustive()
+        f.debug_struct("PlayerHub").finish_non_exhaustive()
     }
 }
 
@@ -441,9 +445,9 @@ impl Shared {
     /// Re-hydrates in the background; a failed load is retried by the next
     /// version check.
     fn spawn_hydration(self: &Arc<Self>, job: Hydration) {
-        let node = self.clone();
+        let hub = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = node.hydrate(job).await {
+            if let Err(e) = hub.hydrate(job).await {
                 tracing::warn!(error = %e, "re-hydration failed; the next version check retries");
             }
         });
@@ -537,31 +541,31 @@ impl Shared {
     }
 }
 
-/// Feeds the bus messages to the node until either is gone.
-async fn read_bus(node: Weak<Shared>, mut receiver: BusReceiver) {
+/// Feeds the bus messages to the hub until either is gone.
+async fn read_bus(hub: Weak<Shared>, mut receiver: BusReceiver) {
     while let Some(message) = receiver.recv().await {
-        let Some(node) = node.upgrade() else {
+        let Some(hub) = hub.upgrade() else {
             return;
         };
         match message {
-            BusMessage::Event { user, event } => node.on_event(user, event),
+            BusMessage::Event { user, event } => hub.on_event(user, event),
             BusMessage::Resubscribed => {
-                node.metrics().add_reconnects(1);
-                tokio::spawn(async move { node.check_versions(true).await });
+                hub.metrics().add_reconnects(1);
+                tokio::spawn(async move { hub.check_versions(true).await });
             }
         }
     }
 }
 
-async fn check_versions_every(node: Weak<Shared>, interval: Duration) {
+async fn check_versions_every(hub: Weak<Shared>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        let Some(node) = node.upgrade() else {
+        let Some(hub) = hub.upgrade() else {
             return;
         };
-        node.check_versions(false).await;
+        hub.check_versions(false).await;
     }
 }

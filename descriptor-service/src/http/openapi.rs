@@ -10,47 +10,13 @@ use std::sync::OnceLock;
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use protocol::{BatchGetResponse, Descriptor, ErrorCode};
-use utoipa::openapi::schema::AdditionalProperties;
+use protocol::{BatchGetResponse, Descriptor};
+use utoipa::openapi::ComponentsBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ComponentsBuilder, ObjectBuilder, RefOr, Schema, Type};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-use crate::http;
-
-/// The schema of `protocol::ErrorBody`: `code` is one of the stable codes of
-/// the table in `protocol`, listed from `ErrorCode::ALL`.
-pub(crate) struct ErrorBodySchema;
-
-impl PartialSchema for ErrorBodySchema {
-    fn schema() -> RefOr<Schema> {
-        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
-        ObjectBuilder::new()
-            .property(
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .enum_values(Some(codes))
-                    .description(Some("the stable error code")),
-            )
-            .required("code")
-            .property(
-                "message",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .description(Some("what went wrong, for people")),
-            )
-            .required("message")
-            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
-            .into()
-    }
-}
-
-impl ToSchema for ErrorBodySchema {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "ErrorBody".into()
-    }
-}
+use super::handlers;
+use super::schema::ErrorBodySchema;
 
 struct BearerToken;
 
@@ -74,14 +40,14 @@ impl Modify for BearerToken {
             Limits: at most 1,000 ids per batch, 16 KiB per descriptor (compact JSON)."
     ),
     paths(
-        http::batch_get,
-        http::get_one,
-        http::create,
-        http::revise,
-        http::burn,
-        http::health,
-        http::ready,
-        http::metrics,
+        handlers::batch_get,
+        handlers::get_one,
+        handlers::create,
+        handlers::revise,
+        handlers::burn,
+        handlers::health,
+        handlers::ready,
+        handlers::metrics,
     ),
     components(schemas(ErrorBodySchema, Descriptor, BatchGetResponse)),
     modifiers(&BearerToken)
@@ -99,7 +65,7 @@ pub fn openapi_json() -> &'static str {
     })
 }
 
-pub(crate) async fn serve() -> impl IntoResponse {
+pub(super) async fn serve() -> impl IntoResponse {
     (
         [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         openapi_json(),
