@@ -54,5 +54,5 @@ pub use state::{AppState, AppStateBuilder};
 #[cfg(feature = "mongodb")]
 pub use store::mongo::MongoStore;
 #[cfg(feature = "sqlite")]
-pub use store::sqlite::SqliteStore;
+pub use store::sqlite::{SqliteConfig, SqliteStore, Synchronous};
 pub use store::{DescriptorStore, Record, WriteOutcome};
