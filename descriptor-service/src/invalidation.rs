@@ -97,22 +97,12 @@ mod redis_bus {
     /// Invalidations over one Redis pub/sub channel, on the shared
     /// [`backends::redis`] subscriber (which re-subscribes after a reconnect
     /// and then reports it) and publisher.
-    #[derive(Clone)]
+    #[derive(Clone, Debug)]
     pub struct RedisInvalidation {
         publisher: Publisher,
         // Holds the subscription: messages are applied while a clone lives.
         _subscriber: Subscriber,
         channel: String,
-        origin: String,
-    }
-
-    impl std::fmt::Debug for RedisInvalidation {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("RedisInvalidation")
-                .field("channel", &self.channel)
-                .field("origin", &self.origin)
-                .finish_non_exhaustive()
-        }
     }
 
     impl RedisInvalidation {
@@ -140,7 +130,6 @@ mod redis_bus {
                 publisher: Publisher::connect(&config).await?,
                 _subscriber: subscriber,
                 channel: channel.to_owned(),
-                origin: origin.to_owned(),
             })
         }
     }

@@ -71,19 +71,11 @@ impl RedisBusConfig {
 }
 
 /// An [`EventBus`] over Redis pub/sub. Cloning shares the connections.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RedisBus {
     channel_prefix: String,
     publisher: Publisher,
     subscriber: Subscriber,
-}
-
-impl std::fmt::Debug for RedisBus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBus")
-            .field("channel_prefix", &self.channel_prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 fn bus_error(e: &backends::Error) -> Error {
