@@ -3,10 +3,10 @@
 //!
 //! A store built on a [`Database`] keeps only its schema (the migrations it
 //! hands to [`Database::open`]) and its SQL (a [`BatchWriter`] for writes,
-//! closures for reads). Writes go through a channel to one thread that owns the
-//! only write connection (its `writer` module holds the group commit); the store's
-//! `write_batch` runs the whole batch in one transaction, and each caller is
-//! answered only after it returns, so after the commit (and, under
+//! closures for reads). Writes go through a channel to one thread that owns
+//! the only write connection (its `writer` module holds the group commit);
+//! the store's `write_batch` runs the whole batch in one transaction, and each
+//! caller is answered only after it returns, so after the commit (and, under
 //! [`Synchronous::Full`], the fsync). Reads run on read-only connections on
 //! tokio's blocking pool; WAL lets them proceed while the writer commits.
 //!
