@@ -230,7 +230,7 @@ async fn warm() -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(dir.path().join("warm.db"))?;
     store
-        .load((0..STORED).map(descriptor).collect::<Vec<_>>())
+        .insert_many((0..STORED).map(descriptor).collect::<Vec<_>>())
         .await?;
     let service = in_process(Arc::new(store)).await?;
     let all: Vec<ItemId> = (0..STORED).map(item_id).collect();
@@ -303,7 +303,9 @@ async fn cold(mongo: &MongoServer) -> Result<(f64, f64)> {
     let store = MongoStore::from_client(&client, &database);
     for start in (0..BATCH * (ROUNDS + 1)).step_by(LOAD_CHUNK) {
         let end = (start + LOAD_CHUNK).min(BATCH * (ROUNDS + 1));
-        store.load((start..end).map(descriptor).collect()).await?;
+        store
+            .insert_many((start..end).map(descriptor).collect())
+            .await?;
     }
     let service = in_process(Arc::new(store)).await?;
     let raw_collection = client
@@ -579,7 +581,7 @@ async fn all() -> Result<()> {
         "sqlite",
         count,
         burns,
-        async |chunk| Ok(sqlite.load(chunk).await?),
+        async |chunk| Ok(sqlite.insert_many(chunk).await?),
         async || Ok(mib(file_sizes(dir.path())?)),
         &["--store", "sqlite", "--sqlite-path", &path_arg],
     )
@@ -594,7 +596,7 @@ async fn all() -> Result<()> {
         "mongodb",
         count,
         burns,
-        async |chunk| Ok(mongo_store.load(chunk).await?),
+        async |chunk| Ok(mongo_store.insert_many(chunk).await?),
         async || {
             let stats = client
                 .database(&database)

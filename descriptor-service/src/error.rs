@@ -95,16 +95,30 @@ impl Error {
     }
 }
 
+/// What a retry may get past (lock contention, I/O trouble; see
+/// [`backends::sqlite::is_transient`]) is `unavailable`, anything else a bug
+/// or a corrupt file.
 #[cfg(feature = "sqlite")]
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
+        if backends::sqlite::is_transient(&e) {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(format!("sqlite: {e}"))
+        }
+    }
+}
+
+/// The SQLite foundation's and the Redis subscriber's failures: what a retry
+/// may get past (a stopped writer, Redis away) is `unavailable`.
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+impl From<backends::Error> for Error {
+    fn from(e: backends::Error) -> Self {
         match e {
-            rusqlite::Error::SqliteFailure(ref f, _)
-                if f.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                Self::Unavailable(e.to_string())
-            }
-            _ => Self::Internal(format!("sqlite: {e}")),
+            #[cfg(feature = "sqlite")]
+            backends::Error::Sqlite(e) => e.into(),
+            e if e.is_transient() => Self::Unavailable(e.to_string()),
+            e => Self::Internal(e.to_string()),
         }
     }
 }

@@ -81,40 +81,28 @@ pub use self::redis_bus::RedisInvalidation;
 
 #[cfg(feature = "redis")]
 mod redis_bus {
-    use std::sync::{Arc, Weak};
     use std::time::Duration;
 
-    use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-    use redis::{AsyncCommands, PushInfo, PushKind};
+    use backends::{Publisher, RedisConfig, Subscriber, SubscriberEvent};
     use tokio::sync::mpsc;
 
     use super::{Invalidation, InvalidationBus, async_trait};
     use crate::{DescriptorCache, Error, Metrics};
 
-    const HEARTBEAT: Duration = Duration::from_secs(1);
+    /// How long a publish (or any command) may wait. Short, so that a write
+    /// whose invalidation cannot be sent answers `unavailable` and is
+    /// retried, rather than hanging while Redis is down.
+    const TIMEOUT: Duration = Duration::from_secs(1);
 
-    /// Invalidations over one Redis pub/sub channel (RESP3, with the
-    /// connection manager's reconnection and automatic resubscription).
-    #[derive(Clone)]
+    /// Invalidations over one Redis pub/sub channel, on the shared
+    /// [`backends::redis`] subscriber (which re-subscribes after a reconnect
+    /// and then reports it) and publisher.
+    #[derive(Clone, Debug)]
     pub struct RedisInvalidation {
-        connection: ConnectionManager,
+        publisher: Publisher,
+        // Holds the subscription: messages are applied while a clone lives.
+        _subscriber: Subscriber,
         channel: String,
-        origin: String,
-        // The heartbeat task runs while a clone of this lives.
-        _heartbeat: Arc<()>,
-    }
-
-    impl std::fmt::Debug for RedisInvalidation {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("RedisInvalidation")
-                .field("channel", &self.channel)
-                .field("origin", &self.origin)
-                .finish_non_exhaustive()
-        }
-    }
-
-    fn unavailable(e: &redis::RedisError) -> Error {
-        Error::Unavailable(format!("redis: {e}"))
     }
 
     impl RedisInvalidation {
@@ -127,86 +115,52 @@ mod redis_bus {
             cache: DescriptorCache,
             metrics: Metrics,
         ) -> Result<Self, Error> {
-            let url = if url.contains("protocol=") {
-                url.to_owned()
-            } else if url.contains('?') {
-                format!("{url}&protocol=resp3")
-            } else {
-                format!("{url}?protocol=resp3")
-            };
-            let client = redis::Client::open(url).map_err(|e| unavailable(&e))?;
-            let (sender, receiver) = mpsc::unbounded_channel::<PushInfo>();
-            // Fail a publish fast, so that the write answers `unavailable`
-            // and is retried, rather than hanging while Redis is down.
-            let config = ConnectionManagerConfig::new()
-                .set_push_sender(sender)
-                .set_automatic_resubscription()
-                .set_number_of_retries(2)
-                .set_connection_timeout(Some(Duration::from_secs(1)))
-                .set_response_timeout(Some(Duration::from_secs(1)));
-            let mut connection = ConnectionManager::new_with_config(client, config)
-                .await
-                .map_err(|e| unavailable(&e))?;
+            let config = RedisConfig::new(url)
+                .with_response_timeout(TIMEOUT)
+                .with_publish_timeout(TIMEOUT);
+            let (events, receiver) = mpsc::unbounded_channel();
+            let subscriber = Subscriber::connect(&config, move |event| {
+                // The receiver ends only with the service.
+                let _ = events.send(event);
+            })
+            .await?;
             tokio::spawn(receive(receiver, origin.to_owned(), cache, metrics));
-            connection
-                .subscribe(channel)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            let alive = Arc::new(());
-            tokio::spawn(heartbeat(connection.clone(), Arc::downgrade(&alive)));
+            subscriber.subscribe(channel).await;
             Ok(Self {
-                connection,
+                publisher: Publisher::connect(&config).await?,
+                _subscriber: subscriber,
                 channel: channel.to_owned(),
-                origin: origin.to_owned(),
-                _heartbeat: alive,
             })
         }
     }
 
-    /// Pings once a second. The connection manager reconnects (and
-    /// resubscribes) only when a command fails or a few retries after a
-    /// disconnection; a subscriber that sends nothing would otherwise stay
-    /// deaf after an outage longer than those retries.
-    async fn heartbeat(mut connection: ConnectionManager, alive: Weak<()>) {
-        let mut interval = tokio::time::interval(HEARTBEAT);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        while alive.strong_count() > 0 {
-            interval.tick().await;
-            if let Err(e) = redis::cmd("PING").query_async::<()>(&mut connection).await {
-                tracing::debug!(error = %e, "invalidation heartbeat failed");
-            }
-        }
-    }
-
     async fn receive(
-        mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+        mut events: mpsc::UnboundedReceiver<SubscriberEvent>,
         origin: String,
         cache: DescriptorCache,
         metrics: Metrics,
     ) {
-        while let Some(push) = pushes.recv().await {
-            match push.kind {
-                PushKind::Message => {
-                    let Some(payload) = push.data.get(1) else {
-                        continue;
-                    };
-                    let message = redis::from_redis_value_ref::<Vec<u8>>(payload)
-                        .ok()
-                        .and_then(|bytes| serde_json::from_slice::<Invalidation>(&bytes).ok());
-                    match message {
-                        Some(message) if message.origin != origin => {
+        while let Some(event) = events.recv().await {
+            match event {
+                SubscriberEvent::Message { payload, .. } => {
+                    match serde_json::from_slice::<Invalidation>(&payload) {
+                        Ok(message) if message.origin != origin => {
                             metrics.invalidations.with_label_values(&["remote"]).inc();
                             message.apply(&cache).await;
                         }
-                        Some(_) => {}
-                        None => tracing::warn!("ignoring a malformed invalidation message"),
+                        Ok(_) => {}
+                        Err(_) => tracing::warn!("ignoring a malformed invalidation message"),
                     }
                 }
-                PushKind::Subscribe | PushKind::Disconnection => {
-                    tracing::info!(kind = ?push.kind, "invalidation subscription changed; flushing the cache");
+                // Lost: invalidations from now on are missed. Resubscribed:
+                // some may have been missed while the connection was down.
+                SubscriberEvent::Disconnected | SubscriberEvent::Resubscribed => {
+                    tracing::info!(
+                        ?event,
+                        "invalidation subscription changed; flushing the cache"
+                    );
                     cache.invalidate_all();
                 }
-                _ => {}
             }
         }
     }
@@ -216,11 +170,7 @@ mod redis_bus {
         async fn publish(&self, invalidation: &Invalidation) -> Result<(), Error> {
             let payload =
                 serde_json::to_vec(invalidation).map_err(|e| Error::Internal(e.to_string()))?;
-            let mut connection = self.connection.clone();
-            let _receivers: i64 = connection
-                .publish(&self.channel, payload)
-                .await
-                .map_err(|e| unavailable(&e))?;
+            self.publisher.publish(&self.channel, &payload).await?;
             Ok(())
         }
     }

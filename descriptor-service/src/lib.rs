@@ -57,5 +57,5 @@ pub use protocol;
 #[cfg(feature = "mongodb")]
 pub use store::mongo::MongoStore;
 #[cfg(feature = "sqlite")]
-pub use store::sqlite::SqliteStore;
+pub use store::sqlite::{SqliteConfig, SqliteStore, Synchronous};
 pub use store::{DescriptorStore, Record, WriteOutcome};

@@ -1,153 +1,30 @@
-//! The embedded store: SQLite in WAL mode, one writer thread with group
-//! commit, and a small pool of read-only connections.
+//! The embedded store on the shared SQLite foundation ([`backends::sqlite`]:
+//! WAL mode, one writer thread with group commit, a pool of read-only
+//! connections, `synchronous = FULL` unless lowered).
 //!
-//! Writes go through a channel to one thread that owns the only write
-//! connection (see [`writer`] for the group commit). Reads run on read-only
-//! connections on tokio's blocking pool; WAL lets them proceed while the
-//! writer commits. The schema is described in [`schema`].
+//! What is this store's own: its schema ([`schema`]), how a batch of changes
+//! is written in one transaction ([`writer`]) and its reads ([`read`]).
 
 mod read;
 mod schema;
 mod writer;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use backends::Database;
 use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
-use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Notify, Semaphore, oneshot};
+use rusqlite::Connection;
+use tokio::sync::Notify;
 
 use crate::{
     ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OutboxEntry, OutboxPosition,
     OwnerRecord, StoreScan,
 };
 
-use writer::{Batching, Request};
+pub use backends::{SqliteConfig, SqliteStats, Synchronous};
 
-/// SQLite's `synchronous` setting: how hard a commit pushes data to disk.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-#[non_exhaustive]
-pub enum Synchronous {
-    /// No fsync at all: an OS crash or power loss may corrupt the database.
-    /// For throwaway data only.
-    Off,
-    /// In WAL mode, commits survive a crash of the process (SIGKILL included)
-    /// but the last ones may be lost on power loss or an OS crash.
-    Normal,
-    /// Every commit fsyncs the WAL: an acknowledged change survives power loss.
-    /// The default: group commit pays one fsync per batch, not per change.
-    #[default]
-    Full,
-    /// `Full`, plus an fsync of the directory after the WAL is reset.
-    Extra,
-}
-
-impl Synchronous {
-    fn pragma(self) -> &'static str {
-        match self {
-            Self::Off => "OFF",
-            Self::Normal => "NORMAL",
-            Self::Full => "FULL",
-            Self::Extra => "EXTRA",
-        }
-    }
-}
-
-/// How to open a [`SqliteStore`].
-#[derive(Clone, Debug)]
-pub struct SqliteConfig {
-    path: PathBuf,
-    batch_limit: usize,
-    linger: Duration,
-    readers: usize,
-    synchronous: Synchronous,
-    busy_timeout: Duration,
-}
-
-impl SqliteConfig {
-    /// The database file at `path` (created if absent), with defaults: up to
-    /// 256 changes per commit, a 500 µs linger, 4 readers, `synchronous = FULL`, a 5 s busy
-    /// timeout.
-    #[must_use]
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            batch_limit: 256,
-            linger: Duration::from_micros(500),
-            readers: 4,
-            synchronous: Synchronous::default(),
-            busy_timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// The most changes committed in one transaction (at least 1).
-    #[must_use]
-    pub fn with_batch_limit(mut self, limit: usize) -> Self {
-        self.batch_limit = limit.max(1);
-        self
-    }
-
-    /// How long the writer may wait for the callers its last commit answered
-    /// to send their next change, so that they share the next commit (and its
-    /// fsync). Zero commits whatever is queued at once.
-    #[must_use]
-    pub fn with_linger(mut self, linger: Duration) -> Self {
-        self.linger = linger;
-        self
-    }
-
-    /// How many loads may run at once, each on its own read-only connection
-    /// (at least 1).
-    #[must_use]
-    pub fn with_readers(mut self, readers: usize) -> Self {
-        self.readers = readers.max(1);
-        self
-    }
-
-    /// The durability of a commit; see [`Synchronous`].
-    #[must_use]
-    pub fn with_synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.synchronous = synchronous;
-        self
-    }
-
-    /// How long a connection waits for a lock held by another process
-    /// before giving up with [`Error::Unavailable`].
-    #[must_use]
-    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
-        self.busy_timeout = timeout;
-        self
-    }
-
-    /// The database file.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Counters of the writer's work since the store was opened.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-#[non_exhaustive]
-pub struct SqliteStats {
-    /// Write transactions run, one commit (and one fsync) each.
-    pub batches: u64,
-    /// Changes the writer answered (applied, already applied or refused).
-    pub requests: u64,
-    /// The most changes one transaction carried.
-    pub largest_batch: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    batches: AtomicU64,
-    requests: AtomicU64,
-    largest_batch: AtomicU64,
-}
+use writer::ChangeWriter;
 
 /// An [`InventoryStore`] in one SQLite file. Cloning shares the same writer
 /// and readers; dropping the last clone lets the writer finish what is queued
@@ -175,89 +52,24 @@ struct Counters {
 /// ```
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    // Both are `Some` until the store is dropped; dropping the sender is what
-    // tells the writer to stop.
-    requests: Option<mpsc::Sender<Request>>,
-    writer: Option<JoinHandle<()>>,
-    readers: Arc<ReaderPool>,
-    counters: Arc<Counters>,
+    db: Database<ChangeWriter>,
+    config: SqliteConfig,
     /// Notified after each applied change (the outbox's wake-up).
     signal: Arc<Notify>,
     /// The connection that moves the outbox mark, opened on first use: a
     /// write outside the writer thread, a few times a second at most.
     marker: Arc<Mutex<Option<Connection>>>,
-    path: PathBuf,
-    busy_timeout: Duration,
-    synchronous: Synchronous,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.requests.take();
-        if let Some(writer) = self.writer.take()
-            && writer.join().is_err()
-        {
-            tracing::error!("the SQLite writer thread panicked");
-        }
-    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database, migrates its schema and
     /// starts the writer thread.
     pub fn open(config: SqliteConfig) -> Result<Self, Error> {
-        let mut conn = Connection::open(&config.path).map_err(sql_error)?;
-        conn.busy_timeout(config.busy_timeout).map_err(sql_error)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(sql_error)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Backend(format!(
-                "{} cannot use WAL mode (got {mode})",
-                config.path.display()
-            )));
-        }
-        conn.pragma_update(None, "synchronous", config.synchronous.pragma())
-            .map_err(sql_error)?;
-        conn.set_prepared_statement_cache_capacity(32);
-        schema::migrate(&mut conn)?;
-
-        let counters = Arc::new(Counters::default());
-        let (requests, queue) = mpsc::channel();
-        let writer = std::thread::Builder::new()
-            .name("inventory-sqlite-writer".to_owned())
-            .spawn({
-                let counters = Arc::clone(&counters);
-                let batching = Batching {
-                    limit: config.batch_limit,
-                    linger: config.linger,
-                };
-                move || writer::run(conn, &queue, batching, &counters)
-            })
-            .map_err(|e| Error::Backend(format!("cannot start the writer thread: {e}")))?;
-        let readers = Arc::new(ReaderPool {
-            path: config.path.clone(),
-            busy_timeout: config.busy_timeout,
-            idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(config.readers)),
-        });
         Ok(Self {
-            inner: Arc::new(Inner {
-                requests: Some(requests),
-                writer: Some(writer),
-                readers,
-                counters,
-                signal: Arc::new(Notify::new()),
-                marker: Arc::new(Mutex::new(None)),
-                path: config.path,
-                busy_timeout: config.busy_timeout,
-                synchronous: config.synchronous,
-            }),
+            db: Database::open(&config, schema::MIGRATIONS, ChangeWriter)?,
+            config,
+            signal: Arc::new(Notify::new()),
+            marker: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -265,58 +77,32 @@ impl SqliteStore {
     /// `batches` grows much more slowly than `requests`.
     #[must_use]
     pub fn stats(&self) -> SqliteStats {
-        let c = &self.inner.counters;
-        SqliteStats {
-            batches: c.batches.load(Ordering::Relaxed),
-            requests: c.requests.load(Ordering::Relaxed),
-            largest_batch: c.largest_batch.load(Ordering::Relaxed),
-        }
+        self.db.stats()
     }
 }
 
 #[async_trait]
 impl InventoryStore for SqliteStore {
     async fn apply(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
-        let writer_gone = || Error::Unavailable("the SQLite writer thread has stopped".to_owned());
-        let (reply, outcome) = oneshot::channel();
-        self.inner
-            .requests
-            .as_ref()
-            .ok_or_else(writer_gone)?
-            .send(Request {
-                change: change.clone(),
-                reply,
-            })
-            .map_err(|_| writer_gone())?;
-        let outcome = outcome.await.map_err(|_| writer_gone())?;
+        let outcome = self.db.write(change.clone()).await?;
         if let Ok(ApplyOutcome::Applied(_)) = &outcome {
-            self.inner.signal.notify_waiters();
+            self.signal.notify_waiters();
         }
         outcome
     }
 
     async fn load(&self, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
         let owner = owner.clone();
-        self.inner
-            .readers
-            .run(move |conn| read::load(conn, &owner))
-            .await
+        self.db.read(move |conn| read::load(conn, &owner)).await
     }
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         let user = user.clone();
-        self.inner
-            .readers
-            .run(move |conn| read::load_user(conn, &user))
-            .await
+        self.db.read(move |conn| read::load_user(conn, &user)).await
     }
 
     async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
-        let entry = self
-            .inner
-            .readers
-            .run(move |conn| read::recorded(conn, id))
-            .await?;
+        let entry = self.db.read(move |conn| read::recorded(conn, id)).await?;
         Ok(entry.map(|entry| entry.event()))
     }
 
@@ -335,14 +121,10 @@ impl Outbox for SqliteStore {
         after: Option<&OutboxPosition>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, Error> {
-        let after = match after {
-            Some(position) => Some(seq_of(position)?),
-            None => None,
-        };
+        let after = after.map(seq_of).transpose()?;
         let page = self
-            .inner
-            .readers
-            .run(move |conn| {
+            .db
+            .read(move |conn| {
                 let after = match after {
                     Some(seq) => seq,
                     None => read::outbox_mark(conn)?,
@@ -354,7 +136,7 @@ impl Outbox for SqliteStore {
             .into_iter()
             .map(|(seq, entry)| OutboxEntry {
                 // Sequence numbers start at 1.
-                position: OutboxPosition::from_seq(seq as u64),
+                position: OutboxPosition::from_seq(seq.unsigned_abs()),
                 event: entry.event(),
             })
             .collect())
@@ -362,18 +144,12 @@ impl Outbox for SqliteStore {
 
     async fn mark_published(&self, position: &OutboxPosition) -> Result<(), Error> {
         let seq = seq_of(position)?;
-        let inner = Arc::clone(&self.inner);
+        let (config, marker) = (self.config.clone(), Arc::clone(&self.marker));
         tokio::task::spawn_blocking(move || {
-            let mut marker = inner.marker.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut marker = marker.lock().unwrap_or_else(PoisonError::into_inner);
             let conn = match marker.take() {
                 Some(conn) => conn,
-                None => {
-                    let conn = Connection::open(&inner.path).map_err(sql_error)?;
-                    conn.busy_timeout(inner.busy_timeout).map_err(sql_error)?;
-                    conn.pragma_update(None, "synchronous", inner.synchronous.pragma())
-                        .map_err(sql_error)?;
-                    conn
-                }
+                None => config.connect()?,
             };
             // Never backwards: a slow mark must not undo a later one.
             let moved = conn
@@ -391,7 +167,7 @@ impl Outbox for SqliteStore {
     }
 
     fn signal(&self) -> Arc<Notify> {
-        Arc::clone(&self.inner.signal)
+        Arc::clone(&self.signal)
     }
 }
 
@@ -414,9 +190,8 @@ impl StoreScan for SqliteStore {
         let mut after = 0;
         loop {
             let entries = self
-                .inner
-                .readers
-                .run(move |conn| read::journal_page(conn, after, SCAN_PAGE))
+                .db
+                .read(move |conn| read::journal_page(conn, after, SCAN_PAGE))
                 .await?;
             let Some((last, _)) = entries.last() else {
                 return Ok(());
@@ -431,9 +206,8 @@ impl StoreScan for SqliteStore {
         loop {
             let from = after.clone();
             let records = self
-                .inner
-                .readers
-                .run(move |conn| read::owners_page(conn, &from, SCAN_PAGE))
+                .db
+                .read(move |conn| read::owners_page(conn, &from, SCAN_PAGE))
                 .await?;
             let Some(last) = records.last() else {
                 return Ok(());
@@ -444,75 +218,27 @@ impl StoreScan for SqliteStore {
     }
 }
 
-/// Read-only connections, opened on first need and reused. A semaphore
-/// bounds how many loads run at once, so a burst of loads waits here rather
-/// than tying up blocking threads. (Pool crates for rusqlite pin their own
-/// rusqlite version; this is the little we need.)
-#[derive(Debug)]
-struct ReaderPool {
-    path: PathBuf,
-    busy_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-}
-
-impl ReaderPool {
-    /// Runs `read` on an idle connection on tokio's blocking pool.
-    async fn run<T, F>(self: &Arc<Self>, read: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
-    {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        let pool = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let idle = pool.idle().pop();
-            let mut conn = match idle {
-                Some(conn) => conn,
-                None => pool.open_reader()?,
-            };
-            let result = read(&mut conn);
-            pool.idle().push(conn);
-            result
-        })
-        .await
-        .map_err(|e| Error::Unavailable(format!("a read task failed: {e}")))?
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        // A Vec of connections has no invariant a panic could break.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn open_reader(&self) -> Result<Connection, Error> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(&self.path, flags).map_err(sql_error)?;
-        conn.busy_timeout(self.busy_timeout).map_err(sql_error)?;
-        Ok(conn)
-    }
-}
-
-/// Maps a SQLite failure: lock contention and I/O trouble are
-/// [`Error::Unavailable`] (retry), anything else is [`Error::Backend`].
+/// Maps a SQLite failure: what a retry may get past (lock contention, I/O
+/// trouble; see [`backends::sqlite::is_transient`]) is
+/// [`Error::Unavailable`], anything else is [`Error::Backend`].
 fn sql_error(e: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode as C;
-    match e.sqlite_error_code() {
-        Some(
-            C::DatabaseBusy
-            | C::DatabaseLocked
-            | C::SystemIoFailure
-            | C::DiskFull
-            | C::CannotOpen
-            | C::OutOfMemory
-            | C::FileLockingProtocolFailed,
-        ) => Error::Unavailable(e.to_string()),
-        _ => Error::Backend(e.to_string()),
+    if backends::sqlite::is_transient(&e) {
+        Error::Unavailable(e.to_string())
+    } else {
+        Error::Backend(e.to_string())
+    }
+}
+
+/// The foundation's failures, mapped the same way: a stopped writer or a
+/// failed read task is [`Error::Unavailable`]; a database this build cannot
+/// use is [`Error::Backend`].
+impl From<backends::Error> for Error {
+    fn from(e: backends::Error) -> Self {
+        match e {
+            backends::Error::Sqlite(e) => sql_error(e),
+            e if e.is_transient() => Self::Unavailable(e.to_string()),
+            e => Self::Backend(e.to_string()),
+        }
     }
 }
 
@@ -538,15 +264,6 @@ fn corrupt_or_sql(e: rusqlite::Error, owner: &OwnerId) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_defaults_are_durable_and_limits_stay_positive() {
-        let config = SqliteConfig::new("x.db");
-        assert_eq!(config.synchronous, Synchronous::Full);
-        assert_eq!(config.path(), Path::new("x.db"));
-        let config = config.with_batch_limit(0).with_readers(0);
-        assert_eq!((config.batch_limit, config.readers), (1, 1));
-    }
 
     #[test]
     fn lock_and_io_failures_are_unavailable_others_are_backend() {

@@ -72,7 +72,7 @@ impl MongoStore {
 
     /// Inserts many new descriptors with unordered bulk inserts, skipping ids
     /// already stored (bulk loading for tools and benchmarks).
-    pub async fn load(&self, descriptors: Vec<Descriptor>) -> Result<usize, Error> {
+    pub async fn insert_many(&self, descriptors: Vec<Descriptor>) -> Result<usize, Error> {
         if descriptors.is_empty() {
             return Ok(0);
         }

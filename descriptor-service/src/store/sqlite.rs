@@ -1,37 +1,42 @@
-//! The embedded store: one SQLite file in WAL mode.
+//! The embedded store on the shared SQLite foundation ([`backends::sqlite`]:
+//! WAL mode, `synchronous = FULL` unless the operator lowers it, one writer
+//! thread with group commit, a pool of read-only connections).
 //!
 //! One table, `descriptors(id TEXT PRIMARY KEY, body TEXT)`, where `body` is
 //! the descriptor's compact JSON and `NULL` marks a tombstone. A batch read is
-//! one statement over `json_each(?1)`, whatever the number of ids. Reads and
-//! writes use separate connections so that WAL lets reads proceed during a
-//! write; each connection sits behind a std `Mutex` and is only used from
-//! `spawn_blocking`, never across an `.await`.
+//! one statement over `json_each(?1)`, whatever the number of ids. Writes are
+//! queued to the writer thread, which runs each batch in one transaction and
+//! each write under its own savepoint, so that a write that fails halfway (a
+//! bulk insert) leaves nothing of itself while the rest of its batch commits.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use backends::{BatchWriter, Database};
 use protocol::{BurnOutcome, Descriptor, ItemId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+pub use backends::{SqliteConfig, Synchronous};
 
 use super::{
     DescriptorStore, Record, WriteOutcome, classify_failed_create, classify_failed_revise,
 };
 use crate::Error;
 
+/// Migration `n` (0-based) takes the file from `user_version` n to n + 1.
+/// `IF NOT EXISTS`: files written before the schema had a version hold the
+/// table at version 0.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE IF NOT EXISTS descriptors (
+        id TEXT PRIMARY KEY NOT NULL,
+        body TEXT
+    ) WITHOUT ROWID;
+"];
+
 /// Descriptors in a SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    reader: Arc<Mutex<Connection>>,
-    writer: Arc<Mutex<Connection>>,
-}
-
-fn open_connection(path: &Path) -> Result<Connection, Error> {
-    let conn = Connection::open(path)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
+    db: Database<DescriptorWriter>,
 }
 
 fn decode(id: String, body: Option<String>) -> Result<Record, Error> {
@@ -59,79 +64,172 @@ fn encode(descriptor: &Descriptor) -> Result<String, Error> {
     serde_json::to_string(descriptor).map_err(|e| Error::Internal(e.to_string()))
 }
 
+/// One write queued for the writer thread.
+#[derive(Debug)]
+enum Write {
+    Create(Descriptor),
+    Revise(Descriptor),
+    Burn(ItemId),
+    InsertMany(Vec<Descriptor>),
+}
+
+/// What the writer answers, by kind of write.
+#[derive(Debug)]
+enum Written {
+    Write(WriteOutcome),
+    Burn(BurnOutcome),
+    Inserted(usize),
+}
+
+impl Write {
+    /// The write's statements, inside the batch's transaction.
+    fn apply(&self, conn: &Connection) -> Result<Written, Error> {
+        match self {
+            Self::Create(descriptor) => create(conn, descriptor).map(Written::Write),
+            Self::Revise(descriptor) => revise(conn, descriptor).map(Written::Write),
+            Self::Burn(id) => burn(conn, id).map(Written::Burn),
+            Self::InsertMany(descriptors) => insert_many(conn, descriptors).map(Written::Inserted),
+        }
+    }
+}
+
+/// The store's side of the writer thread.
+#[derive(Debug)]
+struct DescriptorWriter;
+
+impl BatchWriter for DescriptorWriter {
+    type Request = Write;
+    type Outcome = Result<Written, Error>;
+
+    fn write_batch(&mut self, conn: &mut Connection, batch: &[Write]) -> Vec<Self::Outcome> {
+        write_batch(conn, batch)
+            .unwrap_or_else(|error| batch.iter().map(|_| Err(error.clone())).collect())
+    }
+}
+
+/// The batch in one transaction, each write under its own savepoint (rolled
+/// back alone when the write fails); `Err` when the transaction itself
+/// failed, and with it every write.
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[Write],
+) -> Result<Vec<Result<Written, Error>>, Error> {
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for write in batch {
+        let savepoint = tx.savepoint()?;
+        let outcome = write.apply(&savepoint);
+        if outcome.is_ok() {
+            savepoint.commit()?;
+        }
+        outcomes.push(outcome);
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+fn create(conn: &Connection, descriptor: &Descriptor) -> Result<WriteOutcome, Error> {
+    let inserted = conn.execute(
+        "INSERT INTO descriptors (id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![descriptor.id.as_str(), encode(descriptor)?],
+    )?;
+    if inserted == 1 {
+        Ok(WriteOutcome::Applied)
+    } else {
+        classify_failed_create(read_one(conn, &descriptor.id)?.as_ref(), descriptor)
+    }
+}
+
+fn revise(conn: &Connection, descriptor: &Descriptor) -> Result<WriteOutcome, Error> {
+    match read_one(conn, &descriptor.id)? {
+        Some(Record::Live(current))
+            if current.kind == protocol::DescriptorKind::Catalog
+                && current.revision.checked_add(1) == Some(descriptor.revision) =>
+        {
+            conn.execute(
+                "UPDATE descriptors SET body = ?2 WHERE id = ?1",
+                params![descriptor.id.as_str(), encode(descriptor)?],
+            )?;
+            Ok(WriteOutcome::Applied)
+        }
+        other => classify_failed_revise(other.as_ref(), descriptor),
+    }
+}
+
+fn burn(conn: &Connection, id: &ItemId) -> Result<BurnOutcome, Error> {
+    let before: Option<Option<String>> = conn
+        .query_row(
+            "SELECT body FROM descriptors WHERE id = ?1",
+            [id.as_str()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match before {
+        None => Err(Error::NotFound(id.clone())),
+        Some(None) => Ok(BurnOutcome::AlreadyBurned),
+        Some(Some(_)) => {
+            conn.execute(
+                "UPDATE descriptors SET body = NULL WHERE id = ?1",
+                [id.as_str()],
+            )?;
+            Ok(BurnOutcome::Burned)
+        }
+    }
+}
+
+fn insert_many(conn: &Connection, descriptors: &[Descriptor]) -> Result<usize, Error> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO descriptors (id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+    )?;
+    let mut inserted = 0;
+    for descriptor in descriptors {
+        inserted += insert.execute(params![descriptor.id.as_str(), encode(descriptor)?])?;
+    }
+    Ok(inserted)
+}
+
+/// A writer that answered a write with another write's outcome: a bug.
+fn mismatched(written: &Written) -> Error {
+    Error::Internal(format!("the SQLite writer answered {written:?}"))
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in the file at `path`.
+    /// Opens (creating if needed) the store in the file at `path`, with the
+    /// defaults of [`SqliteConfig::new`] (`synchronous = FULL`, 4 readers).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref();
-        let writer = open_connection(path)?;
-        writer.execute_batch(
-            "CREATE TABLE IF NOT EXISTS descriptors (
-                 id TEXT PRIMARY KEY NOT NULL,
-                 body TEXT
-             ) WITHOUT ROWID;",
-        )?;
-        let reader = open_connection(path)?;
+        Self::open_with(SqliteConfig::new(path.as_ref()))
+    }
+
+    /// Opens (creating if needed) the store as `config` says.
+    pub fn open_with(config: SqliteConfig) -> Result<Self, Error> {
         Ok(Self {
-            reader: Arc::new(Mutex::new(reader)),
-            writer: Arc::new(Mutex::new(writer)),
+            db: Database::open(&config, MIGRATIONS, DescriptorWriter)?,
         })
     }
 
     /// Inserts many new descriptors in one transaction, skipping ids already
-    /// stored (bulk loading for tools and benchmarks).
-    pub async fn load<I>(&self, descriptors: I) -> Result<usize, Error>
-    where
-        I: IntoIterator<Item = Descriptor> + Send + 'static,
-        I::IntoIter: Send,
-    {
-        self.with_writer(move |conn| {
-            let tx = conn.transaction()?;
-            let mut inserted = 0;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO descriptors (id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                )?;
-                for descriptor in descriptors {
-                    inserted +=
-                        insert.execute(params![descriptor.id.as_str(), encode(&descriptor)?])?;
-                }
-            }
-            tx.commit()?;
-            Ok(inserted)
-        })
-        .await
+    /// stored, and answers how many it inserted (bulk loading for tools and
+    /// benchmarks).
+    pub async fn insert_many(
+        &self,
+        descriptors: impl IntoIterator<Item = Descriptor>,
+    ) -> Result<usize, Error> {
+        let descriptors = descriptors.into_iter().collect();
+        match self.write(Write::InsertMany(descriptors)).await? {
+            Written::Inserted(inserted) => Ok(inserted),
+            other => Err(mismatched(&other)),
+        }
     }
 
-    async fn with_writer<T, F>(&self, f: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
-    {
-        let writer = Arc::clone(&self.writer);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = writer
-                .lock()
-                .map_err(|_| Error::Internal("sqlite writer poisoned".into()))?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+    async fn write(&self, write: Write) -> Result<Written, Error> {
+        self.db.write(write).await?
     }
 
-    async fn with_reader<T, F>(&self, f: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, Error> + Send + 'static,
-    {
-        let reader = Arc::clone(&self.reader);
-        tokio::task::spawn_blocking(move || {
-            let conn = reader
-                .lock()
-                .map_err(|_| Error::Internal("sqlite reader poisoned".into()))?;
-            f(&conn)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+    async fn write_outcome(&self, write: Write) -> Result<WriteOutcome, Error> {
+        match self.write(write).await? {
+            Written::Write(outcome) => Ok(outcome),
+            other => Err(mismatched(&other)),
+        }
     }
 }
 
@@ -142,95 +240,41 @@ impl DescriptorStore for SqliteStore {
             return Ok(Vec::new());
         }
         let ids = serde_json::to_string(ids).map_err(|e| Error::Internal(e.to_string()))?;
-        self.with_reader(move |conn| {
-            let mut select = conn.prepare_cached(
-                "SELECT d.id, d.body FROM descriptors d \
+        self.db
+            .read(move |conn| {
+                let mut select = conn.prepare_cached(
+                    "SELECT d.id, d.body FROM descriptors d \
                  WHERE d.id IN (SELECT value FROM json_each(?1))",
-            )?;
-            let rows = select.query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            let mut records = Vec::new();
-            for row in rows {
-                let (id, body) = row?;
-                records.push(decode(id, body)?);
-            }
-            Ok(records)
-        })
-        .await
+                )?;
+                let rows = select.query_map([ids], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let mut records = Vec::new();
+                for row in rows {
+                    let (id, body) = row?;
+                    records.push(decode(id, body)?);
+                }
+                Ok(records)
+            })
+            .await
     }
 
     async fn create(&self, descriptor: &Descriptor) -> Result<WriteOutcome, Error> {
-        let descriptor = descriptor.clone();
-        self.with_writer(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = tx.execute(
-                "INSERT INTO descriptors (id, body) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![descriptor.id.as_str(), encode(&descriptor)?],
-            )?;
-            let outcome = if inserted == 1 {
-                WriteOutcome::Applied
-            } else {
-                classify_failed_create(read_one(&tx, &descriptor.id)?.as_ref(), &descriptor)?
-            };
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await
+        self.write_outcome(Write::Create(descriptor.clone())).await
     }
 
     async fn revise(&self, descriptor: &Descriptor) -> Result<WriteOutcome, Error> {
-        let descriptor = descriptor.clone();
-        self.with_writer(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored = read_one(&tx, &descriptor.id)?;
-            let outcome = match &stored {
-                Some(Record::Live(current))
-                    if current.kind == protocol::DescriptorKind::Catalog
-                        && current.revision.checked_add(1) == Some(descriptor.revision) =>
-                {
-                    tx.execute(
-                        "UPDATE descriptors SET body = ?2 WHERE id = ?1",
-                        params![descriptor.id.as_str(), encode(&descriptor)?],
-                    )?;
-                    WriteOutcome::Applied
-                }
-                other => classify_failed_revise(other.as_ref(), &descriptor)?,
-            };
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await
+        self.write_outcome(Write::Revise(descriptor.clone())).await
     }
 
     async fn burn(&self, id: &ItemId) -> Result<BurnOutcome, Error> {
-        let id = id.clone();
-        self.with_writer(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let before: Option<Option<String>> = tx
-                .query_row(
-                    "SELECT body FROM descriptors WHERE id = ?1",
-                    [id.as_str()],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let outcome = match before {
-                None => return Err(Error::NotFound(id)),
-                Some(None) => BurnOutcome::AlreadyBurned,
-                Some(Some(_)) => {
-                    tx.execute(
-                        "UPDATE descriptors SET body = NULL WHERE id = ?1",
-                        [id.as_str()],
-                    )?;
-                    BurnOutcome::Burned
-                }
-            };
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await
+        match self.write(Write::Burn(id.clone())).await? {
+            Written::Burn(outcome) => Ok(outcome),
+            other => Err(mismatched(&other)),
+        }
     }
 
     async fn ping(&self) -> Result<(), Error> {
-        self.with_reader(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+        self.db
+            .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
             .await
     }
 }

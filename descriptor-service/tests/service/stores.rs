@@ -1,9 +1,14 @@
 //! The conformance suite against every store.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use descriptor_service::conformance::{CountingStore, check_store, crafted};
-use descriptor_service::{Descriptors, Lookup, MongoStore};
+use descriptor_service::{
+    DescriptorStore, Descriptors, Error, Lookup, MongoStore, Record, SqliteConfig, SqliteStore,
+    Synchronous, WriteOutcome,
+};
+use futures::future::join_all;
 use protocol::ItemId;
 
 use testkit::{mongodb_uri, unique_name};
@@ -21,9 +26,56 @@ async fn sqlite_store_reopens_with_its_data() {
     let (dir, store) = sqlite_store();
     check_store(&store, "a").await;
     drop(store);
-    let reopened =
-        descriptor_service::SqliteStore::open(dir.path().join("descriptors.db")).expect("reopen");
+    let reopened = SqliteStore::open(dir.path().join("descriptors.db")).expect("reopen");
     check_store(&reopened, "b").await;
+}
+
+#[tokio::test]
+async fn sqlite_store_honours_the_contract_as_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SqliteConfig::new(dir.path().join("nested/descriptors.db"))
+        .with_readers(1)
+        .with_batch_limit(1)
+        .with_linger(Duration::ZERO)
+        .with_synchronous(Synchronous::Normal);
+    let store = SqliteStore::open_with(config).expect("open");
+    check_store(&store, "a").await;
+}
+
+/// Concurrent writes share the writer's transactions; one that is refused
+/// (a conflicting create) fails alone and the others are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sqlite_writes_share_commits_and_fail_alone() {
+    let (_dir, store) = sqlite_store();
+    let mut contested = crafted("contested");
+    store.create(&contested).await.expect("first create");
+    contested.name = "another name".to_owned();
+    let creates: Vec<_> = (0..32).map(|n| crafted(&format!("c{n}"))).collect();
+    let (conflict, outcomes, inserted) = tokio::join!(
+        store.create(&contested),
+        join_all(creates.iter().map(|d| store.create(d))),
+        store.insert_many((0..8).map(|n| crafted(&format!("bulk{n}")))),
+    );
+    assert!(
+        matches!(conflict, Err(Error::Conflict { .. })),
+        "{conflict:?}"
+    );
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(WriteOutcome::Applied))),
+        "{outcomes:?}"
+    );
+    assert_eq!(inserted.expect("bulk insert"), 8);
+    let ids: Vec<ItemId> = (0..32)
+        .map(|n| format!("c{n}"))
+        .chain((0..8).map(|n| format!("bulk{n}")))
+        .chain(["contested".to_owned()])
+        .map(|id| ItemId::parse(id).expect("id"))
+        .collect();
+    let records = store.get_many(&ids).await.expect("read back");
+    assert_eq!(records.len(), 41);
+    assert!(records.contains(&Record::Live(crafted("contested"))));
 }
 
 #[tokio::test]
@@ -49,7 +101,7 @@ async fn a_missed_batch_is_one_in_query_on_mongodb() {
         .await
         .expect("connect");
     let loaded = store
-        .load((0..500).map(|n| crafted(&format!("m{n}"))).collect())
+        .insert_many((0..500).map(|n| crafted(&format!("m{n}"))).collect())
         .await
         .expect("load");
     assert_eq!(loaded, 500);
@@ -76,11 +128,11 @@ async fn bulk_loading_skips_ids_already_stored() {
             .map(|n| crafted(&format!("l{n}")))
             .collect::<Vec<_>>()
     };
-    assert_eq!(sqlite.load(batch()).await.expect("load"), 10);
-    assert_eq!(sqlite.load(batch()).await.expect("reload"), 0);
+    assert_eq!(sqlite.insert_many(batch()).await.expect("load"), 10);
+    assert_eq!(sqlite.insert_many(batch()).await.expect("reload"), 0);
     let mongo = MongoStore::connect(&mongodb_uri(), &unique_name("descriptors"))
         .await
         .expect("connect");
-    assert_eq!(mongo.load(batch()).await.expect("load"), 10);
-    assert_eq!(mongo.load(batch()).await.expect("reload"), 0);
+    assert_eq!(mongo.insert_many(batch()).await.expect("load"), 10);
+    assert_eq!(mongo.insert_many(batch()).await.expect("reload"), 0);
 }

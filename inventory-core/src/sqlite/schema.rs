@@ -1,4 +1,4 @@
-//! The SQLite schema and its migrations, keyed by `PRAGMA user_version`.
+//! The store's SQLite schema: its migrations, keyed by `PRAGMA user_version`.
 //!
 //! Tables are `STRICT` (a hand-written text quantity is refused) and carry
 //! `CHECK`s that restate the ledger's invariants, as a second line of defence
@@ -24,14 +24,9 @@
 //! that answered retries before: a window per owner could not see an id
 //! applied to another owner.
 
-use rusqlite::{Connection, TransactionBehavior};
-
-use crate::Error;
-
-use super::sql_error;
-
-/// Migration `n` (0-based) takes a database from `user_version` n to n + 1.
-const MIGRATIONS: &[&str] = &[
+/// Migration `n` (0-based) takes a database from `user_version` n to n + 1;
+/// the foundation runs them when it opens the file.
+pub(super) const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE owners (
         owner   TEXT PRIMARY KEY,
@@ -77,27 +72,3 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO outbox_mark (id, seq) SELECT 1, coalesce(max(seq), 0) FROM journal;
 ",
 ];
-
-/// Brings the schema up to date in one transaction; refuses a database
-/// written by a newer build rather than guess at its meaning.
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), Error> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql_error)?;
-    let current: i64 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(sql_error)?;
-    let current = usize::try_from(current).unwrap_or(usize::MAX);
-    if current > MIGRATIONS.len() {
-        return Err(Error::Backend(format!(
-            "the database has schema version {current}, newer than this build's {}",
-            MIGRATIONS.len()
-        )));
-    }
-    for migration in &MIGRATIONS[current..] {
-        tx.execute_batch(migration).map_err(sql_error)?;
-    }
-    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)
-        .map_err(sql_error)?;
-    tx.commit().map_err(sql_error)
-}

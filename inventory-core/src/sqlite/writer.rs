@@ -1,51 +1,40 @@
-//! The one writer thread and its group commit.
+//! How the foundation's one writer thread writes a batch of changes (the
+//! group commit itself, batching and lingering, is [`backends::sqlite`]'s).
 //!
-//! The thread owns the only write connection. Each turn it takes every queued
-//! request (up to the batch limit), applies them in order inside ONE
-//! `BEGIN IMMEDIATE` transaction, commits once (one fsync per batch under
-//! `synchronous = FULL`), and only then answers each caller. A refused change
-//! must leave no trace in the batch: the writer checks a change's guards
-//! before it writes any of it (see [`Isolation`]), and falls back to a
-//! `SAVEPOINT` per change if a change ever fails half-written. While it commits,
-//! new requests queue up and form the next batch, so the batch size adapts to
-//! the load. One refinement: the callers answered by the last commit often
-//! come straight back with their next change, so when a batch is smaller than
-//! the last one the writer lingers a moment (at most the configured linger,
-//! well under an fsync) for them to join it rather than wait a whole commit.
-//! A lone caller never waits: its last batch was 1.
+//! The batch's changes are applied in order inside ONE `BEGIN IMMEDIATE`
+//! transaction, committed once (one fsync per batch under
+//! `synchronous = FULL`); the foundation answers each caller only then. A
+//! refused change must leave no trace in the batch: the writer checks a
+//! change's guards before it writes any of it (see [`Isolation`]), and falls
+//! back to a `SAVEPOINT` per change if a change ever fails half-written.
 //!
 //! Being the only writer is also what makes the idempotency check atomic: the
 //! "was this change id applied, and with what content?" lookup in the journal
 //! and the write happen in the same transaction, and no other writer can slip
 //! in between.
 
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use backends::BatchWriter;
 use protocol::{ChangeEvent, MAX_BALANCE, Operation, OwnerId, ValidChange, Version};
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::oneshot;
 
 use crate::ledger::next_balance;
 use crate::{ApplyOutcome, Error};
 
-use super::{Counters, corrupt_or_sql, read, sql_error};
+use super::{corrupt_or_sql, read, sql_error};
 
-/// How the writer forms batches.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Batching {
-    /// The most changes in one transaction.
-    pub(super) limit: usize,
-    /// The longest the writer waits for the callers it just answered.
-    pub(super) linger: Duration,
-}
-
-/// One change waiting for the writer, and where to send its outcome.
+/// The store's side of the writer thread: applies a batch of changes.
 #[derive(Debug)]
-pub(super) struct Request {
-    pub(super) change: ValidChange,
-    pub(super) reply: oneshot::Sender<Result<ApplyOutcome, Error>>,
+pub(super) struct ChangeWriter;
+
+impl BatchWriter for ChangeWriter {
+    type Request = ValidChange;
+    type Outcome = Outcome;
+
+    fn write_batch(&mut self, conn: &mut Connection, batch: &[ValidChange]) -> Vec<Outcome> {
+        apply_batch(conn, batch)
+    }
 }
 
 // The guarded consume: the `WHERE` refuses an overdraft in the same statement
@@ -68,50 +57,6 @@ const NEW_OWNER: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?
 const BUMP_VERSION: &str = "UPDATE owners SET version = version + 1 WHERE owner = ?1";
 const JOURNAL: &str = "INSERT INTO journal (change_id, kind, change, versions, applied_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
-
-/// The writer thread's loop: runs until every sender is gone and the queue is
-/// drained.
-pub(super) fn run(
-    mut conn: Connection,
-    requests: &Receiver<Request>,
-    batching: Batching,
-    counters: &Counters,
-) {
-    let mut batch = Vec::with_capacity(batching.limit);
-    let mut last_size = 0;
-    while let Ok(first) = requests.recv() {
-        batch.push(first);
-        while batch.len() < batching.limit {
-            match requests.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        let expected = last_size.min(batching.limit);
-        let deadline = Instant::now() + batching.linger;
-        while batch.len() < expected {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match requests.recv_timeout(left) {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
-            }
-        }
-        last_size = batch.len();
-        let outcomes = apply_batch(&mut conn, &batch);
-        counters.batches.fetch_add(1, Ordering::Relaxed);
-        counters
-            .requests
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        counters
-            .largest_batch
-            .fetch_max(batch.len() as u64, Ordering::Relaxed);
-        for (request, outcome) in batch.drain(..).zip(outcomes) {
-            // A caller that stopped waiting (its future was dropped) learns
-            // the outcome by retrying with the same change id.
-            let _ = request.reply.send(outcome);
-        }
-    }
-}
 
 /// How a batch keeps one change's failure from touching the others.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -137,10 +82,10 @@ enum Failure {
     Dirty(Error),
 }
 
-type Outcome = Result<ApplyOutcome, Error>;
+pub(super) type Outcome = Result<ApplyOutcome, Error>;
 
 /// Applies a batch in one transaction; one outcome per request, in order.
-fn apply_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Outcome> {
+fn apply_batch(conn: &mut Connection, batch: &[ValidChange]) -> Vec<Outcome> {
     match run_batch(conn, batch, Isolation::Prechecked) {
         Ok(outcomes) => outcomes,
         Err(error) => {
@@ -151,7 +96,7 @@ fn apply_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Outcome> {
     }
 }
 
-fn all_unavailable(batch: &[Request], why: &str) -> Vec<Outcome> {
+fn all_unavailable(batch: &[ValidChange], why: &str) -> Vec<Outcome> {
     batch
         .iter()
         .map(|_| Err(Error::Unavailable(why.to_owned())))
@@ -162,7 +107,7 @@ fn all_unavailable(batch: &[Request], why: &str) -> Vec<Outcome> {
 /// transaction is then rolled back).
 fn run_batch(
     conn: &mut Connection,
-    batch: &[Request],
+    batch: &[ValidChange],
     isolation: Isolation,
 ) -> Result<Vec<Outcome>, Error> {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -172,8 +117,8 @@ fn run_batch(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut outcomes = Vec::with_capacity(batch.len());
-    for request in batch {
-        match apply_one(conn, &request.change, applied_at, isolation) {
+    for change in batch {
+        match apply_one(conn, change, applied_at, isolation) {
             Ok(outcome) => outcomes.push(Ok(outcome)),
             Err(Failure::Refused(error)) => {
                 if conn.is_autocommit() {
