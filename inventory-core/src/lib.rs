@@ -8,6 +8,10 @@
 //! [`ZoneNode`] that keeps one server process's player caches, subscribed by
 //! reference-counted zone interest and updated only by versioned events.
 //!
+//! Crafting and burning unique items, whose stack lives in a store and whose
+//! descriptor lives in the descriptor service: [`crafting`], the protocol
+//! across both behind the [`crafting::DescriptorRegistry`] port.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use inventory_core::{CacheUpdate, Inventory, LocalBus, MemoryStore, ZoneId, ZoneNode, ZoneNodeConfig};
@@ -59,6 +63,7 @@
 
 mod bus;
 mod cache;
+pub mod crafting;
 mod error;
 mod interest;
 mod inventory;

@@ -2,7 +2,7 @@
 //! mint a short-lived session token for any player (seeding a starter
 //! inventory the first time), and demo actions executed server-side the way
 //! a game server would (loot, use, trade with the merchant, craft and burn
-//! through [`crate::crafting`]), one at a time or by the auto-play driver.
+//! through [`inventory_core::crafting`]), one at a time or by the auto-play driver.
 //!
 //! | route | body | answer |
 //! |---|---|---|
@@ -36,6 +36,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use descriptor_service::Lookup;
+use inventory_core::crafting;
 use inventory_core::{AppliedChange, Inventory};
 use protocol::{
     ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, MAX_BATCH_IDS, OwnerId, UserId,
@@ -46,7 +47,8 @@ use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::{ApiError, AppState, ClientTokens, crafting};
+use crate::registry::InProcessRegistry;
+use crate::{ApiError, AppState, ClientTokens};
 use actions::{Holdings, Planned};
 pub use catalog::seed_demo_catalog;
 
@@ -238,7 +240,7 @@ impl Demo {
     async fn perform(&self, player: &UserId, action: Action) -> Result<Performed, ApiError> {
         self.ensure_player(player).await?;
         let inventory = &self.inner.inventory;
-        let registry = &self.inner.config.descriptors;
+        let registry = &InProcessRegistry(self.inner.config.descriptors.clone());
         let (summary, applied) = match action {
             Action::Grant => {
                 let planned = actions::grant(player, &mut *self.rng());

@@ -43,13 +43,13 @@
 
 mod auth;
 mod config;
-pub mod crafting;
 mod demo;
 mod edge;
 mod error;
 mod feed;
 mod gameplay;
 mod metrics;
+pub mod registry;
 mod state;
 
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! The demo's gameplay decisions as pure functions: given what a player
 //! holds and a random source, what a game server would do for "loot
 //! something", "use something", "trade with the merchant" (a change), "craft
-//! something" or "burn a crafted item" (an order for [`crate::crafting`]),
+//! something" or "burn a crafted item" (an order for [`inventory_core::crafting`]),
 //! and a sentence saying what happened. Carrying it out is the caller's job;
 //! the store still guards every consume, so a decision made on a stale view
 //! fails cleanly instead of overdrawing.
@@ -15,7 +15,7 @@ use rand::seq::IndexedRandom;
 
 use super::catalog::{QUALITIES, RECIPES, account, hero, id, merchant, name, qty};
 use crate::ApiError;
-use crate::crafting::{BurnOrder, CraftOrder};
+use inventory_core::crafting::{BurnOrder, CraftOrder};
 
 /// A change to apply and what it means, for people.
 #[derive(Debug)]
