@@ -10,9 +10,8 @@ use inventory_core::{
 };
 use tokio::sync::watch;
 
-use crate::demo::Demo;
 use crate::feed::{FeedConfig, Feeds};
-use crate::{ClientTokens, DemoConfig, EdgeConfig, Metrics, ServiceToken};
+use crate::{ClientTokens, EdgeConfig, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
 #[derive(Clone, Debug)]
@@ -68,7 +67,6 @@ struct Shared {
     metrics: Metrics,
     draining: watch::Sender<bool>,
     extra: axum::Router,
-    demo: Option<Demo>,
 }
 
 /// Builds an [`AppState`].
@@ -82,7 +80,6 @@ pub struct AppStateBuilder {
     zones: Option<BTreeSet<String>>,
     edge: EdgeConfig,
     extra: axum::Router,
-    demo: Option<DemoConfig>,
 }
 
 impl AppStateBuilder {
@@ -106,13 +103,6 @@ impl AppStateBuilder {
         self
     }
 
-    /// Turns the demo mode on: the live page, demo logins and actions (see
-    /// [`DemoConfig`]). Only for a node that runs everything in-process.
-    pub fn with_demo(mut self, demo: DemoConfig) -> Self {
-        self.demo = Some(demo);
-        self
-    }
-
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = Metrics::new(self.node.metrics().clone());
@@ -125,14 +115,6 @@ impl AppStateBuilder {
             metrics.clone(),
         );
         let draining = watch::Sender::new(false);
-        let demo = self.demo.map(|config| {
-            Demo::new(
-                config,
-                self.inventory.clone(),
-                self.client_tokens.clone(),
-                draining.subscribe(),
-            )
-        });
         AppState {
             shared: Arc::new(Shared {
                 inventory: self.inventory,
@@ -145,7 +127,6 @@ impl AppStateBuilder {
                 metrics,
                 draining,
                 extra: self.extra,
-                demo,
             }),
         }
     }
@@ -168,7 +149,6 @@ impl AppState {
             zones: None,
             edge: EdgeConfig::default(),
             extra: axum::Router::new(),
-            demo: None,
         }
     }
 
@@ -216,17 +196,16 @@ impl AppState {
         self.shared.extra.clone()
     }
 
-    pub(crate) fn demo(&self) -> Option<&Demo> {
-        self.shared.demo.as_ref()
-    }
-
     /// True once shutdown began: readiness fails and new clients are refused.
     #[must_use]
     pub fn is_draining(&self) -> bool {
         *self.shared.draining.borrow()
     }
 
-    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    /// Turns `true` when shutdown begins: for tasks serving beside the node
+    /// (connections, drivers) that must end with it.
+    #[must_use]
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shared.draining.subscribe()
     }
 

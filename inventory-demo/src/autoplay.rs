@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{Action, Demo, player};
-use crate::ApiError;
+use inventory_service::ApiError;
 
 /// The driver's limits (see [`super::DemoConfig`]).
 #[derive(Clone, Copy, Debug)]

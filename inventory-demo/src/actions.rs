@@ -14,8 +14,8 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use super::catalog::{QUALITIES, RECIPES, account, hero, id, merchant, name, qty};
-use crate::ApiError;
 use inventory_core::crafting::{BurnOrder, CraftOrder};
+use inventory_service::ApiError;
 
 /// A change to apply and what it means, for people.
 #[derive(Debug)]
