@@ -55,6 +55,8 @@ use axum::{Json, Router};
 use descriptor_service::Lookup;
 use inventory_core::crafting;
 use inventory_core::{AppliedChange, Inventory};
+use inventory_service::registry::InProcessRegistry;
+use inventory_service::{ApiError, AppState, ClientTokens, MAX_BODY_BYTES};
 use protocol::{
     ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, MAX_BATCH_IDS, OwnerId, UserId,
 };
@@ -64,13 +66,10 @@ use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use inventory_service::registry::InProcessRegistry;
-use inventory_service::{ApiError, AppState, ClientTokens, MAX_BODY_BYTES};
-
 use actions::{Holdings, Planned};
 pub use catalog::seed_demo_catalog;
 
-/// How the demo mode runs. Defaults: tokens valid for 15 minutes, at most
+/// How the demo runs. Defaults: tokens valid for 15 minutes, at most
 /// 1,000 players a run, auto-play acting every 1 to 2 s for at most 5
 /// minutes, at most 16 auto-play drivers at once.
 #[derive(Clone, Debug)]
