@@ -7,6 +7,10 @@
 //! [`serve`] (the same for the node's router with more routes merged in);
 //! [`wire`] turns a [`Config`] into a node (tokens, store, bus, the embedded
 //! descriptor service), so `main.rs` only reads the configuration and wires.
+//! [`registry`] holds the adapters of the core's crafting registry port (the
+//! descriptor service in process or over HTTP). The demo (the live page and
+//! its logins) is another crate, `inventory-demo`, that merges its routes
+//! into [`app`]; nothing of it is compiled into this one.
 //!
 //! | route | who | what |
 //! |---|---|---|
