@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -696,7 +695,7 @@ async fn without_the_bundle_the_page_says_how_to_build_it() {
 /// The `inventory-demo` binary on a loopback port over files in a temp dir;
 /// killed when dropped.
 struct DemoProcess {
-    child: Child,
+    _process: testkit::NodeProcess,
     base: String,
     _dir: tempfile::TempDir,
 }
@@ -717,8 +716,6 @@ fn demo_command(dir: &std::path::Path, args: &[&str]) -> Command {
             "INVENTORY_JWT_SECRET",
             String::from_utf8_lossy(JWT_SECRET).as_ref(),
         )
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
         .env_remove("REDIS_URL")
         .env_remove("MONGODB_URI")
         .env_remove("INVENTORY_DESCRIPTOR_URL")
@@ -729,31 +726,10 @@ fn demo_command(dir: &std::path::Path, args: &[&str]) -> Command {
 impl DemoProcess {
     fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = demo_command(dir.path(), args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        // Keep draining the log so the node never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("inventory node listening") {
-                    let address = line
-                        .split_whitespace()
-                        .find_map(|word| word.strip_prefix("address="))
-                        .map(str::to_owned);
-                    let _ = address_tx.send(address);
-                }
-            }
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the node logs its address")
-            .expect("an address= field");
+        let process = testkit::NodeProcess::spawn(demo_command(dir.path(), args));
         Self {
-            child,
-            base: format!("http://{address}"),
+            base: process.base().to_owned(),
+            _process: process,
             _dir: dir,
         }
     }
@@ -791,13 +767,6 @@ impl DemoProcess {
         }
         let response = request.send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
-    }
-}
-
-impl Drop for DemoProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

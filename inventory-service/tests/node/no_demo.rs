@@ -1,10 +1,8 @@
 //! The node has no demo (it lives in `inventory-demo`): none of the demo's
 //! routes answer, through the router or from the binary, whatever the mode.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
@@ -46,77 +44,36 @@ async fn nothing_of_the_demo_is_served_without_it() {
 }
 
 /// The `inventory-service` binary on a loopback port over files in a temp
-/// dir; killed when dropped.
-struct NodeProcess {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl NodeProcess {
-    fn start(args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_inventory-service"))
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--sqlite-path")
-            .arg(dir.path().join("inventory.db"))
-            .arg("--descriptor-sqlite-path")
-            .arg(dir.path().join("descriptors.db"))
-            .args(args)
-            .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
-            .env(
-                "INVENTORY_JWT_SECRET",
-                String::from_utf8_lossy(JWT_SECRET).as_ref(),
-            )
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .env_remove("REDIS_URL")
-            .env_remove("MONGODB_URI")
-            .env_remove("INVENTORY_DESCRIPTOR_URL")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        // Keep draining the log so the node never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("inventory node listening") {
-                    let address = line
-                        .split_whitespace()
-                        .find_map(|word| word.strip_prefix("address="))
-                        .map(str::to_owned);
-                    let _ = address_tx.send(address);
-                }
-            }
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the node logs its address")
-            .expect("an address= field");
-        Self {
-            child,
-            base: format!("http://{address}"),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// dir, with the tests' secrets and none of the environment's servers.
+fn node_process(dir: &std::path::Path, args: &[&str]) -> testkit::NodeProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inventory-service"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--sqlite-path")
+        .arg(dir.join("inventory.db"))
+        .arg("--descriptor-sqlite-path")
+        .arg(dir.join("descriptors.db"))
+        .args(args)
+        .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env(
+            "INVENTORY_JWT_SECRET",
+            String::from_utf8_lossy(JWT_SECRET).as_ref(),
+        )
+        .env_remove("REDIS_URL")
+        .env_remove("MONGODB_URI")
+        .env_remove("INVENTORY_DESCRIPTOR_URL");
+    testkit::NodeProcess::spawn(command)
 }
 
 #[tokio::test]
 async fn the_node_binary_has_no_demo_routes_in_any_mode() {
     for args in [&[][..], &["--descriptor-url", "http://127.0.0.1:9"][..]] {
-        let node = NodeProcess::start(args);
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_process(dir.path(), args);
         let client = reqwest::Client::new();
         for (method, path) in [("GET", "/"), ("POST", "/demo/login")] {
             let mut request =
-                client.request(method.parse().unwrap(), format!("{}{path}", node.base));
+                client.request(method.parse().unwrap(), format!("{}{path}", node.base()));
             if method == "POST" {
                 request = request.json(&json!({"player": "jo"}));
             }
