@@ -122,13 +122,6 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
-    /// Every `# TYPE` line of a rendering, as (name, type).
-    fn types(text: &str) -> Vec<(&str, &str)> {
-        text.lines()
-            .filter_map(|line| line.strip_prefix("# TYPE ")?.split_once(' '))
-            .collect()
-    }
-
     #[test]
     fn counters_and_only_counters_are_named_total() {
         let metrics = Metrics::new();
@@ -140,13 +133,6 @@ mod tests {
             .with_label_values(&["/v1/descriptors/batch"])
             .observe(0.001);
         let text = metrics.render();
-        let types = types(&text);
-        assert_eq!(types.len(), 7, "{text}");
-        for (name, kind) in types {
-            match kind {
-                "counter" => assert!(name.ends_with("_total"), "counter {name}"),
-                _ => assert!(!name.ends_with("_total"), "{kind} {name}"),
-            }
-        }
+        assert_eq!(testkit::check_metric_names(&text), 7, "{text}");
     }
 }

@@ -56,6 +56,10 @@ pub enum Error {
     /// The event bus could not deliver or subscribe.
     #[error("event bus error: {0}")]
     Bus(String),
+    /// The descriptor registry refused or failed a craft's or burn's
+    /// descriptor write (see [`crate::crafting`]); its code says which.
+    #[error(transparent)]
+    Registry(#[from] crate::crafting::RegistryError),
 }
 
 impl Error {
@@ -69,6 +73,7 @@ impl Error {
             Self::ChangeConflict { .. } => ErrorCode::ChangeConflict,
             Self::Unavailable(_) | Self::Bus(_) => ErrorCode::Unavailable,
             Self::Corrupt { .. } | Self::Backend(_) => ErrorCode::Internal,
+            Self::Registry(e) => e.code(),
         }
     }
 }

@@ -9,6 +9,10 @@
 //! reference-counted interest (game zones and client feeds holding a player)
 //! and updated only by versioned events.
 //!
+//! Crafting and burning unique items, whose stack lives in a store and whose
+//! descriptor lives in the descriptor service: [`crafting`], the protocol
+//! across both behind the [`crafting::DescriptorRegistry`] port.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use inventory_core::{CacheUpdate, Inventory, LocalBus, MemoryStore, PlayerHub, PlayerHubConfig};
@@ -60,6 +64,7 @@
 
 mod bus;
 mod cache;
+pub mod crafting;
 mod error;
 mod hub;
 mod interest;

@@ -81,24 +81,6 @@ pub struct Config {
     /// Messages queued per client before it is disconnected as slow.
     #[arg(long, env = "INVENTORY_CLIENT_QUEUE", default_value_t = 256)]
     pub client_queue: usize,
-
-    /// Turns the demo mode off. It is on by default in the embedded mode (no
-    /// MongoDB, Redis or remote descriptor service) and never otherwise: the
-    /// live page at `/`, demo logins that mint a token for any player, and
-    /// server-side demo actions. Anyone who reaches the listener can act as
-    /// any player, so turn it off wherever that matters.
-    #[arg(
-        long,
-        env = "INVENTORY_NO_DEMO",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub no_demo: bool,
-
-    /// The browser SDK's web package the demo page loads from `/pkg/` (the
-    /// output of `cargo xtask wasm`, `target/npm/web`; `cargo xtask node`
-    /// builds it and passes it here).
-    #[arg(long, env = "INVENTORY_WEB_DIR")]
-    pub web_dir: Option<PathBuf>,
 }
 
 impl Config {
@@ -122,12 +104,6 @@ impl Config {
         }
         self.redis_url.is_none() && self.descriptor_url.is_none()
     }
-
-    /// Whether the demo mode is on: embedded, and not turned off.
-    #[must_use]
-    pub fn demo_enabled(&self) -> bool {
-        self.is_embedded() && !self.no_demo
-    }
 }
 
 #[cfg(test)]
@@ -145,18 +121,13 @@ mod tests {
         }
         config.redis_url = None;
         config.descriptor_url = None;
-        config.no_demo = false;
         config
     }
 
     #[test]
-    fn the_demo_runs_only_in_the_embedded_mode() {
-        assert!(embedded().demo_enabled());
+    fn the_embedded_mode_is_every_part_in_this_process() {
+        assert!(embedded().is_embedded());
         let off = [
-            Config {
-                no_demo: true,
-                ..embedded()
-            },
             Config {
                 redis_url: Some("redis://127.0.0.1:6379".into()),
                 ..embedded()
@@ -172,7 +143,7 @@ mod tests {
             },
         ];
         for config in off {
-            assert!(!config.demo_enabled(), "{config:?}");
+            assert!(!config.is_embedded(), "{config:?}");
         }
     }
 

@@ -2,9 +2,15 @@
 //! player's snapshot and deltas, and the gameplay API that game servers call
 //! to change inventories and to move players between zones.
 //!
-//! The library exposes [`app`] (a `Router`, testable without a socket) and
-//! [`run`] (serve a listener until a shutdown signal, then drain); `main.rs`
-//! only reads [`Config`] and wires.
+//! The library exposes [`app`] (a `Router`, testable without a socket),
+//! [`run`] (serve a listener until a shutdown signal, then drain) and
+//! [`serve`] (the same for the node's router with more routes merged in);
+//! [`wire`] turns a [`Config`] into a node (tokens, store, bus, the embedded
+//! descriptor service), so `main.rs` only reads the configuration and wires.
+//! [`registry`] holds the adapters of the core's crafting registry port (the
+//! descriptor service in process or over HTTP). The demo (the live page and
+//! its logins) is another crate, `inventory-demo`, that merges its routes
+//! into [`app`]; nothing of it is compiled into this one.
 //!
 //! | route | who | what |
 //! |---|---|---|
@@ -13,11 +19,10 @@
 //! | `GET /v1/owners/{owner}`, `GET /v1/users/{user}` | game servers | read inventories |
 //! | `POST`/`DELETE /v1/zones/{zone}/players/{user}` | game servers | join / leave a zone |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operators | liveness, readiness, Prometheus |
-//! | `GET /`, `/pkg/*`, `POST /demo/…` | people trying it | the demo mode, if on ([`DemoConfig`]): the live page, demo logins and actions |
 //! | anything else | | the fallback router, if any: in the embedded mode, the descriptor service (`/v1/descriptors…`) |
 //!
 //! ```no_run
-//! # async fn demo() -> anyhow::Result<()> {
+//! # async fn example() -> anyhow::Result<()> {
 //! use std::sync::Arc;
 //! use inventory_core::{LocalBus, MemoryStore, PlayerHubConfig};
 //! use inventory_service::{AppState, BusChoice, ClientTokens, ServiceToken};
@@ -43,14 +48,14 @@
 
 mod auth;
 mod config;
-pub mod crafting;
-mod demo;
 mod edge;
 mod error;
 mod feed;
 mod gameplay;
 mod metrics;
+pub mod registry;
 mod state;
+mod wiring;
 
 use std::future::Future;
 use std::time::Duration;
@@ -64,11 +69,11 @@ use axum::routing::{any, get};
 
 pub use auth::{ClientTokens, ServiceToken};
 pub use config::Config;
-pub use demo::{DemoConfig, seed_demo_catalog};
 pub use edge::EdgeConfig;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use state::{AppState, AppStateBuilder, BusChoice, start_node};
+pub use wiring::{StartError, Wired, stop_signal, wire};
 
 /// The largest request body the node accepts, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -80,16 +85,12 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The node's HTTP routes.
 pub fn app(state: AppState) -> Router {
     let extra = state.extra_routes();
-    let mut routes = Router::new()
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/v1/ws", any(edge::upgrade))
-        .merge(gameplay::routes());
-    if let Some(demo) = state.demo() {
-        routes = routes.merge(demo::routes(demo.clone()));
-    }
-    routes
+        .merge(gameplay::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .fallback_service(extra)
@@ -119,6 +120,18 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve(listener, app(state.clone()), state, shutdown).await
+}
+
+/// Like [`run`], serving `router`: the node's [`app`] over `state` with more
+/// routes merged into it (the demo's page and logins, say). Drains `state`
+/// after `shutdown` completes, as [`run`] does.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let draining = state.clone();
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
     let signal = async move {
@@ -126,7 +139,7 @@ pub async fn run(
         draining.drain(DRAIN_TIMEOUT).await;
         let _ = drained_tx.send(());
     };
-    let served = axum::serve(listener, app(state))
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(signal)
         .await;
     // The signal future completed (drained) or the server failed first.

@@ -11,9 +11,8 @@ use inventory_core::{
 use protocol::ZoneId;
 use tokio::sync::watch;
 
-use crate::demo::Demo;
 use crate::feed::{FeedConfig, Feeds};
-use crate::{ClientTokens, DemoConfig, EdgeConfig, Metrics, ServiceToken};
+use crate::{ClientTokens, EdgeConfig, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
 #[derive(Clone, Debug)]
@@ -69,7 +68,6 @@ struct Shared {
     metrics: Metrics,
     draining: watch::Sender<bool>,
     extra: axum::Router,
-    demo: Option<Demo>,
 }
 
 /// Builds an [`AppState`].
@@ -83,7 +81,6 @@ pub struct AppStateBuilder {
     zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
     extra: axum::Router,
-    demo: Option<DemoConfig>,
 }
 
 impl AppStateBuilder {
@@ -107,13 +104,6 @@ impl AppStateBuilder {
         self
     }
 
-    /// Turns the demo mode on: the live page, demo logins and actions (see
-    /// [`DemoConfig`]). Only for a node that runs everything in-process.
-    pub fn with_demo(mut self, demo: DemoConfig) -> Self {
-        self.demo = Some(demo);
-        self
-    }
-
     /// The state.
     pub fn build(self) -> AppState {
         let metrics = Metrics::new(self.hub.metrics().clone());
@@ -126,14 +116,6 @@ impl AppStateBuilder {
             metrics.clone(),
         );
         let draining = watch::Sender::new(false);
-        let demo = self.demo.map(|config| {
-            Demo::new(
-                config,
-                self.inventory.clone(),
-                self.client_tokens.clone(),
-                draining.subscribe(),
-            )
-        });
         AppState {
             shared: Arc::new(Shared {
                 inventory: self.inventory,
@@ -146,7 +128,6 @@ impl AppStateBuilder {
                 metrics,
                 draining,
                 extra: self.extra,
-                demo,
             }),
         }
     }
@@ -169,7 +150,6 @@ impl AppState {
             zones: None,
             edge: EdgeConfig::default(),
             extra: axum::Router::new(),
-            demo: None,
         }
     }
 
@@ -217,17 +197,16 @@ impl AppState {
         self.shared.extra.clone()
     }
 
-    pub(crate) fn demo(&self) -> Option<&Demo> {
-        self.shared.demo.as_ref()
-    }
-
     /// True once shutdown began: readiness fails and new clients are refused.
     #[must_use]
     pub fn is_draining(&self) -> bool {
         *self.shared.draining.borrow()
     }
 
-    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    /// Turns `true` when shutdown begins: for tasks serving beside the node
+    /// (connections, drivers) that must end with it.
+    #[must_use]
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shared.draining.subscribe()
     }
 

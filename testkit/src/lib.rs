@@ -19,15 +19,19 @@
 //! ```
 
 pub mod bench;
+mod metrics;
 mod mongo;
 mod name;
+mod node;
 mod process;
 mod redis;
 
 use std::sync::OnceLock;
 
+pub use metrics::check_metric_names;
 pub use mongo::{MongoServer, Topology};
 pub use name::unique_name;
+pub use node::NodeProcess;
 pub use process::{cargo_bin_dir, find_binary};
 pub use redis::RedisServer;
 

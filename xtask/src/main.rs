@@ -10,6 +10,7 @@ mod install;
 mod job;
 mod node;
 mod test;
+mod tidy;
 mod wasm;
 
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Build the release npm packages of sdk-wasm into target/npm/{web,bundler}.
     Wasm(wasm::WasmArgs),
-    /// Build the browser SDK's web package and run the zone node with its live page.
+    /// Build the browser SDK's web package and run the zone node with its live page (the demo binary).
     Node(node::NodeArgs),
 }
 

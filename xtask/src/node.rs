@@ -1,8 +1,10 @@
-//! `cargo xtask node`: the zone node with its live page, from a machine with
-//! only the Rust toolchain. Installs the wasm32 target and wasm-bindgen's CLI
-//! if missing, builds the browser SDK's web package (shrunk by `wasm-opt` only
-//! where Node and npm are installed), then runs the release node with
-//! `--web-dir` pointing at it; the remaining arguments go to the node.
+//! `cargo xtask node`: the zone node with its live page (the `inventory-demo`
+//! binary: the node over the embedded stack, with the demo's routes), from a
+//! machine with only the Rust toolchain. Installs the wasm32 target and
+//! wasm-bindgen's CLI if missing, builds the browser SDK's web package
+//! (shrunk by `wasm-opt` only where Node and npm are installed), then runs the
+//! release demo with `--web-dir` pointing at it; the remaining arguments go
+//! to the demo.
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -19,7 +21,7 @@ pub struct NodeArgs {
     /// Do not check for or install missing tools.
     #[arg(long)]
     skip_install: bool,
-    /// Passed to the node: `-- --listen 0.0.0.0:8080`, `-- --help`, ...
+    /// Passed to the demo binary: `-- --listen 0.0.0.0:8080`, `-- --help`, ...
     #[arg(last = true)]
     node_args: Vec<String>,
 }
@@ -49,13 +51,13 @@ pub fn run(root: &Path, args: &NodeArgs) -> Result<()> {
         wasm::kb(bundle.gzip_bytes)
     );
     let mut node = cargo();
-    node.args(["run", "--release", "-p", "inventory-service", "--"])
+    node.args(["run", "--release", "-p", "inventory-demo", "--"])
         .arg("--web-dir")
         .arg(web_dir)
         .args(&args.node_args)
         .current_dir(root);
     eprintln!("$ {}", display(&node));
-    // The node replaces this process, so Ctrl-C and its exit status are the
-    // node's own (it drains on SIGINT and SIGTERM).
+    // The demo replaces this process, so Ctrl-C and its exit status are the
+    // demo's own (it drains on SIGINT and SIGTERM).
     Err(anyhow::Error::new(node.exec()).context("cannot run cargo"))
 }

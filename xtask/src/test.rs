@@ -10,7 +10,7 @@ use testkit::{MongoServer, RedisServer, Topology};
 
 use crate::install::{self, JS_TOOLS_DIR, WASM_TARGET};
 use crate::job::{Job, cargo};
-use crate::wasm;
+use crate::{tidy, wasm};
 
 /// Crates that must build for `wasm32-unknown-unknown`, proving they do no
 /// native IO: the wire contract and the SDK's IO-free core (its native
@@ -48,6 +48,7 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
     if !args.skip_install {
         job.step("install missing tools", install::ensure_test_tools)?;
     }
+    job.step("crate boundaries", tidy::check_crate_boundaries)?;
     if !args.no_lint {
         let mut fmt = cargo();
         fmt.args(["fmt", "--all", "--check"]);
@@ -103,7 +104,8 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
 
 /// The wasm SDK: its suite in Node and in headless Chromium against the stub
 /// node, then the release bundle, `tsc --strict` on TypeScript using it, and
-/// the live page served by the real zone node.
+/// the live page served by the demo binary (the real zone node with the
+/// demo's routes).
 fn wasm_steps(job: &mut Job) -> Result<()> {
     let stub = job.step("start the stub node", StubNode::start)?;
     eprintln!("SDK_WASM_STUB_NODE={}", stub.url);
@@ -156,21 +158,15 @@ fn wasm_steps(job: &mut Job) -> Result<()> {
     tsc.arg("-p").arg(tools.join("tsconfig.json"));
     job.command("tsc --strict (declarations)", tsc)?;
 
-    // The live page, served by the zone node in its demo mode with the
-    // bundle just built, driven by Playwright in the system chromium.
+    // The live page, served by the demo binary with the bundle just built,
+    // driven by Playwright in the system chromium.
     let mut build = cargo();
-    build.args([
-        "build",
-        "-p",
-        "inventory-service",
-        "--bin",
-        "inventory-service",
-    ]);
-    job.command("build the zone node", build)?;
-    let node = job.step("start the zone node with the page", |root| {
-        ZoneNode::start(root, &crate::target_dir(root).join("npm/web"))
+    build.args(["build", "-p", "inventory-demo", "--bin", "inventory-demo"]);
+    job.command("build the demo", build)?;
+    let node = job.step("start the demo with the page", |root| {
+        DemoNode::start(root, &crate::target_dir(root).join("npm/web"))
     })?;
-    eprintln!("zone node: {} (log: {})", node.url, node.log.display());
+    eprintln!("demo: {} (log: {})", node.url, node.log.display());
     let artifacts = job.root().join(ARTIFACTS_DIR);
     std::fs::create_dir_all(&artifacts)?;
     let mut e2e = std::process::Command::new("node");
@@ -184,7 +180,7 @@ fn wasm_steps(job: &mut Job) -> Result<()> {
 /// Where CI collects files to keep (git-ignored).
 const ARTIFACTS_DIR: &str = ".ci-artifacts";
 
-/// The gameplay API token of the page test's node.
+/// The gameplay API token of the page test's demo.
 const E2E_SERVICE_TOKEN: &str = "e2e-page-service-token";
 
 /// The chromedriver capabilities of the browser suite: headless flags that
@@ -229,24 +225,24 @@ impl Drop for StubNode {
     }
 }
 
-/// The `inventory-service` binary in its embedded demo mode over SQLite files
-/// in a fresh temp dir, on a port the kernel picks; killed (and its files
-/// removed) when dropped.
+/// The `inventory-demo` binary (the zone node over the embedded stack, with
+/// the page) over SQLite files in a fresh temp dir, on a port the kernel
+/// picks; killed (and its files removed) when dropped.
 #[derive(Debug)]
-struct ZoneNode {
+struct DemoNode {
     child: std::process::Child,
     url: String,
     dir: std::path::PathBuf,
     log: std::path::PathBuf,
 }
 
-impl ZoneNode {
-    fn start(root: &Path, web_dir: &Path) -> Result<ZoneNode> {
+impl DemoNode {
+    fn start(root: &Path, web_dir: &Path) -> Result<DemoNode> {
         use std::io::{BufRead, BufReader, Write};
         let dir = std::env::temp_dir().join(testkit::unique_name("e2e-page"));
         std::fs::create_dir_all(&dir)?;
-        let log = dir.join("node.log");
-        let binary = crate::target_dir(root).join("debug/inventory-service");
+        let log = dir.join("demo.log");
+        let binary = crate::target_dir(root).join("debug/inventory-demo");
         let mut child = std::process::Command::new(&binary)
             .args(["--listen", "127.0.0.1:0"])
             .arg("--sqlite-path")
@@ -258,18 +254,18 @@ impl ZoneNode {
             .env("INVENTORY_SERVICE_TOKEN", E2E_SERVICE_TOKEN)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
-            // The embedded mode, whatever the caller's environment says.
+            // The embedded stack (the demo refuses any other), whatever the
+            // caller's environment says.
             .env_remove("REDIS_URL")
             .env_remove("MONGODB_URI")
             .env_remove("INVENTORY_DESCRIPTOR_URL")
-            .env_remove("INVENTORY_NO_DEMO")
             .stdout(std::process::Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot run {}", binary.display()))?;
-        let stdout = child.stdout.take().context("the node's stdout is piped")?;
+        let stdout = child.stdout.take().context("the demo's stdout is piped")?;
         let mut file = std::fs::File::create(&log)?;
         let (address_tx, address_rx) = std::sync::mpsc::channel();
-        // Copies the log to a file for the whole run, so the node never
+        // Copies the log to a file for the whole run, so the demo never
         // blocks on a full pipe, and hands over the address it listens on.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -283,7 +279,7 @@ impl ZoneNode {
                 }
             }
         });
-        let mut node = ZoneNode {
+        let mut node = DemoNode {
             child,
             url: String::new(),
             dir,
@@ -293,7 +289,7 @@ impl ZoneNode {
             Ok(address) => node.url = format!("http://{address}"),
             Err(_) => {
                 return Err(anyhow!(
-                    "the zone node did not start (log: {})",
+                    "the demo did not start (log: {})",
                     node.log.display()
                 ));
             }
@@ -302,7 +298,7 @@ impl ZoneNode {
     }
 }
 
-impl Drop for ZoneNode {
+impl Drop for DemoNode {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -20,7 +20,7 @@
 //!
 //! Reported, not a violation: orphan descriptors, live crafted descriptors
 //! nobody holds (a craft or burn whose unknown outcome was never retried to
-//! an answer leaves one; see `inventory_service::crafting`). The candidates
+//! an answer leaves one; see `inventory_core::crafting`). The candidates
 //! are the items every journaled craft granted plus the crafts callers say
 //! they ordered ([`Evidence::crafted`]); a craft that never applied and is
 //! not in the evidence is not seen.

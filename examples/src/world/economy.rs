@@ -1,7 +1,7 @@
 //! Economy mode: no clients, no zones, only the crafting economy at full
 //! speed. Many concurrent crafters, each its own character, craft unique
 //! items from resources and burn them back into the same resources through
-//! [`inventory_service::crafting`], against the world's store (SQLite files by
+//! [`inventory_core::crafting`], against the world's store (SQLite files by
 //! default) and the descriptor service in this process, until the target
 //! counts of crafts and burns are reached; then the audit runs.
 //!
@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
+use inventory_core::crafting::{self, BurnOrder, CraftOrder};
 use inventory_core::{AppliedChange, Inventory};
-use inventory_service::ApiError;
-use inventory_service::crafting::{self, BurnOrder, CraftOrder};
+use inventory_service::registry::InProcessRegistry;
 use protocol::{Change, ChangeId, CharacterId, ItemId, OwnerId, Quantity, UserId};
 use serde::Serialize;
 
@@ -135,7 +135,7 @@ struct Tally {
 /// What every crafter shares.
 struct Economy {
     inventory: Inventory,
-    registry: descriptor_service::Descriptors,
+    registry: InProcessRegistry,
     work: Work,
     tally: Tally,
     progress: indicatif::ProgressBar,
@@ -162,7 +162,7 @@ pub async fn run(
     );
     let economy = Arc::new(Economy {
         inventory: Inventory::from_arc(backend.store.clone()),
-        registry: backend.registry.clone(),
+        registry: InProcessRegistry(backend.registry.clone()),
         work: Work {
             seeds: AtomicU64::new(seeds),
             crafts: AtomicU64::new(config.crafts),
@@ -240,11 +240,7 @@ async fn crafter(economy: &Economy, index: usize) -> anyhow::Result<()> {
                     .grant(owner.clone(), ore.clone(), Quantity::new(GATHER)?)
                     .grant(owner.clone(), wood.clone(), Quantity::new(GATHER)?);
                 let applied = attempt(economy, || async {
-                    economy
-                        .inventory
-                        .apply(grant.clone())
-                        .await
-                        .map_err(ApiError::from)
+                    economy.inventory.apply(grant.clone()).await
                 })
                 .await;
                 anyhow::ensure!(applied, "a crafter could not gather its resources");
@@ -307,11 +303,7 @@ async fn seed(
     let grant = Change::new(change).grant(owner.clone(), descriptor.id.clone(), Quantity::ONE);
     let seeded = attempt(economy, || async {
         crafting::DescriptorRegistry::create(&economy.registry, &descriptor).await?;
-        economy
-            .inventory
-            .apply(grant.clone())
-            .await
-            .map_err(ApiError::from)
+        economy.inventory.apply(grant.clone()).await
     })
     .await;
     if seeded {
@@ -348,11 +340,11 @@ fn retry_policy() -> ExponentialBuilder {
 async fn attempt<F, Fut>(economy: &Economy, order: F) -> bool
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<AppliedChange, ApiError>>,
+    Fut: Future<Output = Result<AppliedChange, inventory_core::Error>>,
 {
     let outcome = order
         .retry(retry_policy())
-        .when(|e: &ApiError| e.code().is_retryable())
+        .when(|e: &inventory_core::Error| e.code().is_retryable())
         .notify(|_, _| {
             economy.tally.retries.fetch_add(1, Ordering::Relaxed);
         })

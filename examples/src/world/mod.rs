@@ -10,7 +10,7 @@
 //! moves to another zone (the new zone joins the player and its client
 //! connects there before the old zone lets go, so both hold the player for a
 //! moment). It crafts unique items from gathered resources and burns them
-//! back into a resource through [`inventory_service::crafting`] (the
+//! back into a resource through [`inventory_core::crafting`] (the
 //! descriptor service in this process is the registry), retrying an unknown
 //! outcome with the same order; crafted items are traded too. Some changes
 //! are retried on purpose with the same change id, and the retry must answer
@@ -37,9 +37,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
+use inventory_core::crafting::{self, BurnOrder, CraftOrder};
 use inventory_core::{AppliedChange, Inventory};
-use inventory_service::crafting::{self, BurnOrder, CraftOrder};
-use inventory_service::{ApiError, AppState};
+use inventory_service::AppState;
+use inventory_service::registry::InProcessRegistry;
 use protocol::{
     AttributeValue, Change, ChangeId, CharacterId, Descriptor, ErrorCode, ItemId, OwnerId,
     Quantity, UserId, Version, ZoneId,
@@ -244,7 +245,7 @@ struct World {
     propagation: Arc<PropagationProbe>,
     acknowledged: Mutex<HashMap<ChangeId, Vec<(OwnerId, Version)>>>,
     /// Where crafted descriptors are created and burned.
-    registry: descriptor_service::Descriptors,
+    registry: InProcessRegistry,
     /// The descriptor of every craft order placed, applied or not.
     crafted: Mutex<Vec<ItemId>>,
     retry_mismatches: Mutex<Vec<String>>,
@@ -421,7 +422,7 @@ impl World {
             zones,
             propagation: Arc::new(PropagationProbe::default()),
             acknowledged: Mutex::new(HashMap::new()),
-            registry: backend.registry.clone(),
+            registry: InProcessRegistry(backend.registry.clone()),
             crafted: Mutex::new(Vec::new()),
             retry_mismatches: Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -1011,7 +1012,7 @@ async fn burn(world: &World, player: &mut Player, state: &AppState) {
 async fn apply(world: &World, player: &mut Player, inventory: &Inventory, change: Change) -> bool {
     apply_with(world, player, change.id, || {
         let change = change.clone();
-        async move { inventory.apply(change).await.map_err(ApiError::from) }
+        async move { inventory.apply(change).await }
     })
     .await
 }
@@ -1038,7 +1039,7 @@ fn retry_policy() -> ExponentialBuilder {
 async fn apply_with<F, Fut>(world: &World, player: &mut Player, id: ChangeId, attempt: F) -> bool
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<AppliedChange, ApiError>>,
+    Fut: Future<Output = Result<AppliedChange, inventory_core::Error>>,
 {
     let started = Instant::now();
     world.propagation.start(id, started);
@@ -1048,15 +1049,14 @@ where
         tokio::time::timeout(ATTEMPT_TIMEOUT, attempt())
             .await
             .unwrap_or_else(|_| {
-                Err(ApiError::new(
-                    ErrorCode::Unavailable,
-                    format!("no answer within {ATTEMPT_TIMEOUT:?}"),
-                ))
+                Err(inventory_core::Error::Unavailable(format!(
+                    "no answer within {ATTEMPT_TIMEOUT:?}"
+                )))
             })
     };
     let outcome = bounded
         .retry(retry_policy())
-        .when(|e: &ApiError| e.code().is_retryable())
+        .when(|e: &inventory_core::Error| e.code().is_retryable())
         .notify(|_, _| {
             world
                 .counters
@@ -1120,7 +1120,7 @@ async fn retry_on_purpose<F, Fut>(
     attempt: F,
 ) where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<AppliedChange, ApiError>>,
+    Fut: Future<Output = Result<AppliedChange, inventory_core::Error>>,
 {
     world
         .counters

@@ -2,6 +2,6 @@
 
 mod cluster;
 mod common;
-mod demo;
 mod edge;
 mod gameplay;
+mod no_demo;

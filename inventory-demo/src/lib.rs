@@ -1,12 +1,15 @@
-//! The demo mode of the embedded node: the live inventory page, logins that
+//! The demo of the embedded zone node: the live inventory page, logins that
 //! mint a short-lived session token for any player (seeding a starter
 //! inventory the first time), and demo actions executed server-side the way
 //! a game server would (loot, use, trade with the merchant, craft and burn
-//! through [`crate::crafting`]), one at a time or by the auto-play driver.
+//! through [`inventory_core::crafting`]), one at a time or by the auto-play
+//! driver. The node itself knows nothing of it: [`app`] merges the demo's
+//! routes into the node's router (`inventory_service::app`), and the
+//! `inventory-demo` binary serves them over the embedded stack.
 //!
 //! | route | body | answer |
 //! |---|---|---|
-//! | `GET /`, `/app.js`, `/style.css`, `/pkg/*` | | the page and the browser SDK (`demo/page.rs`) |
+//! | `GET /`, `/app.js`, `/style.css`, `/pkg/*` | | the page and the browser SDK (`page.rs`) |
 //! | `POST /demo/login` | `{"player"}` | `{"player", "token", "expires_in_secs"}` |
 //! | `POST /demo/actions` | `{"player", "action"}` (`grant`, `consume`, `trade`, `craft`, `burn`) | `{"player", "action", "summary", "change_id"}` |
 //! | `POST /demo/autoplay` | `{"player", "on"}` | `{"player", "running", "remaining_secs"}` |
@@ -18,8 +21,22 @@
 //! `insufficient_balance`; past [`DemoConfig::with_max_players`] new players
 //! or [`DemoConfig::with_max_autoplay`] running drivers, `unprocessable`.
 //! There is no authentication: anyone who reaches the node can act as any
-//! player, which is why the mode exists only in the embedded mode and
-//! `--no-demo` turns it off.
+//! player, which is why the binary runs only the embedded stack (no MongoDB,
+//! Redis or remote descriptor service) and the production node binary has
+//! none of these routes.
+//!
+//! ```no_run
+//! # async fn demo(state: inventory_service::AppState, descriptors: descriptor_service::Descriptors) -> anyhow::Result<()> {
+//! use inventory_demo::{Demo, DemoConfig};
+//!
+//! inventory_demo::seed_demo_catalog(&descriptors).await?;
+//! let demo = Demo::new(DemoConfig::new(descriptors), &state);
+//! let router = inventory_demo::app(state.clone(), demo);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! inventory_service::serve(listener, router, state, std::future::pending()).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod actions;
 mod autoplay;
@@ -31,12 +48,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use descriptor_service::Lookup;
+use inventory_core::crafting;
 use inventory_core::{AppliedChange, Inventory};
+use inventory_service::registry::InProcessRegistry;
+use inventory_service::{ApiError, AppState, ClientTokens, MAX_BODY_BYTES};
 use protocol::{
     ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, MAX_BATCH_IDS, OwnerId, UserId,
 };
@@ -46,11 +66,10 @@ use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::{ApiError, AppState, ClientTokens, crafting};
 use actions::{Holdings, Planned};
 pub use catalog::seed_demo_catalog;
 
-/// How the demo mode runs. Defaults: tokens valid for 15 minutes, at most
+/// How the demo runs. Defaults: tokens valid for 15 minutes, at most
 /// 1,000 players a run, auto-play acting every 1 to 2 s for at most 5
 /// minutes, at most 16 auto-play drivers at once.
 #[derive(Clone, Debug)]
@@ -118,9 +137,10 @@ impl DemoConfig {
     }
 }
 
-/// The running demo: shared by its handlers and auto-play drivers.
+/// The running demo: shared by its handlers and auto-play drivers. Cloning
+/// is cheap.
 #[derive(Clone, Debug)]
-pub(crate) struct Demo {
+pub struct Demo {
     inner: Arc<Inner>,
 }
 
@@ -173,7 +193,19 @@ struct Performed {
 }
 
 impl Demo {
-    pub(crate) fn new(
+    /// A demo acting through `node`'s inventory, issuing `node`'s client
+    /// tokens, its auto-play drivers ended by `node`'s drain.
+    #[must_use]
+    pub fn new(config: DemoConfig, node: &AppState) -> Self {
+        Self::start(
+            config,
+            node.inventory().clone(),
+            node.client_tokens().clone(),
+            node.shutdown_signal(),
+        )
+    }
+
+    fn start(
         config: DemoConfig,
         inventory: Inventory,
         tokens: ClientTokens,
@@ -238,7 +270,7 @@ impl Demo {
     async fn perform(&self, player: &UserId, action: Action) -> Result<Performed, ApiError> {
         self.ensure_player(player).await?;
         let inventory = &self.inner.inventory;
-        let registry = &self.inner.config.descriptors;
+        let registry = &InProcessRegistry(self.inner.config.descriptors.clone());
         let (summary, applied) = match action {
             Action::Grant => {
                 let planned = actions::grant(player, &mut *self.rng());
@@ -310,8 +342,14 @@ impl Demo {
     }
 }
 
-/// The demo's routes over its own state.
-pub(crate) fn routes(demo: Demo) -> Router<AppState> {
+/// The node's router ([`inventory_service::app`]) with the demo's routes
+/// merged in.
+pub fn app(node: AppState, demo: Demo) -> Router {
+    inventory_service::app(node).merge(routes(demo))
+}
+
+/// The demo's routes over its own state, with the node's body limit.
+pub fn routes(demo: Demo) -> Router {
     let page = page::routes(demo.inner.config.web_dir.as_deref());
     Router::new()
         .route("/demo/login", post(login))
@@ -320,6 +358,7 @@ pub(crate) fn routes(demo: Demo) -> Router<AppState> {
         .route("/demo/autoplay/{player}", get(autoplay::status))
         .with_state(demo)
         .merge(page)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 /// A player named in a request: a valid user id, not the merchant.

@@ -2,7 +2,7 @@
 //! embedded descriptor service, the starter inventories of a new player and
 //! of the merchant, and where each kind of item is kept.
 
-use descriptor_service::{DescriptorStore, WriteOutcome};
+use descriptor_service::WriteOutcome;
 use protocol::{
     AttributeValue, ChangeId, CharacterId, Descriptor, ItemId, OwnerId, Quantity, UserId,
 };
@@ -214,14 +214,15 @@ pub(crate) fn starter_change(player: &UserId) -> protocol::Change {
     )
 }
 
-/// Stores every catalog descriptor that is not there yet. A stored entry
-/// with other content (an older demo's catalog) is kept as it is.
+/// Stores every catalog descriptor that is not there yet, through the
+/// descriptor service (its store and its cache). A stored entry with other
+/// content (an older demo's catalog) is kept as it is.
 pub async fn seed_demo_catalog(
-    store: &dyn DescriptorStore,
+    service: &descriptor_service::Descriptors,
 ) -> Result<(), descriptor_service::Error> {
     for descriptor in descriptors() {
         descriptor.validate()?;
-        match store.create(&descriptor).await {
+        match service.create(&descriptor).await {
             Ok(WriteOutcome::Applied) => {
                 tracing::debug!(id = %descriptor.id, "demo catalog descriptor created");
             }

@@ -10,16 +10,16 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
+use inventory_service::ApiError;
 use protocol::{ErrorCode, UserId};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Action, Demo, player};
-use crate::ApiError;
+use crate::{Action, Demo, player};
 
-/// The driver's limits (see [`super::DemoConfig`]).
+/// The driver's limits (see [`crate::DemoConfig`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
     pub limit: Duration,

@@ -1,25 +1,28 @@
-//! The demo mode: the page and its bundle, demo logins and actions, the
-//! auto-play driver, their refusals, and the binary serving them only in the
-//! embedded mode.
+//! The demo: the page and its bundle, demo logins and actions, the
+//! auto-play driver, their refusals, and the binary serving them only over
+//! the embedded stack.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use inventory_core::LocalBus;
-use inventory_service::{AppState, BusChoice, DemoConfig, app};
+use inventory_demo::{Demo, DemoConfig};
+use inventory_service::{AppState, BusChoice};
 use protocol::{ErrorBody, ErrorCode, OwnerSnapshot, UserId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::common::{JWT_SECRET, SERVICE_TOKEN, SharedStore, eventually, state_builder, tokens};
+use common::{JWT_SECRET, SERVICE_TOKEN, SharedStore, eventually, state_builder, tokens};
 
-/// A node in the demo mode over SQLite files, tested through its router.
+/// A node with the demo over SQLite files, tested through its router.
 struct DemoNode {
     state: AppState,
+    router: axum::Router,
     store: SharedStore,
     _descriptors: tempfile::TempDir,
 }
@@ -30,11 +33,11 @@ impl DemoNode {
         let dir = tempfile::tempdir().unwrap();
         let descriptor_store =
             descriptor_service::SqliteStore::open(dir.path().join("descriptors.db")).unwrap();
-        inventory_service::seed_demo_catalog(&descriptor_store)
-            .await
-            .unwrap();
         let descriptors =
             descriptor_service::Descriptors::builder(Arc::new(descriptor_store)).build();
+        inventory_demo::seed_demo_catalog(&descriptors)
+            .await
+            .unwrap();
         let state = state_builder(
             store.store.clone(),
             BusChoice::Local(LocalBus::new()),
@@ -45,17 +48,19 @@ impl DemoNode {
             descriptors.clone(),
             descriptor_service::AuthConfig::default().with_open_reads(true),
         ))
-        .with_demo(configure(DemoConfig::new(descriptors).with_seed(7)))
         .build();
+        let demo = Demo::new(configure(DemoConfig::new(descriptors).with_seed(7)), &state);
+        let router = inventory_demo::app(state.clone(), demo);
         Self {
             state,
+            router,
             store,
             _descriptors: dir,
         }
     }
 
     async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
-        let (status, _, bytes) = call(&self.state, "POST", uri, Some(body.to_string())).await;
+        let (status, _, bytes) = call(&self.router, "POST", uri, Some(body.to_string())).await;
         (
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
@@ -69,7 +74,7 @@ impl DemoNode {
 
 /// One request through the router: status, content type, body.
 async fn call(
-    state: &AppState,
+    router: &axum::Router,
     method: &str,
     uri: &str,
     body: Option<String>,
@@ -81,7 +86,7 @@ async fn call(
     let request = request
         .body(body.map_or_else(Body::empty, Body::from))
         .unwrap();
-    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let content_type = response
         .headers()
@@ -467,28 +472,33 @@ async fn bad_demo_input_gets_a_stable_code_and_writes_nothing() {
         assert_eq!(code(&value), expected, "{uri} {body}: {value}");
         assert_eq!(status.as_u16(), expected.http_status(), "{uri} {body}");
     }
-    let (status, _, bytes) = call(&demo.state, "GET", "/demo/autoplay/bad%20name", None).await;
+    let (status, _, bytes) = call(&demo.router, "GET", "/demo/autoplay/bad%20name", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         code(&serde_json::from_slice(&bytes).unwrap()),
         ErrorCode::InvalidId
     );
-    let (status, _, bytes) =
-        call(&demo.state, "POST", "/demo/login", Some("{not json".into())).await;
+    let (status, _, bytes) = call(
+        &demo.router,
+        "POST",
+        "/demo/login",
+        Some("{not json".into()),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         code(&serde_json::from_slice(&bytes).unwrap()),
         ErrorCode::MalformedRequest
     );
     let huge = json!({"player": "x".repeat(inventory_service::MAX_BODY_BYTES)}).to_string();
-    let (status, _, _) = call(&demo.state, "POST", "/demo/login", Some(huge)).await;
+    let (status, _, _) = call(&demo.router, "POST", "/demo/login", Some(huge)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let request = Request::builder()
         .method("POST")
         .uri("/demo/login")
         .body(Body::from(json!({"player": "eve"}).to_string()))
         .unwrap();
-    let response = app(demo.state.clone()).oneshot(request).await.unwrap();
+    let response = demo.router.clone().oneshot(request).await.unwrap();
     assert_eq!(
         response.status(),
         StatusCode::BAD_REQUEST,
@@ -536,7 +546,7 @@ async fn autoplay_acts_until_its_time_limit() {
     })
     .await;
     eventually("auto-play to stop by itself at its limit", || async {
-        let (status, _, body) = call(&demo.state, "GET", "/demo/autoplay/fay", None).await;
+        let (status, _, body) = call(&demo.router, "GET", "/demo/autoplay/fay", None).await;
         assert_eq!(status, StatusCode::OK);
         serde_json::from_slice::<Value>(&body).unwrap()["running"] == false
     })
@@ -622,7 +632,7 @@ async fn the_page_and_its_bundle_are_served_with_their_content_types() {
         ("/pkg/sdk_wasm_bg.wasm", "application/wasm", "asm"),
     ];
     for (uri, content_type, contains) in cases {
-        let (status, got_type, body) = call(&demo.state, "GET", uri, None).await;
+        let (status, got_type, body) = call(&demo.router, "GET", uri, None).await;
         assert_eq!(status, StatusCode::OK, "{uri}");
         assert!(got_type.starts_with(content_type), "{uri}: {got_type}");
         assert!(
@@ -630,7 +640,7 @@ async fn the_page_and_its_bundle_are_served_with_their_content_types() {
             "{uri} lacks {contains:?}"
         );
     }
-    let (status, _, _) = call(&demo.state, "GET", "/pkg/nothing.js", None).await;
+    let (status, _, _) = call(&demo.router, "GET", "/pkg/nothing.js", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -654,7 +664,7 @@ async fn the_bundle_directory_cannot_be_escaped() {
         "/../secret.txt",
     ];
     for uri in attempts {
-        let (status, _, body) = call(&demo.state, "GET", uri, None).await;
+        let (status, _, body) = call(&demo.router, "GET", uri, None).await;
         let body = String::from_utf8_lossy(&body);
         assert!(
             !status.is_success() && !body.contains("secret") && !body.contains("root:"),
@@ -670,7 +680,7 @@ async fn without_the_bundle_the_page_says_how_to_build_it() {
         DemoNode::start(|c| c).await,
         DemoNode::start(|c| c.with_web_dir(empty.path())).await,
     ] {
-        let (status, content_type, body) = call(&demo.state, "GET", "/", None).await;
+        let (status, content_type, body) = call(&demo.router, "GET", "/", None).await;
         let body = String::from_utf8_lossy(&body);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(content_type.starts_with("text/html"));
@@ -678,88 +688,75 @@ async fn without_the_bundle_the_page_says_how_to_build_it() {
         assert!(body.contains("cargo xtask wasm"), "{body}");
     }
     let demo = DemoNode::start(|c| c.with_web_dir(empty.path())).await;
-    let (_, _, body) = call(&demo.state, "GET", "/", None).await;
+    let (_, _, body) = call(&demo.router, "GET", "/", None).await;
     assert!(String::from_utf8_lossy(&body).contains("sdk_wasm_bg.wasm"));
 }
 
-#[tokio::test]
-async fn nothing_of_the_demo_is_served_without_it() {
-    let state = state_builder(
-        Arc::new(inventory_core::MemoryStore::new()),
-        BusChoice::Local(LocalBus::new()),
-        inventory_core::PlayerHubConfig::new(),
-    )
-    .await
-    .build();
-    for (method, uri) in [
-        ("GET", "/"),
-        ("GET", "/app.js"),
-        ("GET", "/pkg/sdk_wasm.js"),
-        ("POST", "/demo/login"),
-        ("POST", "/demo/actions"),
-        ("POST", "/demo/autoplay"),
-    ] {
-        let body = (method == "POST").then(|| json!({"player": "ivy"}).to_string());
-        let (status, _, _) = call(&state, method, uri, body).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
-    }
-}
-
-/// The `inventory-service` binary on a loopback port over files in a temp
-/// dir; killed when dropped.
-struct NodeProcess {
-    child: Child,
+/// The `inventory-demo` binary on a loopback port over files in a temp dir;
+/// killed when dropped.
+struct DemoProcess {
+    _process: testkit::NodeProcess,
     base: String,
     _dir: tempfile::TempDir,
 }
 
-impl NodeProcess {
+/// The demo binary's command over files in `dir`, with the tests' secrets
+/// and none of the environment's servers.
+fn demo_command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inventory-demo"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--sqlite-path")
+        .arg(dir.join("inventory.db"))
+        .arg("--descriptor-sqlite-path")
+        .arg(dir.join("descriptors.db"))
+        .args(args)
+        .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env(
+            "INVENTORY_JWT_SECRET",
+            String::from_utf8_lossy(JWT_SECRET).as_ref(),
+        )
+        .env_remove("REDIS_URL")
+        .env_remove("MONGODB_URI")
+        .env_remove("INVENTORY_DESCRIPTOR_URL")
+        .env_remove("INVENTORY_WEB_DIR");
+    command
+}
+
+impl DemoProcess {
     fn start(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_inventory-service"))
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--sqlite-path")
-            .arg(dir.path().join("inventory.db"))
-            .arg("--descriptor-sqlite-path")
-            .arg(dir.path().join("descriptors.db"))
-            .args(args)
-            .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
-            .env(
-                "INVENTORY_JWT_SECRET",
-                String::from_utf8_lossy(JWT_SECRET).as_ref(),
-            )
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .env_remove("REDIS_URL")
-            .env_remove("MONGODB_URI")
-            .env_remove("INVENTORY_NO_DEMO")
-            .env_remove("INVENTORY_WEB_DIR")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (address_tx, address_rx) = std::sync::mpsc::channel();
-        // Keep draining the log so the node never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("inventory node listening") {
-                    let address = line
-                        .split_whitespace()
-                        .find_map(|word| word.strip_prefix("address="))
-                        .map(str::to_owned);
-                    let _ = address_tx.send(address);
-                }
-            }
-        });
-        let address = address_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the node logs its address")
-            .expect("an address= field");
+        let process = testkit::NodeProcess::spawn(demo_command(dir.path(), args));
         Self {
-            child,
-            base: format!("http://{address}"),
+            base: process.base().to_owned(),
+            _process: process,
             _dir: dir,
         }
+    }
+
+    /// Runs the binary with `args`, expecting it to refuse them: its exit
+    /// status and what it wrote on stderr.
+    fn refused(args: &[&str]) -> (std::process::ExitStatus, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = demo_command(dir.path(), args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{args:?} was not refused: the demo kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
     }
 
     async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
@@ -773,18 +770,11 @@ impl NodeProcess {
     }
 }
 
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_binary_runs_the_demo_in_the_embedded_mode_only() {
     let web = web_dir();
     let pkg = web.path().join("web");
-    let embedded = NodeProcess::start(&["--web-dir", pkg.to_str().unwrap()]);
+    let embedded = DemoProcess::start(&["--web-dir", pkg.to_str().unwrap()]);
     let (status, page) = embedded.request("GET", "/", None).await;
     assert_eq!(status, 200);
     assert!(page.contains("<title>Inventory</title>"));
@@ -807,22 +797,20 @@ async fn the_binary_runs_the_demo_in_the_embedded_mode_only() {
         "the catalog is seeded: {batch}"
     );
 
+    // A demo login is a token for any player: never beside shared servers.
     for args in [
-        &["--no-demo"][..],
         &["--descriptor-url", "http://127.0.0.1:9"][..],
+        &["--redis-url", "redis://127.0.0.1:9"][..],
     ] {
-        let node = NodeProcess::start(args);
-        for (method, path) in [("GET", "/"), ("POST", "/demo/login")] {
-            let body = (method == "POST").then(|| json!({"player": "jo"}));
-            let (status, _) = node.request(method, path, body).await;
-            assert_eq!(status, 404, "{args:?}: {method} {path}");
-        }
+        let (status, stderr) = DemoProcess::refused(args);
+        assert!(!status.success(), "{args:?}");
+        assert!(stderr.contains("embedded"), "{args:?}: {stderr}");
     }
 }
 
 #[tokio::test]
 async fn a_demo_token_opens_a_session_that_shows_demo_actions() {
-    let node = NodeProcess::start(&[]);
+    let node = DemoProcess::start(&[]);
     let (status, body) = node
         .request("POST", "/demo/login", Some(json!({"player": "kim"})))
         .await;

@@ -1,5 +1,5 @@
 //! The live inventory page: its own files are compiled into the binary
-//! (`inventory-service/web/`); the browser SDK it runs on is the web package
+//! (`inventory-demo/web/`); the browser SDK it runs on is the web package
 //! of `cargo xtask wasm`, served from a directory under `/pkg/`. Without that
 //! package, `/` says how to build it.
 
@@ -12,11 +12,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tower_http::services::ServeDir;
 
-use crate::AppState;
-
-const INDEX_HTML: &str = include_str!("../../web/index.html");
-const APP_JS: &str = include_str!("../../web/app.js");
-const STYLE_CSS: &str = include_str!("../../web/style.css");
+const INDEX_HTML: &str = include_str!("../web/index.html");
+const APP_JS: &str = include_str!("../web/app.js");
+const STYLE_CSS: &str = include_str!("../web/style.css");
 
 /// The files of the web package the page imports; their presence is what
 /// "the bundle is built" means.
@@ -24,7 +22,7 @@ const BUNDLE_FILES: &[&str] = &["sdk_wasm.js", "sdk_wasm_bg.wasm"];
 
 /// The page's routes: `/`, its script and style, and `/pkg/*` from
 /// `web_dir`.
-pub(crate) fn routes(web_dir: Option<&Path>) -> Router<AppState> {
+pub(crate) fn routes(web_dir: Option<&Path>) -> Router {
     let index_dir = web_dir.map(Path::to_owned);
     let router = Router::new()
         .route("/", get(move || index(index_dir.clone())))
@@ -69,7 +67,7 @@ async fn index(web_dir: Option<PathBuf>) -> Response {
         return file("text/html; charset=utf-8", INDEX_HTML).await;
     }
     let reason = match &web_dir {
-        None => "This node was started without <code>--web-dir</code>.".to_owned(),
+        None => "This demo was started without <code>--web-dir</code>.".to_owned(),
         Some(dir) => format!(
             "<code>{}</code> has no browser SDK bundle (missing {}).",
             escape(&dir.display().to_string()),
@@ -87,9 +85,9 @@ async fn index(web_dir: Option<PathBuf>) -> Response {
          <link rel=\"stylesheet\" href=\"/style.css\"></head>\
          <body class=\"notice\"><h1>The live page needs the browser SDK</h1>\
          <p>{reason}</p>\
-         <p>Run the node with <code>cargo xtask node</code> (it builds the bundle and \
-         passes it), or build it with <code>cargo xtask wasm</code> and start the node \
-         with <code>--web-dir target/npm/web</code>.</p></body></html>"
+         <p>Run the demo with <code>cargo xtask node</code> (it builds the bundle and \
+         passes it), or build it with <code>cargo xtask wasm</code> and start \
+         <code>inventory-demo</code> with <code>--web-dir target/npm/web</code>.</p></body></html>"
     );
     (StatusCode::SERVICE_UNAVAILABLE, Html(body)).into_response()
 }

@@ -1,11 +1,13 @@
 //! The demo's gameplay decisions as pure functions: given what a player
 //! holds and a random source, what a game server would do for "loot
 //! something", "use something", "trade with the merchant" (a change), "craft
-//! something" or "burn a crafted item" (an order for [`crate::crafting`]),
-//! and a sentence saying what happened. Carrying it out is the caller's job;
+//! something" or "burn a crafted item" (an order for
+//! [`inventory_core::crafting`]), and a sentence saying what happened. Carrying it out is the caller's job;
 //! the store still guards every consume, so a decision made on a stale view
 //! fails cleanly instead of overdrawing.
 
+use inventory_core::crafting::{BurnOrder, CraftOrder};
+use inventory_service::ApiError;
 use protocol::{
     AttributeValue, Change, ChangeId, ChangeKind, Descriptor, ErrorCode, ItemId, OwnerId,
     OwnerSnapshot, UserId,
@@ -13,9 +15,7 @@ use protocol::{
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use super::catalog::{QUALITIES, RECIPES, account, hero, id, merchant, name, qty};
-use crate::ApiError;
-use crate::crafting::{BurnOrder, CraftOrder};
+use crate::catalog::{QUALITIES, RECIPES, account, hero, id, merchant, name, qty};
 
 /// A change to apply and what it means, for people.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ impl Holdings {
                 snapshot
                     .items
                     .iter()
-                    .filter(|(item, qty)| **qty == 1 && !super::catalog::is_catalog(item.as_str()))
+                    .filter(|(item, qty)| **qty == 1 && !crate::catalog::is_catalog(item.as_str()))
                     .map(|(item, _)| (snapshot.owner.clone(), item.clone()))
             })
             .collect()

@@ -31,17 +31,20 @@
 //! Attempts of one order must be sequential (one caller retrying). Two
 //! concurrent attempts of the same craft could interleave a refusal's burn
 //! with the other attempt's grant.
+//!
+//! The descriptor service is reached through the [`DescriptorRegistry`] port;
+//! its adapters (the in-process service, HTTP) live with the zone node, so the
+//! domain depends on neither.
 
 use std::fmt;
 
 use async_trait::async_trait;
-use inventory_core::{AppliedChange, Inventory};
 use protocol::{
     AttributeValue, Change, ChangeId, ChangeKind, CraftInput, Descriptor, DescriptorKind,
-    ErrorBody, ErrorCode, ItemId, OwnerId, Quantity, Stacking, ValidChange,
+    ErrorCode, ItemId, OwnerId, Quantity, Stacking, ValidChange,
 };
 
-use crate::ApiError;
+use crate::{AppliedChange, Error, Inventory};
 
 /// Where crafted descriptors are created and burned.
 ///
@@ -57,94 +60,41 @@ use crate::ApiError;
 #[async_trait]
 pub trait DescriptorRegistry: Send + Sync + fmt::Debug {
     /// Stores a new descriptor (idempotent by id and content).
-    async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError>;
+    async fn create(&self, descriptor: &Descriptor) -> Result<(), RegistryError>;
     /// Tombstones a descriptor (idempotent).
-    async fn burn(&self, id: &ItemId) -> Result<(), ApiError>;
+    async fn burn(&self, id: &ItemId) -> Result<(), RegistryError>;
 }
 
-/// The in-process descriptor service (a node's embedded one, or one started
-/// beside game-server code): its store, cache and invalidations.
-#[async_trait]
-impl DescriptorRegistry for descriptor_service::Descriptors {
-    async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError> {
-        descriptor_service::Descriptors::create(self, descriptor).await?;
-        Ok(())
-    }
-
-    async fn burn(&self, id: &ItemId) -> Result<(), ApiError> {
-        descriptor_service::Descriptors::burn(self, id).await?;
-        Ok(())
-    }
+/// A [`DescriptorRegistry`]'s answer other than `Ok`: a stable code from the
+/// shared table (which says whether the write was refused or its outcome is
+/// unknown) and a message for people.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("descriptor registry: {code}: {message}")]
+pub struct RegistryError {
+    code: ErrorCode,
+    message: String,
 }
 
-/// A descriptor service over HTTP (`POST /v1/descriptors`,
-/// `DELETE /v1/descriptors/{id}`), authenticated with a write token.
-#[derive(Clone)]
-pub struct HttpRegistry {
-    client: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl fmt::Debug for HttpRegistry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpRegistry")
-            .field("base", &self.base)
-            .finish_non_exhaustive()
-    }
-}
-
-impl HttpRegistry {
-    /// A registry at `base` (e.g. `http://127.0.0.1:8090`), presenting
-    /// `token` as `Authorization: Bearer`.
+impl RegistryError {
+    /// An error with a code and a message for people.
     #[must_use]
-    pub fn new(client: reqwest::Client, base: &str, token: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            client,
-            base: base.trim_end_matches('/').to_owned(),
-            token: token.into(),
+            code,
+            message: message.into(),
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(), ApiError> {
-        let unavailable = |err: reqwest::Error| {
-            ApiError::new(
-                ErrorCode::Unavailable,
-                format!("descriptor service at {}: {err}", self.base),
-            )
-        };
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if response.status().is_success() {
-            return Ok(());
-        }
-        let status = response.status();
-        let body = response.bytes().await.map_err(unavailable)?;
-        Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(error) => ApiError::new(error.code, error.message),
-            // Not the service's error body: a proxy or a crash answered, so
-            // whether the write happened is unknown.
-            Err(_) => ApiError::new(
-                ErrorCode::Unavailable,
-                format!("descriptor service at {} answered {status}", self.base),
-            ),
-        })
-    }
-}
-
-#[async_trait]
-impl DescriptorRegistry for HttpRegistry {
-    async fn create(&self, descriptor: &Descriptor) -> Result<(), ApiError> {
-        let url = format!("{}/v1/descriptors", self.base);
-        self.send(self.client.post(url).json(descriptor)).await
+    /// The stable code.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        self.code
     }
 
-    async fn burn(&self, id: &ItemId) -> Result<(), ApiError> {
-        let url = format!("{}/v1/descriptors/{id}", self.base);
-        self.send(self.client.delete(url)).await
+    /// The message for people.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -291,20 +241,22 @@ impl BurnOrder {
 ///   inputs are untouched and the descriptor is burned;
 /// - `burned`: the order was refused before;
 /// - `unavailable`: the outcome is unknown; retry the same order.
+///
+/// [`Error::code`] tells them apart, whichever system answered.
 pub async fn craft(
     inventory: &Inventory,
     registry: &dyn DescriptorRegistry,
     order: &CraftOrder,
-) -> Result<AppliedChange, ApiError> {
+) -> Result<AppliedChange, Error> {
     let change = order.change()?;
     registry.create(&order.descriptor).await?;
     match inventory.apply_valid(&change).await {
         Ok(applied) => Ok(applied),
         Err(err) if is_refusal(&err) => {
             registry.burn(&order.descriptor.id).await?;
-            Err(err.into())
+            Err(err)
         }
-        Err(err) => Err(err.into()),
+        Err(err) => Err(err),
     }
 }
 
@@ -320,7 +272,7 @@ pub async fn burn(
     inventory: &Inventory,
     registry: &dyn DescriptorRegistry,
     order: &BurnOrder,
-) -> Result<AppliedChange, ApiError> {
+) -> Result<AppliedChange, Error> {
     let change = order.change()?;
     let applied = inventory.apply_valid(&change).await?;
     registry.burn(&order.item).await?;
@@ -330,6 +282,6 @@ pub async fn burn(
 /// Whether the store answered that it did not and will not apply the change
 /// (a final answer: a code the table says is not retryable), as opposed to an
 /// outcome it could not tell.
-fn is_refusal(err: &inventory_core::Error) -> bool {
+fn is_refusal(err: &Error) -> bool {
     !err.code().is_retryable()
 }

@@ -1,0 +1,183 @@
+//! What a node binary builds from its [`Config`]: the tokens, the store, the
+//! bus, the zone node and, in the embedded mode, the descriptor service
+//! served on the same listener.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use inventory_core::{
+    InventoryStore, LocalBus, PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore,
+};
+
+use crate::{ApiError, AppState, AppStateBuilder, BusChoice, ClientTokens, Config, ServiceToken};
+
+/// Why a node could not be wired from its configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setting is unusable (a secret too short, say).
+    #[error("{setting}: {source}")]
+    Setting {
+        /// The environment variable of the setting.
+        setting: &'static str,
+        /// Why it is unusable.
+        source: ApiError,
+    },
+    /// The inventory store could not be opened or reached.
+    #[error("{what}: {source}")]
+    Store {
+        /// Which store.
+        what: String,
+        /// The store's error.
+        source: inventory_core::Error,
+    },
+    /// The propagation bus could not be reached.
+    #[error("connecting the bus: {0}")]
+    Bus(inventory_core::Error),
+    /// The embedded descriptor service's store could not be opened.
+    #[error("opening {path}: {source}")]
+    Descriptors {
+        /// Its SQLite file.
+        path: PathBuf,
+        /// The descriptor service's error.
+        source: descriptor_service::Error,
+    },
+}
+
+/// A node wired from its [`Config`], ready for the binary's own routes.
+#[derive(Debug)]
+#[must_use]
+pub struct Wired {
+    /// The node's state: its inventory and zone node, the service and
+    /// client tokens, the configured zones and edge limits, and in the
+    /// embedded mode the descriptor API as the router's fallback.
+    pub state: AppStateBuilder,
+    /// The embedded descriptor service, if this node runs one (no
+    /// `--descriptor-url`).
+    pub descriptors: Option<descriptor_service::Descriptors>,
+}
+
+/// Wires a node from `config`: the service token (generated and logged if
+/// unset), the client token secret (random if unset: then only tokens issued
+/// in this process open sessions), the store (MongoDB with a URI and the
+/// `mongodb` feature, else SQLite), the bus (Redis with a URL, else
+/// in-process) and, without `--descriptor-url`, the embedded descriptor
+/// service, its writes guarded by the service token and its reads open.
+///
+/// # Errors
+/// A secret too short, or a store, bus or descriptor store that cannot be
+/// opened.
+pub async fn wire(config: &Config) -> Result<Wired, StartError> {
+    let token = match &config.service_token {
+        Some(secret) => {
+            ServiceToken::new(secret.clone()).map_err(|source| StartError::Setting {
+                setting: "INVENTORY_SERVICE_TOKEN",
+                source,
+            })?
+        }
+        None => {
+            let token = ServiceToken::random();
+            tracing::warn!(
+                token = token.secret(),
+                "no INVENTORY_SERVICE_TOKEN set; generated one for this run"
+            );
+            token
+        }
+    };
+    let client_tokens = match &config.jwt_secret {
+        Some(secret) => {
+            ClientTokens::hs256(secret.as_bytes()).map_err(|source| StartError::Setting {
+                setting: "INVENTORY_JWT_SECRET",
+                source,
+            })?
+        }
+        None => ClientTokens::random(),
+    }
+    .with_leeway(std::time::Duration::from_secs(config.jwt_leeway_secs));
+    let store = open_store(config).await?;
+    let bus = match &config.redis_url {
+        Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
+        None => BusChoice::Local(LocalBus::new()),
+    };
+    let (inventory, hub) = crate::start_node(store, bus, PlayerHubConfig::new())
+        .await
+        .map_err(StartError::Bus)?;
+    let descriptors = match &config.descriptor_url {
+        Some(url) => {
+            tracing::info!(%url, "descriptor service elsewhere");
+            None
+        }
+        None => Some(embedded_descriptors(config)?),
+    };
+    // The embedded descriptor service's writes are guarded by the node's
+    // service token; its reads are open (clients fetch descriptors).
+    let descriptor_auth = descriptor_service::AuthConfig::default()
+        .with_write_token(token.secret())
+        .with_open_reads(true);
+    let mut state = AppState::builder(inventory, hub, token, client_tokens)
+        .with_zones(config.zones.clone())
+        .with_edge_config(config.edge());
+    if let Some(descriptors) = &descriptors {
+        state = state.with_fallback(descriptor_service::app(
+            descriptors.clone(),
+            descriptor_auth,
+        ));
+    }
+    Ok(Wired { state, descriptors })
+}
+
+/// MongoDB if a URI is configured (feature `mongodb`), else the embedded
+/// SQLite file.
+async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, StartError> {
+    #[cfg(feature = "mongodb")]
+    if let Some(uri) = &config.mongodb_uri {
+        let store = inventory_core::MongoStore::connect(inventory_core::MongoConfig::new(uri))
+            .await
+            .map_err(|source| StartError::Store {
+                what: "connecting to MONGODB_URI".to_owned(),
+                source,
+            })?;
+        tracing::info!("store: MongoDB");
+        return Ok(Arc::new(store));
+    }
+    let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path)).map_err(|source| {
+        StartError::Store {
+            what: format!("opening {}", config.sqlite_path.display()),
+            source,
+        }
+    })?;
+    tracing::info!(path = %config.sqlite_path.display(), "store: SQLite");
+    Ok(Arc::new(store))
+}
+
+/// The descriptor service over its own SQLite file.
+fn embedded_descriptors(config: &Config) -> Result<descriptor_service::Descriptors, StartError> {
+    let path = &config.descriptor_sqlite_path;
+    let store =
+        descriptor_service::SqliteStore::open(path).map_err(|source| StartError::Descriptors {
+            path: path.clone(),
+            source,
+        })?;
+    let descriptors = descriptor_service::Descriptors::builder(Arc::new(store)).build();
+    tracing::info!(path = %path.display(), "descriptor service embedded at /v1/descriptors");
+    Ok(descriptors)
+}
+
+/// Completes on Ctrl-C, or SIGTERM from a supervisor: a node binary's
+/// shutdown signal for [`crate::run`].
+///
+/// # Panics
+/// If the SIGTERM handler cannot be installed.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.ok();
+}

@@ -1,0 +1,84 @@
+//! The node has no demo (it lives in `inventory-demo`): none of the demo's
+//! routes answer, through the router or from the binary, whatever the mode.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use inventory_core::LocalBus;
+use inventory_service::{BusChoice, app};
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::common::{JWT_SECRET, SERVICE_TOKEN, state_builder};
+
+#[tokio::test]
+async fn nothing_of_the_demo_is_served_without_it() {
+    let state = state_builder(
+        Arc::new(inventory_core::MemoryStore::new()),
+        BusChoice::Local(LocalBus::new()),
+        inventory_core::PlayerHubConfig::new(),
+    )
+    .await
+    .build();
+    for (method, uri) in [
+        ("GET", "/"),
+        ("GET", "/app.js"),
+        ("GET", "/pkg/sdk_wasm.js"),
+        ("POST", "/demo/login"),
+        ("POST", "/demo/actions"),
+        ("POST", "/demo/autoplay"),
+    ] {
+        let body = (method == "POST").then(|| json!({"player": "ivy"}).to_string());
+        let mut request = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(body.map_or_else(Body::empty, Body::from))
+            .unwrap();
+        let response = app(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method} {uri}");
+    }
+}
+
+/// The `inventory-service` binary on a loopback port over files in a temp
+/// dir, with the tests' secrets and none of the environment's servers.
+fn node_process(dir: &std::path::Path, args: &[&str]) -> testkit::NodeProcess {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inventory-service"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--sqlite-path")
+        .arg(dir.join("inventory.db"))
+        .arg("--descriptor-sqlite-path")
+        .arg(dir.join("descriptors.db"))
+        .args(args)
+        .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env(
+            "INVENTORY_JWT_SECRET",
+            String::from_utf8_lossy(JWT_SECRET).as_ref(),
+        )
+        .env_remove("REDIS_URL")
+        .env_remove("MONGODB_URI")
+        .env_remove("INVENTORY_DESCRIPTOR_URL");
+    testkit::NodeProcess::spawn(command)
+}
+
+#[tokio::test]
+async fn the_node_binary_has_no_demo_routes_in_any_mode() {
+    for args in [&[][..], &["--descriptor-url", "http://127.0.0.1:9"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = node_process(dir.path(), args);
+        let client = reqwest::Client::new();
+        for (method, path) in [("GET", "/"), ("POST", "/demo/login")] {
+            let mut request =
+                client.request(method.parse().unwrap(), format!("{}{path}", node.base()));
+            if method == "POST" {
+                request = request.json(&json!({"player": "jo"}));
+            }
+            let status = request.send().await.unwrap().status().as_u16();
+            assert_eq!(status, 404, "{args:?}: {method} {path}");
+        }
+    }
+}
