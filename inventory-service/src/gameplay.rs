@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use inventory_core::Holder;
-use protocol::{Change, ChangeEvent, ErrorCode, OwnerId, OwnerSnapshot, UserId, ZoneId};
+use protocol::{Change, ChangeEvent, ChangeId, ErrorCode, OwnerId, OwnerSnapshot, UserId, ZoneId};
 use serde::Serialize;
 
 use crate::{ApiError, AppState};
@@ -21,9 +21,20 @@ struct Applied {
     event: ChangeEvent,
 }
 
+/// What the store recorded of a change id: `GET /v1/changes/{id}`.
+#[derive(Debug, Serialize)]
+struct Recorded {
+    /// Always `"applied"`: an id never applied, or refused, is `404
+    /// unknown_change`.
+    state: &'static str,
+    /// The change's event as it was applied.
+    event: ChangeEvent,
+}
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/changes", post(apply_change))
+        .route("/v1/changes/{id}", get(lookup_change))
         .route("/v1/owners/{owner}", get(load_owner))
         .route("/v1/users/{user}", get(load_user))
         .route(
@@ -52,6 +63,28 @@ async fn apply_change(
             event: applied.event,
         }),
     ))
+}
+
+/// Was change `id` applied, and with what result? Read-only: what a game
+/// server asks after a write whose outcome it does not know. Answers for as
+/// long as the store remembers the id (SQLite: its journal, kept forever).
+async fn lookup_change(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Recorded>, ApiError> {
+    state.service_token().check(&headers)?;
+    let id = ChangeId::parse(&id)?;
+    match state.inventory().lookup(id).await? {
+        Some(event) => Ok(Json(Recorded {
+            state: "applied",
+            event,
+        })),
+        None => Err(ApiError::new(
+            ErrorCode::UnknownChange,
+            format!("no change {id} was applied"),
+        )),
+    }
 }
 
 async fn load_owner(

@@ -283,3 +283,108 @@ async fn health_readiness_and_metrics() {
     let (status, _) = call(&state, "GET", "/readyz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A change id names one change: the same id granting something else, to
+/// the same owner or to another one, is refused with `change_conflict` and
+/// writes nothing (it used to answer `201` and give bob 999 diamonds, or
+/// `200 already_applied` with phantom deltas).
+#[tokio::test]
+async fn a_reused_change_id_with_other_content_is_a_conflict() {
+    let state = state().await;
+    let id = ChangeId::random();
+    let (status, first) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(grant(id, "a:alice", "wood", 1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    for (owner, item, qty) in [("a:bob", "diamond", 999), ("a:alice", "diamond", 999)] {
+        let (status, body) = call(
+            &state,
+            "POST",
+            "/v1/changes",
+            Some(TOKEN),
+            Some(grant(id, owner, item, qty)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(error_code(&body), ErrorCode::ChangeConflict);
+    }
+    let (_, bob) = call(&state, "GET", "/v1/owners/a:bob", Some(TOKEN), None).await;
+    assert_eq!(bob["version"], 0, "{bob}");
+    let (_, alice) = call(&state, "GET", "/v1/owners/a:alice", Some(TOKEN), None).await;
+    assert_eq!(alice["items"], json!({"wood": 1}), "{alice}");
+    let (status, retry) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(grant(id, "a:alice", "wood", 1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(retry["already_applied"], true);
+    assert_eq!(retry["event"], first["event"]);
+}
+
+/// `GET /v1/changes/{id}` answers the recorded event of an applied change,
+/// `unknown_change` for an id never applied or refused, `invalid_id` for a
+/// malformed id, and needs the service token.
+#[tokio::test]
+async fn a_change_can_be_looked_up_by_id() {
+    let state = state().await;
+    let id = ChangeId::random();
+    let (_, applied) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(grant(id, "a:carol", "wood", 3)),
+    )
+    .await;
+    let (status, found) = call(
+        &state,
+        "GET",
+        &format!("/v1/changes/{id}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found,
+        json!({"state": "applied", "event": applied["event"]})
+    );
+
+    let refused = ChangeId::random();
+    let consume = json!({"id": refused, "ops": [{"op": "consume", "owner": "a:carol", "item": "gem", "qty": 1}]});
+    let (status, _) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(consume.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    for unknown in [refused, ChangeId::random()] {
+        let (status, body) = call(
+            &state,
+            "GET",
+            &format!("/v1/changes/{unknown}"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(error_code(&body), ErrorCode::UnknownChange);
+    }
+    let (status, body) = call(&state, "GET", "/v1/changes/not-a-uuid", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), ErrorCode::InvalidId);
+    let (status, body) = call(&state, "GET", &format!("/v1/changes/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
