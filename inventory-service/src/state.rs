@@ -45,8 +45,8 @@ pub async fn start_node(
     };
     let hub = PlayerHub::start(store.clone(), bus.clone(), receiver, config);
     let inventory = Inventory::from_arc(store)
-        .with_bus(bus)
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_bus(bus);
     Ok((inventory, hub))
 }
 
