@@ -318,6 +318,14 @@ mod mongo_faults {
 }
 
 #[cfg(feature = "mongodb")]
+#[path = "store/mongo_filters.rs"]
+mod mongo_filters;
+
+#[cfg(feature = "mongodb")]
+#[path = "store/mongo_load.rs"]
+mod mongo_load;
+
+#[cfg(feature = "mongodb")]
 mod mongo_malformed {
     //! Documents written behind the store's back are reported as corrupt,
     //! naming the owner, never a panic.
