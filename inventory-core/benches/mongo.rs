@@ -3,9 +3,9 @@
 //!
 //! 1. A guarded single-item change through `MongoStore::apply` vs a raw
 //!    `update_one({_id}, {$inc: {n: 1}})`, at 1 and 32 concurrent callers,
-//!    each caller on its own document. Both sides use the same driver pool
-//!    settings; the store's owners are warmed up with 1,024 changes first, so
-//!    their change window is full (the steady state).
+//!    each caller on its own document. Both sides use a pool of 64
+//!    connections; the store's owners are warmed up with 1,024 changes first,
+//!    so their change window is full (the steady state).
 //! 2. A hot owner: 50, then 400 concurrent callers consuming 1 at a time from
 //!    one stack. A monitor loads the owner throughout: the balance must never
 //!    go negative (or rise), and the final balance must equal the start minus
@@ -67,8 +67,12 @@ async fn run(uri: String) {
     let store = MongoStore::connect(config)
         .await
         .expect("connect the store");
-    let raw = mongodb::Client::with_uri_str(&uri)
+    // The store's pool is 64 connections by default; the raw side gets as many.
+    let mut options = mongodb::options::ClientOptions::parse(&uri)
         .await
+        .expect("parse the URI");
+    options.max_pool_size = Some(64);
+    let raw = mongodb::Client::with_options(options)
         .expect("connect the raw driver")
         .database(&database)
         .collection::<Document>("raw");
