@@ -300,6 +300,7 @@ struct Inner {
     permits: Semaphore,
     owners: OwnerLocks,
     busy_timeout: Duration,
+    operation_timeout: Duration,
     committed: AtomicU64,
     compensated: AtomicU64,
     conflicts: AtomicU64,
@@ -423,6 +424,7 @@ impl MongoStore {
                 permits: Semaphore::new(permits),
                 owners: OwnerLocks::new(),
                 busy_timeout: config.busy_timeout,
+                operation_timeout: config.operation_timeout,
                 committed: AtomicU64::new(0),
                 compensated: AtomicU64::new(0),
                 conflicts: AtomicU64::new(0),
@@ -605,9 +607,10 @@ impl MongoStore {
         session.start_transaction().await?;
         let attempt = self.transaction(&mut session, change).await;
         if !matches!(attempt, Ok(Attempt::Committed(_))) {
-            // Best effort: the server also aborts a transaction whose
-            // session ends.
-            let _ = session.abort_transaction().await;
+            // Best effort, and bounded like every operation: the server
+            // also aborts a transaction whose session ends.
+            let _ = tokio::time::timeout(self.inner.operation_timeout, session.abort_transaction())
+                .await;
         }
         attempt
     }
