@@ -54,9 +54,9 @@ pub struct OwnerRecord {
 ///   "already applied" adds nothing, and a refused or failed change leaves no
 ///   entry. The order is unspecified. A change is journaled before it is
 ///   acknowledged: in the same atomic step as the change (SQLite, memory,
-///   multi-owner changes on a MongoDB replica set), or right after it
-///   (MongoDB's single-owner and compensated changes; see that store for the
-///   crash window this leaves).
+///   every change on a MongoDB replica set), or right after it (MongoDB
+///   without transactions marks the change's claim applied after its owners'
+///   updates; see that store for the crash window this leaves).
 /// - **Every touched owner once.** [`scan_owners`](Self::scan_owners) visits
 ///   every owner with a version above 0 exactly once, with its version and
 ///   its stored non-zero stacks, signed and unvalidated. An owner id that does

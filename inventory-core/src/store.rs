@@ -6,8 +6,8 @@ use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChang
 use crate::{Error, Outbox};
 
 /// How many recent changes per owner a store remembers, at least, for
-/// write-side idempotency. SQLite and the in-memory store remember every
-/// change (their journal); MongoDB's owner documents keep this many.
+/// write-side idempotency. Every store remembers every change in its journal
+/// (MongoDB's owner documents keep only a short per-owner guard window).
 pub const IDEMPOTENCY_WINDOW: usize = 1024;
 
 /// What a store did with a change: the event of the change as it was
@@ -77,10 +77,9 @@ impl ApplyOutcome {
 ///   - The same id with other content fails with [`Error::ChangeConflict`]
 ///     and writes nothing.
 ///
-///   How long the record lasts: SQLite and the in-memory store keep it as
-///   long as their journal (forever); MongoDB, while the change is in its
-///   journal and, for the change's owners, among their last
-///   [`IDEMPOTENCY_WINDOW`] changes. Callers retry within seconds, not days.
+///   How long the record lasts: as long as the store's journal keeps the
+///   change (SQLite, MongoDB and the in-memory store: forever). Callers
+///   retry within seconds, not days.
 /// - **No empty stacks.** A stack that reaches zero is removed; snapshots list
 ///   positive balances only.
 /// - **Consistent reads.** [`load`](Self::load) returns an owner's items and
