@@ -1,8 +1,10 @@
 //! The gameplay API game servers call: apply a change, read inventories, and
 //! join or leave a player into a zone of this node.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -46,10 +48,13 @@ pub(crate) fn routes() -> Router<AppState> {
 async fn apply_change(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<Change>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
     state.service_token().check(&headers)?;
-    let Json(change) = body?;
+    json_content(&headers)?;
+    let body =
+        body.map_err(|rejection| ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
+    let change: Change = ApiError::decode_json(&body)?;
     let applied = state.inventory().apply(change).await?;
     let status = if applied.already_applied {
         StatusCode::OK
@@ -68,6 +73,22 @@ async fn apply_change(
 /// Was change `id` applied, and with what result? Read-only: what a game
 /// server asks after a write whose outcome it does not know. Answers for as
 /// long as the store remembers the id (SQLite: its journal, kept forever).
+/// A body must say it is JSON, as axum's `Json` extractor demands.
+fn json_content(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "expected a body with Content-Type: application/json",
+        ))
+    }
+}
+
 async fn lookup_change(
     State(state): State<AppState>,
     headers: HeaderMap,

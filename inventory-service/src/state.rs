@@ -12,7 +12,7 @@ use protocol::ZoneId;
 use tokio::sync::watch;
 
 use crate::feed::{FeedConfig, Feeds};
-use crate::{ClientTokens, EdgeConfig, Metrics, ServiceToken};
+use crate::{ApiError, ClientTokens, EdgeConfig, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
 #[derive(Clone, Debug)]
@@ -149,7 +149,7 @@ impl AppState {
             client_tokens,
             zones: None,
             edge: EdgeConfig::default(),
-            extra: axum::Router::new(),
+            extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
         }
     }
 

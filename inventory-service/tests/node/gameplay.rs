@@ -102,12 +102,12 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
         (
             grant(id, "a:bob", "go.ld", 1),
             StatusCode::BAD_REQUEST,
-            ErrorCode::MalformedRequest,
+            ErrorCode::InvalidId,
         ),
         (
             grant(id, "a:bob", "gold", 0),
             StatusCode::BAD_REQUEST,
-            ErrorCode::MalformedRequest,
+            ErrorCode::InvalidQuantity,
         ),
         (
             json!({"id": id, "ops": []}).to_string(),
@@ -387,4 +387,128 @@ async fn a_change_can_be_looked_up_by_id() {
     assert_eq!(error_code(&body), ErrorCode::InvalidId);
     let (status, body) = call(&state, "GET", &format!("/v1/changes/{id}"), None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// Every error has a code: an unknown route, a wrong method, and a body whose
+/// quantity or id is bad answer the JSON error body with the code that says
+/// so (bad quantities and ids inside bodies used to be `malformed_request`).
+#[tokio::test]
+async fn every_error_answers_a_coded_body() {
+    let state = state().await;
+    let change = |op: Value| json!({"id": ChangeId::random(), "ops": [op]}).to_string();
+    let grant = |owner: &str, item: &str, qty: Value| {
+        change(json!({"op": "grant", "owner": owner, "item": item, "qty": qty}))
+    };
+    let cases = [
+        (
+            "GET",
+            "/no/such/route",
+            None,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+        ),
+        (
+            "DELETE",
+            "/v1/changes",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+        ),
+        (
+            "PUT",
+            "/v1/owners/a:alice",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(0))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(-1))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(1.5))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(1_000_000_001u64))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!("5"))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:bad.user", "wood", json!(1))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "$inc", json!(1))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(json!({"id": "nope", "ops": []}).to_string()),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(change(
+                json!({"op": "steal", "owner": "a:alice", "item": "wood", "qty": 1}),
+            )),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some("{not json".to_owned()),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(json!({"id": ChangeId::random(), "ops": [], "extra": 1}).to_string()),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let (got, value) = call(&state, method, uri, Some(TOKEN), body.clone()).await;
+        assert_eq!(
+            (got, error_code(&value)),
+            (status, code),
+            "{method} {uri} {body:?}: {value}"
+        );
+    }
+    let (_, alice) = call(&state, "GET", "/v1/owners/a:alice", Some(TOKEN), None).await;
+    assert_eq!(alice["version"], 0, "nothing was written: {alice}");
 }
