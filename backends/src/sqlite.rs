@@ -254,6 +254,20 @@ impl<W: BatchWriter> Drop for Inner<W> {
     }
 }
 
+impl SqliteConfig {
+    /// A read-write connection outside the writer thread, with the configured
+    /// busy timeout and durability: for a store's rare, small writes that
+    /// must not queue behind its changes (an outbox mark, a few times a
+    /// second). Each such write contends with the writer thread for SQLite's
+    /// one write lock, waiting at most the busy timeout.
+    pub fn connect(&self) -> Result<Connection, Error> {
+        let conn = Connection::open(&self.path)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "synchronous", self.synchronous.pragma())?;
+        Ok(conn)
+    }
+}
+
 impl<W: BatchWriter> Database<W> {
     /// Opens (creating it and its directory if needed) the database, puts it
     /// in WAL mode with the configured durability, brings its schema up to

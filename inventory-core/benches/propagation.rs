@@ -65,6 +65,10 @@ impl InventoryStore for TimedStore {
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         self.inner.load_user(user).await
     }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        self.inner.lookup(id).await
+    }
 }
 
 fn user(i: usize) -> UserId {

@@ -20,12 +20,13 @@ use futures::future::join_all;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use protocol::{
-    Change, ChangeId, ChangeKind, CharacterId, ErrorCode, ItemId, MAX_BALANCE, MAX_OPERATIONS,
-    MAX_QUANTITY, OwnerId, Quantity, UserId, ValidChange, Version,
+    Change, ChangeEvent, ChangeId, ChangeKind, CharacterId, ErrorCode, ItemId, MAX_BALANCE,
+    MAX_OPERATIONS, MAX_QUANTITY, OwnerId, Quantity, UserId, ValidChange, Version,
 };
 
 use crate::{
-    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, OwnerRecord, StoreScan,
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, Outbox, OutboxEntry,
+    OwnerRecord, StoreScan,
 };
 
 /// Generates one `#[tokio::test]` per conformance case; `$make` is an
@@ -42,6 +43,10 @@ macro_rules! store_conformance_tests {
             multi_owner_change_is_all_or_nothing,
             versions_increment_once_per_touched_owner,
             retry_answers_already_applied_and_changes_nothing,
+            retry_answers_the_recorded_event_whatever_the_operation_order,
+            reused_id_with_other_content_is_a_conflict_and_writes_nothing,
+            reused_id_on_other_owners_is_a_conflict_and_writes_nothing,
+            lookup_answers_the_recorded_event_of_applied_changes_only,
             failed_change_id_can_be_retried_later,
             idempotency_window_covers_1024_changes,
             trade_moves_both_sides_atomically,
@@ -75,6 +80,18 @@ macro_rules! scan_conformance_tests {
         $crate::store_conformance_tests!(@cases $make;
             journal_records_each_applied_change_once,
             owner_scan_matches_loads,
+        );
+    };
+}
+
+/// Generates one `#[tokio::test]` per [`Outbox`] conformance case; `$make`
+/// yields a store whose [`InventoryStore::outbox`] is `Some`.
+#[macro_export]
+macro_rules! outbox_conformance_tests {
+    ($make:expr) => {
+        $crate::store_conformance_tests!(@cases $make;
+            outbox_lists_each_applied_change_once_in_order,
+            outbox_mark_moves_the_start_forward_only,
         );
     };
 }
@@ -119,9 +136,30 @@ fn consume(owner: &OwnerId, name: &str, n: u64) -> ValidChange {
 }
 
 async fn applied(store: &dyn InventoryStore, change: &ValidChange) -> Vec<(OwnerId, Version)> {
+    applied_event(store, change).await.versions()
+}
+
+async fn applied_event(store: &dyn InventoryStore, change: &ValidChange) -> ChangeEvent {
     match store.apply(change).await {
-        Ok(ApplyOutcome::Applied(versions)) => versions,
+        Ok(ApplyOutcome::Applied(event)) => {
+            assert_eq!(event, ChangeEvent::from_applied(change, &event.versions()));
+            event
+        }
         other => panic!("expected Applied for {change:?}, got {other:?}"),
+    }
+}
+
+/// `change` with its id replaced by `id`.
+fn with_id(change: &ValidChange, id: ChangeId) -> ValidChange {
+    let mut plain = change.clone().into_inner();
+    plain.id = id;
+    plain.validate().expect("valid change")
+}
+
+async fn expect_conflict(store: &dyn InventoryStore, change: &ValidChange) {
+    match store.apply(change).await {
+        Err(Error::ChangeConflict { id }) => assert_eq!(id, change.id()),
+        other => panic!("expected ChangeConflict for {change:?}, got {other:?}"),
     }
 }
 
@@ -285,12 +323,150 @@ pub async fn retry_answers_already_applied_and_changes_nothing(store: &dyn Inven
     applied(store, &grant(&owner, "wood", 1)).await;
     for _ in 0..3 {
         match store.apply(&change).await {
-            Ok(ApplyOutcome::AlreadyApplied(versions)) => assert_eq!(versions, first),
+            Ok(ApplyOutcome::AlreadyApplied(event)) => assert_eq!(event.versions(), first),
             other => panic!("expected AlreadyApplied, got {other:?}"),
         }
     }
     assert_eq!(balance(store, &owner, "wood").await, 6);
     assert_eq!(version(store, &owner).await, 2);
+}
+
+/// A retry with the same content in another operation order answers the
+/// event recorded when the change was applied: its versions and its deltas
+/// in their original order.
+pub async fn retry_answers_the_recorded_event_whatever_the_operation_order(
+    store: &dyn InventoryStore,
+) {
+    let user = fresh_user("recorded");
+    let account = OwnerId::account(user.clone());
+    let hero = OwnerId::character(user, CharacterId::parse("hero").expect("id"));
+    let id = ChangeId::random();
+    let original = Change::new(id)
+        .grant(account.clone(), item("wood"), qty(2))
+        .grant(hero.clone(), item("ore"), qty(3))
+        .grant(account.clone(), item("gem"), qty(1))
+        .validate()
+        .expect("valid");
+    let reordered = Change::new(id)
+        .grant(account.clone(), item("gem"), qty(1))
+        .grant(account.clone(), item("wood"), qty(2))
+        .grant(hero.clone(), item("ore"), qty(3))
+        .validate()
+        .expect("valid");
+    let event = applied_event(store, &original).await;
+    applied(store, &grant(&account, "wood", 1)).await;
+    match store.apply(&reordered).await {
+        Ok(ApplyOutcome::AlreadyApplied(retried)) => assert_eq!(retried, event),
+        other => panic!("expected AlreadyApplied, got {other:?}"),
+    }
+    assert_eq!(balance(store, &account, "wood").await, 3);
+    assert_eq!(version(store, &account).await, 2);
+    assert_eq!(version(store, &hero).await, 1);
+}
+
+/// A change id applied once and then sent with other content (another
+/// quantity, another item, another kind, more operations) is refused with
+/// `ChangeConflict`, and nothing of it is written.
+pub async fn reused_id_with_other_content_is_a_conflict_and_writes_nothing(
+    store: &dyn InventoryStore,
+) {
+    let owner = fresh_account("conflict");
+    let original = grant(&owner, "wood", 1);
+    applied(store, &original).await;
+    let id = original.id();
+    let others = [
+        Change::new(id).grant(owner.clone(), item("wood"), qty(999)),
+        Change::new(id).grant(owner.clone(), item("diamond"), qty(999)),
+        Change::new(id)
+            .with_kind(ChangeKind::Craft)
+            .grant(owner.clone(), item("wood"), qty(1)),
+        Change::new(id)
+            .grant(owner.clone(), item("wood"), qty(1))
+            .grant(owner.clone(), item("diamond"), qty(1)),
+        Change::new(id).consume(owner.clone(), item("wood"), qty(1)),
+    ];
+    for other in others {
+        expect_conflict(store, &other.validate().expect("valid")).await;
+    }
+    let snap = store.load(&owner).await.expect("load");
+    assert_eq!(snap.items, BTreeMap::from([(item("wood"), 1)]));
+    assert_eq!(snap.version, Version::new(1));
+    assert!(matches!(
+        store.apply(&original).await,
+        Ok(ApplyOutcome::AlreadyApplied(_))
+    ));
+}
+
+/// The record of a change id is global: once applied to one owner, the id
+/// cannot apply to any other owner (a game server rebuilding a retried change
+/// with other owners must not apply it twice).
+pub async fn reused_id_on_other_owners_is_a_conflict_and_writes_nothing(
+    store: &dyn InventoryStore,
+) {
+    let alice = fresh_account("reuse-alice");
+    let bob = fresh_account("reuse-bob");
+    let hero = OwnerId::character(
+        alice.user().clone(),
+        CharacterId::parse("hero").expect("id"),
+    );
+    let original = grant(&alice, "wood", 1);
+    applied(store, &original).await;
+    let id = original.id();
+    applied(store, &grant(&bob, "gold", 10)).await;
+    let others = [
+        Change::new(id).grant(bob.clone(), item("diamond"), qty(999)),
+        Change::new(id).grant(hero.clone(), item("wood"), qty(1)),
+        Change::new(id)
+            .grant(alice.clone(), item("wood"), qty(1))
+            .grant(bob.clone(), item("wood"), qty(1)),
+        Change::trade(
+            id,
+            (bob.clone(), &[(item("gold"), qty(1))]),
+            (hero.clone(), &[]),
+        ),
+    ];
+    for other in others {
+        expect_conflict(store, &other.validate().expect("valid")).await;
+    }
+    let bob_now = store.load(&bob).await.expect("load");
+    assert_eq!(bob_now.items, BTreeMap::from([(item("gold"), 10)]));
+    assert_eq!(bob_now.version, Version::new(1));
+    assert_eq!(version(store, &hero).await, 0);
+    assert_eq!(version(store, &alice).await, 1);
+}
+
+/// `lookup` answers the recorded event of an applied change (also after a
+/// retry and later changes) and `None` for an id never applied or refused.
+pub async fn lookup_answers_the_recorded_event_of_applied_changes_only(store: &dyn InventoryStore) {
+    let a = fresh_account("lookup-a");
+    let b = fresh_account("lookup-b");
+    let first = grant(&a, "wood", 5);
+    let event = applied_event(store, &first).await;
+    assert_eq!(
+        store.lookup(first.id()).await.expect("lookup"),
+        Some(event.clone())
+    );
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("wood"), qty(2))]),
+        (b.clone(), &[]),
+    )
+    .validate()
+    .expect("valid");
+    let trade_event = applied_event(store, &trade).await;
+    let _ = store.apply(&first).await.expect("retry");
+    assert_eq!(store.lookup(first.id()).await.expect("lookup"), Some(event));
+    assert_eq!(
+        store.lookup(trade.id()).await.expect("lookup"),
+        Some(trade_event)
+    );
+    let refused = consume(&a, "wood", 100);
+    assert!(store.apply(&refused).await.is_err());
+    assert_eq!(store.lookup(refused.id()).await.expect("lookup"), None);
+    assert_eq!(
+        store.lookup(ChangeId::random()).await.expect("lookup"),
+        None
+    );
 }
 
 /// A change that failed leaves no idempotency record: once the balance allows
@@ -378,7 +554,7 @@ pub async fn trade_retry_is_idempotent(store: &dyn InventoryStore) {
     .expect("valid");
     let first = applied(store, &trade).await;
     match store.apply(&trade).await {
-        Ok(ApplyOutcome::AlreadyApplied(versions)) => assert_eq!(versions, first),
+        Ok(ApplyOutcome::AlreadyApplied(event)) => assert_eq!(event.versions(), first),
         other => panic!("expected AlreadyApplied, got {other:?}"),
     }
     assert_eq!(balance(store, &a, "gold").await, 6);
@@ -577,14 +753,18 @@ pub async fn malformed_changes_never_reach_the_store(store: &dyn InventoryStore)
 struct Model {
     balances: BTreeMap<(OwnerId, ItemId), u64>,
     versions: BTreeMap<OwnerId, u64>,
-    applied: BTreeSet<ChangeId>,
+    applied: BTreeMap<ChangeId, ValidChange>,
 }
 
 impl Model {
     /// Ok(true) if applied now, Ok(false) if already applied, Err(code) if refused.
     fn apply(&mut self, change: &ValidChange) -> Result<bool, ErrorCode> {
-        if self.applied.contains(&change.id()) {
-            return Ok(false);
+        if let Some(recorded) = self.applied.get(&change.id()) {
+            return if recorded.same_content(change) {
+                Ok(false)
+            } else {
+                Err(ErrorCode::ChangeConflict)
+            };
         }
         let mut next = self.balances.clone();
         for op in change.ops() {
@@ -600,14 +780,15 @@ impl Model {
         for owner in change.owners() {
             *self.versions.entry(owner.clone()).or_default() += 1;
         }
-        self.applied.insert(change.id());
+        self.applied.insert(change.id(), change.clone());
         Ok(true)
     }
 }
 
 /// A step of a random run: which change (an index into the run's distinct
-/// changes) and whether to send it twice at once.
-type Step = (usize, bool);
+/// changes), whether to send it twice at once, and whether to send it under
+/// the id of another change of the run (a reuse of an id for other content).
+type Step = (usize, bool, Option<usize>);
 /// A random change over a small universe: (owner index, item index, signed qty).
 type Ops = Vec<(usize, usize, i64)>;
 
@@ -616,7 +797,8 @@ fn run_strategy() -> impl Strategy<Value = (Vec<Ops>, Vec<Step>)> {
     let change = proptest::collection::vec(op, 1..5);
     proptest::collection::vec(change, 1..12).prop_flat_map(|changes| {
         let n = changes.len();
-        let steps = proptest::collection::vec((0..n, any::<bool>()), n..3 * n);
+        let reuse = proptest::option::weighted(0.15, 0..n);
+        let steps = proptest::collection::vec((0..n, any::<bool>(), reuse), n..3 * n);
         (Just(changes), steps)
     })
 }
@@ -640,10 +822,11 @@ fn build_change(owners: &[OwnerId], ops: &Ops) -> Option<ValidChange> {
     change.validate().ok()
 }
 
-/// Property: any sequence of changes, with random duplicates and concurrent
-/// retries of already-applied changes, leaves the store exactly where applying
-/// each distinct change once to an obvious model leaves it; every outcome
-/// (applied, already applied, refused) matches the model's.
+/// Property: any sequence of changes, with random duplicates, concurrent
+/// retries of already-applied changes and reuses of a change id for other
+/// content, leaves the store exactly where applying each distinct change once
+/// to an obvious model leaves it; every outcome (applied, already applied,
+/// refused, conflict) matches the model's.
 pub async fn random_sequences_with_retries_match_the_model(store: &dyn InventoryStore) {
     let handle = tokio::runtime::Handle::current();
     let mut runner = TestRunner::new(Config {
@@ -668,10 +851,15 @@ pub async fn random_sequences_with_retries_match_the_model(store: &dyn Inventory
                     .map(|ops| build_change(&owners, ops))
                     .collect();
                 let mut model = Model::default();
-                for (index, twice) in steps {
+                for (index, twice, reuse) in steps {
                     let Some(change) = &built[index] else {
                         continue;
                     };
+                    let reused = match reuse.map(|other| &built[other]) {
+                        Some(Some(other)) => Some(with_id(change, other.id())),
+                        _ => None,
+                    };
+                    let change = reused.as_ref().unwrap_or(change);
                     let expected = model.apply(change);
                     let sends = if twice { 2 } else { 1 };
                     let outcomes = join_all((0..sends).map(|_| store.apply(change))).await;
@@ -816,4 +1004,92 @@ pub async fn owner_scan_matches_loads<S: InventoryStore + StoreScan>(store: &S) 
     assert_eq!(seen, expected);
     assert_eq!(expected[1].version, Version::new(3));
     assert_eq!(expected[1].items, BTreeMap::from([(item("herb"), 9)]));
+}
+
+fn outbox_of(store: &dyn InventoryStore) -> &dyn Outbox {
+    store.outbox().expect("a store with an outbox")
+}
+
+/// Reads the outbox from `after` to its end.
+async fn outbox_to_end(
+    outbox: &dyn Outbox,
+    mut after: Option<crate::OutboxPosition>,
+) -> Vec<OutboxEntry> {
+    let mut all = Vec::new();
+    loop {
+        let page = outbox
+            .read_after(after.as_ref(), 3)
+            .await
+            .expect("read the outbox");
+        let Some(last) = page.last() else {
+            return all;
+        };
+        after = Some(last.position.clone());
+        all.extend(page);
+    }
+}
+
+/// The outbox lists every applied change once, in the order applied, with
+/// its recorded event; retries, refusals and conflicts add nothing.
+pub async fn outbox_lists_each_applied_change_once_in_order(store: &dyn InventoryStore) {
+    let outbox = outbox_of(store);
+    let start = outbox_to_end(outbox, None).await.pop().map(|e| e.position);
+    let a = fresh_account("outbox-a");
+    let b = fresh_account("outbox-b");
+    let mut expected = Vec::new();
+    for change in [
+        grant(&a, "wood", 5),
+        grant(&b, "gold", 3),
+        consume(&a, "wood", 2),
+    ] {
+        expected.push(applied_event(store, &change).await);
+        let _ = store.apply(&change).await.expect("retry");
+    }
+    assert!(store.apply(&consume(&a, "wood", 100)).await.is_err());
+    let conflicting = with_id(&grant(&b, "gem", 1), expected[0].change_id);
+    assert!(store.apply(&conflicting).await.is_err());
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("wood"), qty(1))]),
+        (b.clone(), &[(item("gold"), qty(1))]),
+    )
+    .validate()
+    .expect("valid");
+    expected.push(applied_event(store, &trade).await);
+    let listed: Vec<_> = outbox_to_end(outbox, start)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e.owners.iter().any(|o| o.owner == a || o.owner == b))
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+/// After `mark_published`, reading from the mark starts after it; a mark
+/// behind it moves nothing back.
+pub async fn outbox_mark_moves_the_start_forward_only(store: &dyn InventoryStore) {
+    let outbox = outbox_of(store);
+    let a = fresh_account("outbox-mark");
+    let first = applied_event(store, &grant(&a, "wood", 1)).await;
+    let all = outbox_to_end(outbox, None).await;
+    let first_position = all
+        .iter()
+        .find(|e| e.event == first)
+        .expect("the first change is listed")
+        .position
+        .clone();
+    let end = all.last().expect("not empty").position.clone();
+    outbox.mark_published(&end).await.expect("mark");
+    let second = applied_event(store, &grant(&a, "wood", 1)).await;
+    outbox
+        .mark_published(&first_position)
+        .await
+        .expect("an older mark");
+    let from_mark: Vec<ChangeEvent> = outbox_to_end(outbox, None)
+        .await
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert!(!from_mark.contains(&first), "{from_mark:?}");
+    assert!(from_mark.contains(&second), "{from_mark:?}");
 }

@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use protocol::{ErrorCode, ItemId, OwnerId};
+use protocol::{ChangeId, ErrorCode, ItemId, OwnerId};
 
 /// Why a change or a load failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,13 @@ pub enum Error {
         item: ItemId,
         /// The quantity the grant asked for.
         requested: u64,
+    },
+    /// The change id was already applied with other content (another kind,
+    /// other operations or other owners); nothing was written.
+    #[error("change {id} was already applied with other content; a change id names one change")]
+    ChangeConflict {
+        /// The reused id.
+        id: ChangeId,
     },
     /// The backend could not be reached or gave up. Whether the change was
     /// applied is unknown: retry it with the same change id.
@@ -63,6 +70,7 @@ impl Error {
             Self::Invalid(e) => e.code(),
             Self::Insufficient { .. } => ErrorCode::InsufficientBalance,
             Self::BalanceOverflow { .. } => ErrorCode::BalanceOverflow,
+            Self::ChangeConflict { .. } => ErrorCode::ChangeConflict,
             Self::Unavailable(_) | Self::Bus(_) => ErrorCode::Unavailable,
             Self::Corrupt { .. } | Self::Backend(_) => ErrorCode::Internal,
             Self::Registry(e) => e.code(),

@@ -1,11 +1,14 @@
 //! The facade game servers call: validate, apply through the store, publish
 //! the event on each touched player's channel, return it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use protocol::{Change, ChangeEvent, OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{Change, ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
 
-use crate::{ApplyOutcome, Error, EventBus, InventoryStore, PropagationMetrics};
+use crate::{
+    ApplyOutcome, Error, EventBus, InventoryStore, OutboxRelay, PropagationMetrics, RelayConfig,
+};
 
 /// The result of [`Inventory::apply`].
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -22,21 +25,33 @@ pub struct AppliedChange {
 ///
 /// # Publishing
 ///
-/// The event is published only after the store confirmed the change, once on
-/// each touched player's channel (a trade reaches both players). A retry
-/// answered "already applied" publishes again: the first publish may have been
-/// lost with whatever made the caller retry, and consumers discard repeats.
+/// An event is published only after the store confirmed the change, once on
+/// each touched player's channel (a trade reaches both players).
 ///
-/// A failed publish does **not** fail the call. The change is applied, and an
-/// error would invite the caller to retry something that cannot be undone; it
-/// is logged and counted (`publish_failures`) instead, and caches recover by
-/// gap detection on the player's next event or by their periodic version check.
+/// - **From the outbox** (a store with an [`Outbox`](crate::Outbox): SQLite,
+///   memory): [`with_bus`](Self::with_bus) starts an [`OutboxRelay`], which
+///   publishes every applied change from the store's durable record, in
+///   order, retrying while the bus is down. `apply` answers as soon as the
+///   change is durable and never waits on the bus; no applied change's event
+///   is lost, even if the process dies right after the commit (the relay of
+///   the next start publishes it). One relay per store: share one `Inventory`
+///   (clones) rather than building several with buses over one store.
+/// - **Inline** (a store without an outbox): `apply` publishes after the
+///   store answered. A failed publish does **not** fail the call (the change
+///   is applied; an error would invite a retry of something that cannot be
+///   undone); it is logged and counted (`publish_failures`), and caches
+///   recover by gap detection or their periodic version check. A retry
+///   answered "already applied" publishes the recorded event again.
 ///
-/// Cloning is cheap and shares the store and the bus.
+/// A change refused as a conflict ([`Error::ChangeConflict`]) publishes
+/// nothing.
+///
+/// Cloning is cheap and shares the store, the bus and the relay.
 #[derive(Clone)]
 pub struct Inventory {
     store: Arc<dyn InventoryStore>,
     bus: Option<Arc<dyn EventBus>>,
+    relay: Option<Arc<Mutex<Option<OutboxRelay>>>>,
     metrics: PropagationMetrics,
 }
 
@@ -59,14 +74,31 @@ impl Inventory {
         Self {
             store,
             bus: None,
+            relay: None,
             metrics: PropagationMetrics::new(),
         }
     }
 
-    /// Publishes every applied change on `bus`.
+    /// Publishes every applied change on `bus`: through an [`OutboxRelay`]
+    /// started now if the store has an outbox (needs a Tokio runtime), else
+    /// inline. Set the metrics first: the relay counts in them.
     #[must_use]
-    pub fn with_bus(mut self, bus: impl EventBus) -> Self {
-        self.bus = Some(Arc::new(bus));
+    pub fn with_bus(self, bus: impl EventBus) -> Self {
+        self.with_relay(bus, RelayConfig::default())
+    }
+
+    /// Like [`with_bus`](Self::with_bus), with the relay's settings.
+    #[must_use]
+    pub fn with_relay(mut self, bus: impl EventBus, config: RelayConfig) -> Self {
+        let bus: Arc<dyn EventBus> = Arc::new(bus);
+        let relay = OutboxRelay::start(
+            Arc::clone(&self.store),
+            Arc::clone(&bus),
+            self.metrics.clone(),
+            config,
+        );
+        self.relay = relay.map(|relay| Arc::new(Mutex::new(Some(relay))));
+        self.bus = Some(bus);
         self
     }
 
@@ -75,6 +107,19 @@ impl Inventory {
     pub fn with_metrics(mut self, metrics: PropagationMetrics) -> Self {
         self.metrics = metrics;
         self
+    }
+
+    /// Publishes what the outbox relay has pending and stops it, waiting at
+    /// most `timeout` (a graceful shutdown); a no-op without a relay. What is
+    /// left is published by the next start's relay.
+    pub async fn close(&self, timeout: Duration) {
+        let relay = self
+            .relay
+            .as_ref()
+            .and_then(|relay| relay.lock().unwrap_or_else(PoisonError::into_inner).take());
+        if let Some(relay) = relay {
+            relay.close(timeout).await;
+        }
     }
 
     /// The publish counters.
@@ -92,9 +137,10 @@ impl Inventory {
     /// Validates `change`, applies it atomically, publishes and returns its
     /// event.
     ///
-    /// A retry of an applied change returns the same event with
-    /// `already_applied` set (and publishes it again); nothing is applied
-    /// twice.
+    /// A retry of an applied change returns the event recorded when it was
+    /// applied, with `already_applied` set (and publishes it again); nothing
+    /// is applied twice. The same change id with other content fails with
+    /// [`Error::ChangeConflict`] and publishes nothing.
     pub async fn apply(&self, change: Change) -> Result<AppliedChange, Error> {
         self.apply_valid(&change.validate()?).await
     }
@@ -103,8 +149,8 @@ impl Inventory {
     pub async fn apply_valid(&self, change: &ValidChange) -> Result<AppliedChange, Error> {
         let outcome = self.store.apply(change).await?;
         let already_applied = matches!(outcome, ApplyOutcome::AlreadyApplied(_));
-        let event = ChangeEvent::from_applied(change, outcome.versions());
-        if let Some(bus) = &self.bus {
+        let event = outcome.into_event();
+        if let (Some(bus), None) = (&self.bus, &self.relay) {
             for user in change.users() {
                 match bus.publish(user, &event).await {
                     Ok(()) => self.metrics.add_published(1),
@@ -119,6 +165,13 @@ impl Inventory {
             event,
             already_applied,
         })
+    }
+
+    /// The recorded event of an applied change, or `None` if no change with
+    /// this id was applied (see [`InventoryStore::lookup`]). Read-only: what a
+    /// caller asks after a write whose outcome it does not know.
+    pub async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        self.store.lookup(id).await
     }
 
     /// One owner's items and version.

@@ -1,75 +1,48 @@
 //! The store contract as pure code over plain data: guards, versions, empty
-//! stacks and the idempotency window. [`MemoryStore`](crate::MemoryStore) is
-//! this ledger behind a lock.
+//! stacks and the record of applied change ids. [`MemoryStore`](crate::MemoryStore)
+//! is this ledger behind a lock.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use protocol::{
-    ChangeId, MAX_BALANCE, Operation, OwnerId, OwnerSnapshot, UserId, ValidChange, Version,
+    ChangeEvent, ChangeId, MAX_BALANCE, Operation, OwnerId, OwnerSnapshot, UserId, ValidChange,
+    Version,
 };
 
-use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW, JournalEntry, OwnerRecord};
-
-/// One owner: its snapshot and the ids of its recent changes.
-#[derive(Clone, Debug)]
-struct OwnerLedger {
-    snapshot: OwnerSnapshot,
-    recent_order: VecDeque<ChangeId>,
-    recent: HashMap<ChangeId, Version>,
-}
-
-impl OwnerLedger {
-    fn new(owner: OwnerId) -> Self {
-        Self {
-            snapshot: OwnerSnapshot::empty(owner),
-            recent_order: VecDeque::new(),
-            recent: HashMap::new(),
-        }
-    }
-
-    fn remember(&mut self, id: ChangeId, version: Version) {
-        self.recent.insert(id, version);
-        self.recent_order.push_back(id);
-        while self.recent_order.len() > IDEMPOTENCY_WINDOW {
-            if let Some(old) = self.recent_order.pop_front() {
-                self.recent.remove(&old);
-            }
-        }
-    }
-}
+use crate::{ApplyOutcome, Error, JournalEntry, OwnerRecord};
 
 /// Every owner's state, with the contract's rules applied in memory.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Ledger {
-    owners: BTreeMap<OwnerId, OwnerLedger>,
+    owners: BTreeMap<OwnerId, OwnerSnapshot>,
     journal: Vec<JournalEntry>,
+    /// Every applied change id, global to the ledger (not per owner), with
+    /// its journal position: a change id names one change.
+    applied: HashMap<ChangeId, usize>,
 }
 
 impl Ledger {
     /// Applies `change` all or nothing, following the store contract.
     pub(crate) fn apply(&mut self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
-        let recorded: Vec<(OwnerId, Version)> = change
-            .owners()
-            .filter_map(|owner| {
-                let version = self.owners.get(owner)?.recent.get(&change.id())?;
-                Some((owner.clone(), *version))
-            })
-            .collect();
-        if !recorded.is_empty() {
-            return Ok(ApplyOutcome::AlreadyApplied(recorded));
+        if let Some(&position) = self.applied.get(&change.id()) {
+            let recorded = &self.journal[position];
+            if !recorded.change.same_content(change) {
+                return Err(Error::ChangeConflict { id: change.id() });
+            }
+            return Ok(ApplyOutcome::AlreadyApplied(recorded.event()));
         }
         let mut balances = Vec::with_capacity(change.ops().len());
         for op in change.ops() {
             let held = self
                 .owners
                 .get(op.owner())
-                .and_then(|o| o.snapshot.items.get(op.item()))
+                .and_then(|o| o.items.get(op.item()))
                 .copied()
                 .unwrap_or(0);
             balances.push(next_balance(op, held)?);
         }
         for (op, balance) in change.ops().iter().zip(balances) {
-            let items = &mut self.owner_mut(op.owner()).snapshot.items;
+            let items = &mut self.owner_mut(op.owner()).items;
             if balance == 0 {
                 items.remove(op.item());
             } else {
@@ -79,34 +52,40 @@ impl Ledger {
         let versions = change
             .owners()
             .map(|owner| {
-                let ledger = self.owner_mut(owner);
-                ledger.snapshot.version = ledger.snapshot.version.next();
-                let version = ledger.snapshot.version;
-                ledger.remember(change.id(), version);
-                (owner.clone(), version)
+                let snapshot = self.owner_mut(owner);
+                snapshot.version = snapshot.version.next();
+                (owner.clone(), snapshot.version)
             })
             .collect::<Vec<_>>();
-        self.journal.push(JournalEntry {
+        let entry = JournalEntry {
             change: change.clone(),
-            versions: versions.clone(),
-        });
-        Ok(ApplyOutcome::Applied(versions))
+            versions,
+        };
+        let event = entry.event();
+        self.applied.insert(change.id(), self.journal.len());
+        self.journal.push(entry);
+        Ok(ApplyOutcome::Applied(event))
+    }
+
+    /// The recorded event of an applied change.
+    pub(crate) fn lookup(&self, id: ChangeId) -> Option<ChangeEvent> {
+        self.applied.get(&id).map(|&i| self.journal[i].event())
     }
 
     /// One owner's snapshot (empty at version 0 if never touched).
     pub(crate) fn snapshot(&self, owner: &OwnerId) -> OwnerSnapshot {
-        self.owners.get(owner).map_or_else(
-            || OwnerSnapshot::empty(owner.clone()),
-            |o| o.snapshot.clone(),
-        )
+        self.owners
+            .get(owner)
+            .cloned()
+            .unwrap_or_else(|| OwnerSnapshot::empty(owner.clone()))
     }
 
     /// Every touched owner of `user`, in ascending owner order.
     pub(crate) fn user_snapshots(&self, user: &UserId) -> Vec<OwnerSnapshot> {
         self.owners
             .values()
-            .filter(|o| o.snapshot.owner.user() == user)
-            .map(|o| o.snapshot.clone())
+            .filter(|o| o.owner.user() == user)
+            .cloned()
             .collect()
     }
 
@@ -119,13 +98,12 @@ impl Ledger {
     pub(crate) fn owner_records(&self) -> Vec<OwnerRecord> {
         self.owners
             .values()
-            .filter(|o| o.snapshot.version > Version::ZERO)
+            .filter(|o| o.version > Version::ZERO)
             .map(|o| OwnerRecord {
-                owner: o.snapshot.owner.clone(),
-                version: o.snapshot.version,
+                owner: o.owner.clone(),
+                version: o.version,
                 // Balances are at most MAX_BALANCE, far below i64::MAX.
                 items: o
-                    .snapshot
                     .items
                     .iter()
                     .map(|(item, qty)| (item.clone(), *qty as i64))
@@ -134,10 +112,10 @@ impl Ledger {
             .collect()
     }
 
-    fn owner_mut(&mut self, owner: &OwnerId) -> &mut OwnerLedger {
+    fn owner_mut(&mut self, owner: &OwnerId) -> &mut OwnerSnapshot {
         self.owners
             .entry(owner.clone())
-            .or_insert_with(|| OwnerLedger::new(owner.clone()))
+            .or_insert_with(|| OwnerSnapshot::empty(owner.clone()))
     }
 }
 

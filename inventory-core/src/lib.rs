@@ -74,6 +74,7 @@ mod memory;
 mod metrics;
 #[cfg(feature = "mongodb")]
 mod mongo;
+mod outbox;
 mod scan;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -102,6 +103,7 @@ pub use metrics::{MetricsSnapshot, PropagationMetrics};
 pub use mongo::{FaultInjector, FaultKind};
 #[cfg(feature = "mongodb")]
 pub use mongo::{MongoConfig, MongoStats, MongoStore};
+pub use outbox::{Outbox, OutboxEntry, OutboxPosition, OutboxRelay, RelayConfig};
 pub use scan::{JournalEntry, OwnerRecord, StoreScan};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};

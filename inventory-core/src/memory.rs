@@ -1,19 +1,28 @@
 //! The in-memory store: the pure ledger behind a lock. For unit tests and
 //! examples; it forgets everything when dropped.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
+use tokio::sync::Notify;
 
 use crate::ledger::Ledger;
-use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
+use crate::{
+    ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OutboxEntry, OutboxPosition,
+    OwnerRecord, StoreScan,
+};
 
-/// An [`InventoryStore`] held in memory. Cloning shares the same state.
+/// An [`InventoryStore`] held in memory, with its journal as its [`Outbox`]
+/// (positions are journal sequence numbers, from 1). Cloning shares the same
+/// state.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     // A std Mutex: the critical sections are short and never await.
     ledger: Arc<Mutex<Ledger>>,
+    published: Arc<AtomicU64>,
+    signal: Arc<Notify>,
 }
 
 impl MemoryStore {
@@ -33,7 +42,11 @@ impl MemoryStore {
 #[async_trait]
 impl InventoryStore for MemoryStore {
     async fn apply(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
-        self.with(|ledger| ledger.apply(change))
+        let outcome = self.with(|ledger| ledger.apply(change));
+        if let Ok(ApplyOutcome::Applied(_)) = &outcome {
+            self.signal.notify_waiters();
+        }
+        outcome
     }
 
     async fn load(&self, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
@@ -42,6 +55,57 @@ impl InventoryStore for MemoryStore {
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         Ok(self.with(|ledger| ledger.user_snapshots(user)))
+    }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        Ok(self.with(|ledger| ledger.lookup(id)))
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn read_after(
+        &self,
+        after: Option<&OutboxPosition>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, Error> {
+        let after = match after {
+            Some(position) => position
+                .seq()
+                .ok_or_else(|| Error::Backend("not a memory outbox position".to_owned()))?,
+            None => self.published.load(Ordering::Acquire),
+        };
+        Ok(self.with(|ledger| {
+            let journal = ledger.journal();
+            let from = usize::try_from(after)
+                .unwrap_or(usize::MAX)
+                .min(journal.len());
+            journal[from..]
+                .iter()
+                .take(limit)
+                .zip(after + 1..)
+                .map(|(entry, seq)| OutboxEntry {
+                    position: OutboxPosition::from_seq(seq),
+                    event: entry.event(),
+                })
+                .collect()
+        }))
+    }
+
+    async fn mark_published(&self, position: &OutboxPosition) -> Result<(), Error> {
+        let seq = position
+            .seq()
+            .ok_or_else(|| Error::Backend("not a memory outbox position".to_owned()))?;
+        self.published.fetch_max(seq, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.signal)
     }
 }
 

@@ -1,124 +1,182 @@
 //! The MongoDB store: one document per owner, field-level atomic updates with
-//! the guards in the filter, write-side idempotency in the same update, and
-//! multi-owner changes in a transaction (or, on a standalone server, owner by
-//! owner with compensation).
+//! the guards in the filter, and a journal collection that is the store-wide
+//! record of every change id. On a replica set every change is one
+//! transaction; on a standalone server a change claims its id in the journal
+//! first, then updates its owners (with compensation), then marks the claim
+//! applied.
 //!
 //! # Document model
 //!
 //! ```text
 //! { _id: "c:alice:hero",           // the owner id
-//!   u: "alice",                    // its user (indexed, for load_user)
+//!   u: "alice",                    // its user (indexed; in every write's filter)
 //!   v: Int64(42),                  // the owner's version
 //!   items: { wood: Int64(7), ... },// one field per item; absent = 0
-//!   recent: [Binary(4, <uuid>), ...] } // the last 1,024 change ids, oldest first
+//!   recent: [Binary(4, <uuid>), ...] } // the last 64 change ids, oldest first
 //! ```
 //!
 //! `recent` holds exactly one entry per version, so an entry's version is its
 //! position: the last entry produced `v`, the one before it `v - 1`. A change
 //! undone by compensation keeps its slot, re-typed as a retraction (binary
-//! subtype 0x80), so positions never shift.
+//! subtype 0x80), so positions never shift. The window is the per-owner
+//! guard (an attempt never applies an owner's part twice), not the record of
+//! the change id: that is the journal. It is small and fixed (64 entries,
+//! about 1.7 KB), so its cost does not grow with anything.
 //!
-//! # What each operation sends
+//! Every write's filter carries the user (`u`) beside the `_id`, so a
+//! collection sharded on `u` routes each write to one shard: a player's
+//! account and characters live together, a trade touches at most two shards.
 //!
-//! - **Single-owner change**: one `findAndModify`, returning the post-image
-//!   projected to `v` and the consumed balances:
-//!   filter `{_id, recent: {$ne: <id>}, items.<c>: {$gte: n} per consume,
-//!   items.<g>: {$not: {$gt: MAX_BALANCE - n}} per grant}`,
-//!   update `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<id>],
-//!   $slice: -1024}}}`. No upsert: when it matches nothing, one read decides:
-//!   the id is in `recent` ⇒ `AlreadyApplied` with the version its position
-//!   implies; a guard fails on the balances read ⇒ that refusal; no document
-//!   yet ⇒ `insertOne({_id, u, v: 0, items: {}, recent: []})` (E11000
-//!   ignored) and again; neither (a concurrent change moved the balances in
-//!   between) ⇒ send the update again, at most `MAX_RACES` (64) times.
-//! - **Zero-stack cleanup**: when a post-image shows a consumed stack at 0,
-//!   `updateOne({_id, items.<x>: 0}, {$unset: {items.<x>: ""}})`. It only
-//!   matches while the stack is still 0, so it never erases a concurrent
-//!   grant, and it leaves `v` alone (absent and 0 are the same balance). Loads
-//!   hide zero stacks in any case.
-//! - **Multi-owner change, transactions**: the single-owner update for each
-//!   owner in ascending order, inside one transaction run by the driver's
-//!   `start_transaction().and_run(..)`, which retries on
-//!   `TransientTransactionError` and `UnknownTransactionCommitResult`. An
-//!   update that matches nothing aborts the transaction and is diagnosed as above.
-//! - **Multi-owner change, standalone** (compensation): first a read of every
-//!   owner refuses a change whose guard already fails, writing nothing. Then the
-//!   single-owner update per owner in ascending order. If part `k` fails, parts
-//!   `0..=k` are undone, last first (part `k` too: a lost reply may hide an
-//!   applied write): read the owner, and if the change's id is in its window,
-//!   `updateOne({_id, v: <read>}, {$inc: {items.<x>: ∓n, v: 1}, $set: {recent:
-//!   <window with the id retracted, plus a retraction entry>}})`, re-read and
-//!   retry if `v` moved. The undo is keyed on the id being applied, so it is
-//!   idempotent, and it frees the id so the change can be retried later.
-//!   **What a concurrent reader can observe meanwhile**: for a few
-//!   milliseconds, the applied parts (a load of an early owner shows the
-//!   change's effect at its new version), then the undo at the next version.
-//!   Versions are never reused, so a cache that hydrated in between sees a gap
-//!   on the next event and re-hydrates. If the granted items were spent in that
-//!   window, the undo waits (bounded) and then fails with a clear error; a
-//!   retry of the change with the same id resumes: applied parts answer
-//!   "already applied", the rest apply or are undone again.
-//!   A call answers `Applied` when it applied the first part itself, so of
-//!   concurrent retries of one change exactly one answers `Applied`; a retry
-//!   that only completes the parts a crashed call left answers
-//!   `AlreadyApplied` (no event was published for the change: caches catch
-//!   up through the version gap).
-//!   **Limit of this path**: two calls with the same id run concurrently
-//!   share the work (each applies whatever part is missing). If a third,
-//!   unrelated change flips a guard between them, one call can undo the early
-//!   parts while the other completes the late ones, leaving the change half
-//!   applied until it is retried. Transactions have no such window; use a
-//!   replica set in production.
-
+//! # Journal: the record of a change id
 //!
-//! # Journal (for the audit)
+//! `<collection>_journal` holds one entry per change id (`_id` = the id, so
+//! a second insert fails with E11000): `{_id, c: <change JSON>, p: <versions
+//! JSON>}` for an applied change, `{_id, c, s: "pending"}` for a claim not yet
+//! finished (standalone path only). A retry whose content is the recorded
+//! one ([`ValidChange::same_content`]) answers `AlreadyApplied` with the
+//! recorded event; the same id with other content fails with
+//! `ChangeConflict` and writes nothing, whatever owners it names.
+//! [`lookup`](InventoryStore::lookup) reads the entry; scans skip claims.
 //!
-//! Every applied change is also inserted into `<collection>_journal` as
-//! `{_id: <change id>, c: <change JSON>, p: <versions JSON>}`; `_id` makes a
-//! second insert of the same change fail with E11000, which counts as done.
-//! A multi-owner change on a replica set inserts it inside its transaction,
-//! so it commits with the change. A single-owner change (one atomic update,
-//! no transaction, to keep the hot path one round trip) and a compensated
-//! one insert it right after the update, before answering: one more round
-//! trip per change. **Crash window:** if the process dies between the update
-//! and the insert, the change is applied but not journaled until a retry with
-//! the same id (which answers "already applied" and inserts the entry); the
-//! caller was never answered, so it is not an acknowledged change, and the
-//! audit reports the owner's version as not journaled. If the insert itself
-//! fails, the call answers `Unavailable` so that the caller retries.
+//! # Replica set: one transaction per change
+//!
+//! Every change, single-owner too, is one transaction: for each owner in
+//! ascending order one `findAndModify` (filter `{_id, u, recent: {$ne: <id>},
+//! items.<c>: {$gte: n} per consume, items.<g>: {$not: {$gt: MAX_BALANCE -
+//! n}} per grant}`, update `{$inc: {items.<x>: ±n, v: 1}, $push: {recent:
+//! {$each: [<id>], $slice: -64}}}`, post-image projected to `v` and the
+//! consumed balances), then the journal insert, then `commitTransaction`: the
+//! updates and the record commit together, one durable commit per change, and
+//! an applied change is never left unjournaled (no crash window).
+//! - An update that matches nothing, or a journal insert failing with
+//!   E11000, aborts; then the journal decides first (applied: the recorded
+//!   event or a conflict), then a read of the owner: a guard fails ⇒ that
+//!   refusal; no document yet ⇒ `insertOne` of an empty one (E11000 ignored)
+//!   and again; neither (a concurrent change moved the balances) ⇒ again.
+//! - Write conflicts with concurrent transactions (`TransientTransactionError`,
+//!   code 112) are retried with jittered exponential backoff (1 ms to 100 ms);
+//!   a commit whose reply was lost or whose result is unknown is sent again
+//!   (up to 3 times; the commit is idempotent).
+//! - **Crash behaviour**: before the commit nothing is visible; after it the
+//!   change and its entry are durable together. A commit whose replies are
+//!   all lost answers `Unavailable`; the retry finds the entry and answers
+//!   `AlreadyApplied`.
+//! - **Cost on a real `mongod`**: one transaction = the owners' updates and one
+//!   insert in WiredTiger's snapshot, made durable by the commit's single
+//!   journal flush (`j: true` / majority). Against the old single-owner path
+//!   (update, then a separate journal insert: two flushes), it saves a flush
+//!   and costs one more round trip (the `commitTransaction`).
+//!
+//! # Standalone server: claim, apply, mark
+//!
+//! 1. **Claim**: insert `{_id, c, s: "pending"}`. On E11000 read the entry:
+//!    other content ⇒ `ChangeConflict`; applied ⇒ `AlreadyApplied` with its
+//!    event; pending ⇒ a concurrent or crashed attempt of the same change:
+//!    continue it (the owners' windows keep any part from applying twice).
+//! 2. **Apply**: a single-owner change is the guarded `findAndModify` above
+//!    (no transaction). A multi-owner change: a read of every owner refuses a
+//!    change whose guard already fails, then the update per owner in
+//!    ascending order; if part `k` fails, parts `0..=k` are undone, last
+//!    first (part `k` too: a lost reply may hide an applied write): read the
+//!    owner, and if the change's id is in its window, `updateOne({_id, u, v:
+//!    <read>}, {$inc: {items.<x>: ∓n, v: 1}, $set: {recent: <window with the
+//!    id retracted, plus a retraction entry>}})`, re-read and retry if `v`
+//!    moved. The undo is keyed on the id being applied, so it is idempotent.
+//! 3. **Mark**: `updateOne({_id, s: "pending"}, {$set: {p}, $unset: {s}})` (or
+//!    insert the applied entry if the claim was released meanwhile).
+//!
+//! A refused change, or one whose parts were all undone, deletes its claim:
+//! it leaves no trace and its id can be retried. A call answers `Applied`
+//! when it applied the first part itself, so of concurrent attempts of one
+//! change exactly one answers `Applied`.
+//!
+//! **Crash behaviour**: after the claim, nothing applied: the claim stays
+//! pending; a retry continues it; `lookup` answers `None`; another content
+//! with that id is a conflict. Between parts of a multi-owner change: half
+//! applied until a retry with the same id completes it. After the parts,
+//! before the mark: applied, entry pending; `lookup` answers the event from
+//! the owners' windows, the audit's scans do not see it until a retry marks
+//! it. **Limits**: a pending claim is continued safely only while its
+//! applied parts are among their owners' last 64 changes (retries come within
+//! seconds); two attempts of one change racing a third change that flips a
+//! guard between them can leave it half applied until it is retried.
+//! Transactions have neither window; use a replica set in production.
+//!
+//! # Zero stacks
+//!
+//! When a post-image shows a consumed stack at 0, `updateOne({_id, u,
+//! items.<x>: 0}, {$unset: {items.<x>: ""}})`: it only matches while the stack
+//! is still 0, so it never erases a concurrent grant, and it leaves `v` alone.
+//! Loads hide zero stacks in any case.
+//!
+//! # Never wedged, and few conflicts
+//!
+//! A call first locks its owners in the node (striped async locks, taken in
+//! ascending order, so never in a cycle): the changes of one owner run one
+//! at a time in a node instead of aborting each other as write conflicts in
+//! the database, so a hot owner costs queueing, not wasted transactions.
+//! Changes from other nodes still conflict, and are retried.
+//!
+//! A transaction in flight needs a pooled connection for each of its next
+//! operations, while its locks hold up the others: if every connection is
+//! held by operations waiting on such transactions, nothing moves. So the
+//! store runs at most `max_pool_size - 2` calls at once (a semaphore, taken
+//! after the owners' locks), and every wait is bounded: the owners' locks
+//! and a permit each within `busy_timeout` (default 5 s),
+//! every database operation, connection checkout included, within
+//! `operation_timeout` (default 10 s), both answered as
+//! [`Error::Unavailable`]. The pool holds 64 connections unless the URI's
+//! `maxPoolSize` or [`MongoConfig::with_max_pool_size`] says otherwise.
 
 mod database;
 mod document;
+mod locks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::FutureExt;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::IndexOptions;
-use mongodb::{Client, IndexModel};
-use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
+use mongodb::event::EventHandler;
+use mongodb::event::command::CommandEvent;
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, ClientSession, IndexModel};
+use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use self::database::{Database, Driver};
 #[cfg(feature = "test-util")]
 pub use self::database::{FaultInjector, FaultKind};
 use self::document::{
-    Diagnosis, ID, RECENT, USER, VERSION, applied_version, diagnose, emptied_items, first_refusal,
-    item_path, journal_entry, owner_record, owner_update, post_image_version, read_journal_entry,
-    skeleton, snapshot, touched_projection, undo_update, zero_cleanup,
+    Diagnosis, ID, RECENT, Recorded, USER, VERSION, applied_entry, applied_only, applied_version,
+    diagnose, emptied_items, first_refusal, item_path, journal_entry, mark_applied, owner_record,
+    owner_update, pending_claim, pending_filter, post_image_version, read_journal_entry,
+    read_recorded, skeleton, snapshot, touched_projection, undo_update, zero_cleanup,
 };
+use self::locks::OwnerLocks;
 use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
 
-/// How many times an update that lost a race to a concurrent change (it
-/// matched nothing, yet no guard fails and the change is not applied) is sent
-/// again before the store gives up.
+/// How many times a change that lost a race to a concurrent change (an
+/// update matched nothing, yet no guard fails and the change is not applied;
+/// or a transaction hit a write conflict) is tried again before the store
+/// gives up.
 const MAX_RACES: usize = 64;
 
 /// How many times a compensation waits for items it must take back.
 const UNDO_ATTEMPTS: u32 = 50;
+
+/// How many times a commit whose result is unknown is sent again.
+const COMMIT_ATTEMPTS: usize = 3;
+
+/// The pool size when neither the URI nor the config sets one.
+const DEFAULT_MAX_POOL_SIZE: u32 = 64;
+
+/// Pooled connections the store's permits leave free, so that a zero-stack
+/// clean-up or a checkout racing a check-in never waits on a transaction.
+const POOL_HEADROOM: u32 = 2;
 
 /// Where the store keeps its documents and how it talks to the deployment.
 #[derive(Clone, Debug)]
@@ -128,18 +186,27 @@ pub struct MongoConfig {
     database: String,
     collection: String,
     transactions: Option<bool>,
+    max_pool_size: u32,
+    busy_timeout: Duration,
+    operation_timeout: Duration,
+    command_events: Option<EventHandler<CommandEvent>>,
 }
 
 impl MongoConfig {
     /// The deployment at `uri` (a MongoDB connection string), database
     /// `inventory`, collection `inventories`, transactions if the deployment
-    /// supports them.
+    /// supports them, a pool of 64 connections (unless the URI sets
+    /// `maxPoolSize`), 5 s for a free connection and 10 s per operation.
     pub fn new(uri: impl Into<String>) -> Self {
         Self {
             uri: uri.into(),
             database: "inventory".to_owned(),
             collection: "inventories".to_owned(),
             transactions: None,
+            max_pool_size: DEFAULT_MAX_POOL_SIZE,
+            busy_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(10),
+            command_events: None,
         }
     }
 
@@ -177,16 +244,47 @@ impl MongoConfig {
         self.transactions = Some(transactions);
         self
     }
+
+    /// The connection pool's size, sized for the node's concurrency; the
+    /// URI's `maxPoolSize` wins over it. The store runs at most two fewer
+    /// operations at once.
+    pub fn with_max_pool_size(mut self, max_pool_size: u32) -> Self {
+        self.max_pool_size = max_pool_size;
+        self
+    }
+
+    /// How long a call waits for the store to have a connection free before
+    /// it answers [`Error::Unavailable`].
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long one database operation (its connection checkout included)
+    /// may take before the call answers [`Error::Unavailable`].
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sees every command the driver sends (the driver's command monitoring),
+    /// for tracing and for tests.
+    pub fn with_command_events(mut self, handler: EventHandler<CommandEvent>) -> Self {
+        self.command_events = Some(handler);
+        self
+    }
 }
 
 /// What the store has done since it connected, for operators and tests.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[non_exhaustive]
 pub struct MongoStats {
-    /// Multi-owner changes committed in a transaction.
+    /// Changes committed in a transaction.
     pub transactions: u64,
     /// Owner parts undone by compensation.
     pub compensations: u64,
+    /// Transactions tried again after a write conflict.
+    pub conflicts: u64,
 }
 
 /// The MongoDB [`InventoryStore`]. Cloning shares the connection pool.
@@ -199,13 +297,14 @@ pub struct MongoStore {
 struct Inner {
     db: Box<dyn Database>,
     transactions: bool,
+    permits: Semaphore,
+    owners: OwnerLocks,
+    busy_timeout: Duration,
+    operation_timeout: Duration,
     committed: AtomicU64,
     compensated: AtomicU64,
+    conflicts: AtomicU64,
 }
-
-/// The part of a multi-owner change that matched nothing inside a transaction.
-#[derive(Debug)]
-struct NoMatch(OwnerId);
 
 /// One owner's part of a change.
 enum Part {
@@ -213,13 +312,47 @@ enum Part {
     AlreadyApplied(Version),
 }
 
+/// How a transaction attempt ended, short of an error.
+enum Attempt {
+    /// Committed; the post-images in owner order.
+    Committed(Vec<Document>),
+    /// This owner's update matched nothing; aborted.
+    NoMatch(OwnerId),
+    /// The journal holds the change id already; aborted.
+    Duplicate,
+}
+
+/// Why a transaction attempt failed.
+enum Abort {
+    /// A write conflict with a concurrent transaction: try again.
+    Transient(mongodb::error::Error),
+    /// Anything else.
+    Failed(Error),
+}
+
+impl From<mongodb::error::Error> for Abort {
+    fn from(e: mongodb::error::Error) -> Self {
+        if is_transient(&e) {
+            Self::Transient(e)
+        } else {
+            Self::Failed(backend(e))
+        }
+    }
+}
+
+impl From<Error> for Abort {
+    fn from(e: Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
 impl MongoStore {
     /// Connects, creates the indexes, and decides between transactions and
     /// compensation (a replica set or a sharded cluster supports transactions;
     /// a standalone server does not), unless the config forces it.
     pub async fn connect(config: MongoConfig) -> Result<Self, Error> {
-        let (driver, transactions) = Self::driver(&config).await?;
-        Ok(Self::on(Box::new(driver), transactions))
+        let (driver, transactions, permits) = Self::driver(&config).await?;
+        Ok(Self::on(Box::new(driver), transactions, permits, &config))
     }
 
     /// Like [`connect`](Self::connect), but every database operation goes
@@ -229,13 +362,23 @@ impl MongoStore {
         config: MongoConfig,
         faults: FaultInjector,
     ) -> Result<Self, Error> {
-        let (inner, transactions) = Self::driver(&config).await?;
+        let (inner, transactions, permits) = Self::driver(&config).await?;
         let faulty = database::Faulty { inner, faults };
-        Ok(Self::on(Box::new(faulty), transactions))
+        Ok(Self::on(Box::new(faulty), transactions, permits, &config))
     }
 
-    async fn driver(config: &MongoConfig) -> Result<(Driver, bool), Error> {
-        let client = Client::with_uri_str(&config.uri).await.map_err(backend)?;
+    async fn driver(config: &MongoConfig) -> Result<(Driver, bool, usize), Error> {
+        let mut options = ClientOptions::parse(&config.uri).await.map_err(backend)?;
+        let pool = *options.max_pool_size.get_or_insert(config.max_pool_size);
+        if let Some(handler) = &config.command_events {
+            options.command_event_handler = Some(handler.clone());
+        }
+        // A pool of 0 is unbounded in the driver: no connection to wait for.
+        let permits = match pool {
+            0 => Semaphore::MAX_PERMITS,
+            n => n.saturating_sub(POOL_HEADROOM).max(1) as usize,
+        };
+        let client = Client::with_options(options).map_err(backend)?;
         let collection = client
             .database(&config.database)
             .collection::<Document>(&config.collection);
@@ -263,26 +406,33 @@ impl MongoStore {
             database = %config.database,
             collection = %config.collection,
             transactions,
+            pool,
             "connected to MongoDB"
         );
         let journal = client
             .database(&config.database)
             .collection::<Document>(&format!("{}_journal", config.collection));
-        Ok((Driver::new(client, collection, journal), transactions))
+        let driver = Driver::new(client, collection, journal, config.operation_timeout);
+        Ok((driver, transactions, permits))
     }
 
-    fn on(db: Box<dyn Database>, transactions: bool) -> Self {
+    fn on(db: Box<dyn Database>, transactions: bool, permits: usize, config: &MongoConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 transactions,
+                permits: Semaphore::new(permits),
+                owners: OwnerLocks::new(),
+                busy_timeout: config.busy_timeout,
+                operation_timeout: config.operation_timeout,
                 committed: AtomicU64::new(0),
                 compensated: AtomicU64::new(0),
+                conflicts: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Whether multi-owner changes run in transactions (else: compensation).
+    /// Whether changes run in transactions (else: claim and compensation).
     #[must_use]
     pub fn uses_transactions(&self) -> bool {
         self.inner.transactions
@@ -294,11 +444,38 @@ impl MongoStore {
         MongoStats {
             transactions: self.inner.committed.load(Ordering::Relaxed),
             compensations: self.inner.compensated.load(Ordering::Relaxed),
+            conflicts: self.inner.conflicts.load(Ordering::Relaxed),
         }
     }
 
     fn db(&self) -> &dyn Database {
         &*self.inner.db
+    }
+
+    /// A slot among the operations the pool can always serve, or
+    /// `Unavailable` once `busy_timeout` has passed.
+    async fn permit(&self) -> Result<SemaphorePermit<'_>, Error> {
+        tokio::time::timeout(self.inner.busy_timeout, self.inner.permits.acquire())
+            .await
+            .map_err(|_| self.busy())?
+            .map_err(|_| self.busy())
+    }
+
+    fn busy(&self) -> Error {
+        Error::Unavailable(format!(
+            "the MongoDB store could not start the call within {:?}; retry",
+            self.inner.busy_timeout
+        ))
+    }
+
+    /// What the journal holds for `id`.
+    async fn recorded(&self, id: ChangeId) -> Result<Option<Recorded>, Error> {
+        let docs = self
+            .db()
+            .page(true, doc! { ID: applied_entry(id) }, 1)
+            .await
+            .map_err(backend)?;
+        docs.first().map(read_recorded).transpose()
     }
 
     /// Applies one owner's part of `change` as one atomic update, outside any
@@ -365,43 +542,15 @@ impl MongoStore {
     }
 
     async fn apply_in_transaction(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
+        let mut delays = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(Duration::from_millis(1))
+            .with_max_delay(Duration::from_millis(100))
+            .with_max_times(MAX_RACES)
+            .build();
         for _ in 0..MAX_RACES {
-            let mut session = self.db().client().start_session().await.map_err(backend)?;
-            let result = session
-                .start_transaction()
-                .and_run((self.db(), change), |session, (db, change)| {
-                    let (db, change) = (*db, *change);
-                    async move {
-                        let mut posts = Vec::with_capacity(change.owners().len());
-                        let mut versions = Vec::with_capacity(change.owners().len());
-                        for owner in change.owners() {
-                            let update = owner_update(owner, change);
-                            match db.find_one_and_update(Some(&mut *session), &update).await {
-                                Ok(Some(post)) => {
-                                    let version = post_image_version(owner, &post)
-                                        .map_err(mongodb::error::Error::custom)?;
-                                    versions.push((owner.clone(), version));
-                                    posts.push(post);
-                                }
-                                Ok(None) => {
-                                    return Err(mongodb::error::Error::custom(NoMatch(
-                                        owner.clone(),
-                                    )));
-                                }
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        // The journal entry commits with the change.
-                        let entry = journal_entry(change, &versions)
-                            .map_err(mongodb::error::Error::custom)?;
-                        db.journal(Some(&mut *session), entry).await?;
-                        Ok(posts)
-                    }
-                    .boxed()
-                })
-                .await;
-            let owner = match result {
-                Ok(posts) => {
+            let owner = match self.try_transaction(change).await {
+                Ok(Attempt::Committed(posts)) => {
                     self.inner.committed.fetch_add(1, Ordering::Relaxed);
                     let mut versions = Vec::with_capacity(posts.len());
                     for (owner, post) in change.owners().zip(&posts) {
@@ -409,18 +558,37 @@ impl MongoStore {
                         self.clean_up(owner, emptied_items(owner, change, post))
                             .await;
                     }
-                    return Ok(ApplyOutcome::Applied(versions));
+                    return Ok(outcome(true, change, &versions));
                 }
-                Err(e) => match e.get_custom::<NoMatch>() {
-                    Some(NoMatch(owner)) => owner.clone(),
-                    None => return Err(backend(e)),
-                },
+                Ok(Attempt::Duplicate) => None,
+                Ok(Attempt::NoMatch(owner)) => Some(owner),
+                Err(Abort::Transient(e)) => {
+                    self.inner.conflicts.fetch_add(1, Ordering::Relaxed);
+                    let delay = delays.next().unwrap_or(Duration::from_millis(100));
+                    tracing::debug!(id = %change.id(), error = %e, ?delay, "write conflict, again");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                Err(Abort::Failed(e)) => return Err(e),
             };
+            match self.recorded(change.id()).await? {
+                Some(Recorded::Applied(entry)) => return already_applied(&entry, change),
+                Some(Recorded::Pending(claimed)) => {
+                    // Left by the path without transactions on this database.
+                    conflict_unless_same(&claimed, change)?;
+                    return self.finish_claim(&claimed).await;
+                }
+                None => {}
+            }
+            // A duplicate whose entry is gone again: a claim released meanwhile.
+            let Some(owner) = owner else { continue };
             match diagnose(&owner, change, self.read(&owner, change).await?.as_ref())? {
                 Diagnosis::AlreadyApplied(_) => {
+                    // In a window, not in the journal: applied before the
+                    // journal recorded every change. Record it now.
                     let versions = self.recorded_versions(change).await?;
                     self.record(change, &versions).await?;
-                    return Ok(ApplyOutcome::AlreadyApplied(versions));
+                    return Ok(outcome(false, change, &versions));
                 }
                 Diagnosis::Refused(refusal) => return Err(refusal),
                 Diagnosis::Missing => self.create(&owner).await?,
@@ -430,6 +598,65 @@ impl MongoStore {
             }
         }
         Err(lost_races(change))
+    }
+
+    /// One transaction: the owners' updates, the journal entry, the commit.
+    /// Anything short of the commit aborts it.
+    async fn try_transaction(&self, change: &ValidChange) -> Result<Attempt, Abort> {
+        let mut session = self.db().client().start_session().await?;
+        session.start_transaction().await?;
+        let attempt = self.transaction(&mut session, change).await;
+        if !matches!(attempt, Ok(Attempt::Committed(_))) {
+            // Best effort, and bounded like every operation: the server
+            // also aborts a transaction whose session ends.
+            let _ = tokio::time::timeout(self.inner.operation_timeout, session.abort_transaction())
+                .await;
+        }
+        attempt
+    }
+
+    async fn transaction(
+        &self,
+        session: &mut ClientSession,
+        change: &ValidChange,
+    ) -> Result<Attempt, Abort> {
+        let mut posts = Vec::with_capacity(change.owners().len());
+        let mut versions = Vec::with_capacity(change.owners().len());
+        for owner in change.owners() {
+            let update = owner_update(owner, change);
+            let Some(post) = self
+                .db()
+                .find_one_and_update(Some(&mut *session), &update)
+                .await?
+            else {
+                return Ok(Attempt::NoMatch(owner.clone()));
+            };
+            versions.push((owner.clone(), post_image_version(owner, &post)?));
+            posts.push(post);
+        }
+        let entry = journal_entry(change, &versions)?;
+        match self.db().journal(Some(&mut *session), entry).await {
+            Err(e) if is_duplicate_key(&e) => return Ok(Attempt::Duplicate),
+            other => other?,
+        }
+        let mut attempts = 0;
+        loop {
+            match self.db().commit(session).await {
+                Ok(()) => return Ok(Attempt::Committed(posts)),
+                // The commit may have happened: committing again is safe
+                // (the server answers a second commit of one transaction
+                // with its first outcome).
+                Err(e)
+                    if (e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                        || matches!(*e.kind, ErrorKind::Io(_)))
+                        && attempts + 1 < COMMIT_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    tracing::debug!(id = %change.id(), error = %e, "commit result unknown, again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The versions `change` produced, for each owner whose window still holds it.
@@ -448,8 +675,108 @@ impl MongoStore {
         Ok(versions)
     }
 
-    async fn apply_with_compensation(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
-        self.precheck(change).await?;
+    /// The path without transactions: claim the id in the journal, apply,
+    /// mark the claim applied.
+    async fn apply_with_claim(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
+        for _ in 0..MAX_RACES {
+            match self.db().journal(None, pending_claim(change)?).await {
+                Ok(()) => return self.finish_claim(change).await,
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(backend(e)),
+            }
+            match self.recorded(change.id()).await? {
+                Some(Recorded::Applied(entry)) => return already_applied(&entry, change),
+                Some(Recorded::Pending(claimed)) => {
+                    conflict_unless_same(&claimed, change)?;
+                    return self.finish_claim(&claimed).await;
+                }
+                // Released by a refused attempt since: claim it again.
+                None => {}
+            }
+        }
+        Err(lost_races(change))
+    }
+
+    /// Applies a claimed change (as recorded in its claim) to its owners and
+    /// marks the claim applied; releases the claim when the change was
+    /// refused or fully undone, and keeps it when the outcome is unknown.
+    async fn finish_claim(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
+        let mut owners = change.owners();
+        let (applied, versions) = if let (Some(owner), None) = (owners.next(), owners.next()) {
+            match self.apply_part(owner, change).await {
+                Ok(Part::Applied(version)) => (true, vec![(owner.clone(), version)]),
+                Ok(Part::AlreadyApplied(version)) => (false, vec![(owner.clone(), version)]),
+                Err(refusal @ (Error::Insufficient { .. } | Error::BalanceOverflow { .. })) => {
+                    self.release(change).await;
+                    return Err(refusal);
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.apply_with_compensation(change).await?
+        };
+        self.mark(change, &versions).await?;
+        Ok(outcome(applied, change, &versions))
+    }
+
+    /// Turns the claim into the entry of an applied change. If the claim is
+    /// gone (released by a concurrent attempt that was refused), inserts the
+    /// entry; one already there is as good.
+    async fn mark(
+        &self,
+        change: &ValidChange,
+        versions: &[(OwnerId, Version)],
+    ) -> Result<(), Error> {
+        let unjournaled = |e: mongodb::error::Error| {
+            Error::Unavailable(format!(
+                "change {} is applied but its journal entry is still pending ({e}); \
+                 retry it with the same id",
+                change.id()
+            ))
+        };
+        let matched = self
+            .db()
+            .journal_update(pending_filter(change.id()), mark_applied(versions)?)
+            .await
+            .map_err(unjournaled)?;
+        if matched == 0 {
+            match self
+                .db()
+                .journal(None, journal_entry(change, versions)?)
+                .await
+            {
+                Err(e) if !is_duplicate_key(&e) => return Err(unjournaled(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the pending claim of a change that was not applied, so that
+    /// it leaves no trace. A failure is only logged: the claim stays pending
+    /// and a retry with the same id continues it.
+    async fn release(&self, change: &ValidChange) {
+        if let Err(e) = self.db().journal_delete(pending_filter(change.id())).await {
+            tracing::warn!(id = %change.id(), error = %e, "could not release a change's claim");
+        }
+    }
+
+    /// The multi-owner part of the path without transactions: owner by owner,
+    /// undoing the applied parts if one fails. Whether the first part was
+    /// applied by this call, and the versions.
+    async fn apply_with_compensation(
+        &self,
+        change: &ValidChange,
+    ) -> Result<(bool, Vec<(OwnerId, Version)>), Error> {
+        if let Err(refusal) = self.precheck(change).await {
+            if matches!(
+                refusal,
+                Error::Insufficient { .. } | Error::BalanceOverflow { .. }
+            ) {
+                self.release(change).await;
+            }
+            return Err(refusal);
+        }
         let mut versions = Vec::with_capacity(change.owners().len());
         let mut applied_first = false;
         for (k, owner) in change.owners().enumerate() {
@@ -467,22 +794,17 @@ impl MongoStore {
                             tracing::error!(id = %change.id(), %owner, error = %e, "compensation failed; retry the change");
                         })?;
                     }
+                    self.release(change).await;
                     return Err(failure);
                 }
             }
         }
-        self.record(change, &versions).await?;
-        Ok(if applied_first {
-            ApplyOutcome::Applied(versions)
-        } else {
-            ApplyOutcome::AlreadyApplied(versions)
-        })
+        Ok((applied_first, versions))
     }
 
     /// Journals an applied change outside any transaction; an entry already
-    /// there (a retry) is as good. If the insert fails the change is applied
-    /// but not journaled: the caller hears "unavailable" and retries with
-    /// the same id, which answers "already applied" and journals it.
+    /// there (a retry) is as good. If the insert fails the caller hears
+    /// "unavailable" and retries with the same id.
     async fn record(
         &self,
         change: &ValidChange,
@@ -588,25 +910,24 @@ impl MongoStore {
 #[async_trait]
 impl InventoryStore for MongoStore {
     async fn apply(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
-        let mut owners = change.owners();
-        if let (Some(owner), None) = (owners.next(), owners.next()) {
-            let outcome = match self.apply_part(owner, change).await? {
-                Part::Applied(version) => ApplyOutcome::Applied(vec![(owner.clone(), version)]),
-                Part::AlreadyApplied(version) => {
-                    ApplyOutcome::AlreadyApplied(vec![(owner.clone(), version)])
-                }
-            };
-            self.record(change, outcome.versions()).await?;
-            return Ok(outcome);
-        }
+        // The owners first, the permit second: a call queued on a hot owner
+        // holds no connection slot.
+        let _owners = tokio::time::timeout(
+            self.inner.busy_timeout,
+            self.inner.owners.lock(change.owners()),
+        )
+        .await
+        .map_err(|_| self.busy())?;
+        let _permit = self.permit().await?;
         if self.inner.transactions {
             self.apply_in_transaction(change).await
         } else {
-            self.apply_with_compensation(change).await
+            self.apply_with_claim(change).await
         }
     }
 
     async fn load(&self, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
+        let _permit = self.permit().await?;
         let doc = self
             .db()
             .find_one(None, doc! { ID: owner.to_string() }, doc! { RECENT: 0 })
@@ -619,6 +940,7 @@ impl InventoryStore for MongoStore {
     }
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
+        let _permit = self.permit().await?;
         let docs = self
             .db()
             .find(
@@ -634,6 +956,46 @@ impl InventoryStore for MongoStore {
         snapshots.sort_by(|a, b| a.owner.cmp(&b.owner));
         Ok(snapshots)
     }
+
+    /// A pending claim (the path without transactions, before its mark)
+    /// answers from the owners' windows: the event if every owner holds the
+    /// change, else `None`.
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        let _permit = self.permit().await?;
+        match self.recorded(id).await? {
+            None => Ok(None),
+            Some(Recorded::Applied(entry)) => Ok(Some(entry.event())),
+            Some(Recorded::Pending(change)) => {
+                let versions = self.recorded_versions(&change).await?;
+                Ok((versions.len() == change.owners().len())
+                    .then(|| ChangeEvent::from_applied(&change, &versions)))
+            }
+        }
+    }
+}
+
+/// The answer to a change whose id the journal records as applied.
+fn already_applied(entry: &JournalEntry, change: &ValidChange) -> Result<ApplyOutcome, Error> {
+    conflict_unless_same(&entry.change, change)?;
+    Ok(ApplyOutcome::AlreadyApplied(entry.event()))
+}
+
+/// `ChangeConflict` unless `change` has the recorded change's content.
+fn conflict_unless_same(recorded: &ValidChange, change: &ValidChange) -> Result<(), Error> {
+    if recorded.same_content(change) {
+        Ok(())
+    } else {
+        Err(Error::ChangeConflict { id: change.id() })
+    }
+}
+
+fn outcome(applied: bool, change: &ValidChange, versions: &[(OwnerId, Version)]) -> ApplyOutcome {
+    let event = ChangeEvent::from_applied(change, versions);
+    if applied {
+        ApplyOutcome::Applied(event)
+    } else {
+        ApplyOutcome::AlreadyApplied(event)
+    }
 }
 
 /// How many documents one read of a scan returns.
@@ -645,7 +1007,8 @@ impl StoreScan for MongoStore {
         &self,
         visit: &mut (dyn FnMut(JournalEntry) + Send),
     ) -> Result<(), Error> {
-        let mut filter = doc! {};
+        let _permit = self.permit().await?;
+        let mut filter = applied_only();
         loop {
             let docs = self
                 .db()
@@ -655,7 +1018,11 @@ impl StoreScan for MongoStore {
             let Some(last) = docs.last() else {
                 return Ok(());
             };
-            filter = doc! { ID: { "$gt": last.get(ID).cloned().unwrap_or(Bson::Null) } };
+            filter = applied_only();
+            filter.insert(
+                ID,
+                doc! { "$gt": last.get(ID).cloned().unwrap_or(Bson::Null) },
+            );
             for doc in &docs {
                 visit(read_journal_entry(doc)?);
             }
@@ -663,6 +1030,7 @@ impl StoreScan for MongoStore {
     }
 
     async fn scan_owners(&self, visit: &mut (dyn FnMut(OwnerRecord) + Send)) -> Result<(), Error> {
+        let _permit = self.permit().await?;
         let mut filter = doc! { VERSION: { "$gt": 0_i64 } };
         loop {
             let docs = self
@@ -684,20 +1052,34 @@ impl StoreScan for MongoStore {
     }
 }
 
+/// Nothing was applied, but the store is too contended to say more now.
 fn lost_races(change: &ValidChange) -> Error {
-    Error::Backend(format!(
+    Error::Unavailable(format!(
         "change {} lost {MAX_RACES} races to concurrent changes; retry it",
         change.id()
     ))
 }
 
+/// The server's error code, if the error carries one.
+fn error_code(e: &mongodb::error::Error) -> Option<i32> {
+    match &*e.kind {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
 /// E11000: the document exists already.
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
-    match &*e.kind {
-        ErrorKind::Command(c) => c.code == 11000,
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
-        _ => false,
-    }
+    error_code(e) == Some(11000)
+}
+
+/// A conflict with a concurrent transaction (`WriteConflict`, 112, or the
+/// driver's `TransientTransactionError` label): the transaction was aborted
+/// and can run again.
+fn is_transient(e: &mongodb::error::Error) -> bool {
+    e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) || error_code(e) == Some(112)
 }
 
 /// Network trouble means the outcome is unknown (retry with the same id);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use protocol::{ItemId, OwnerId, ValidChange, Version};
+use protocol::{ChangeEvent, ItemId, OwnerId, ValidChange, Version};
 
 use crate::Error;
 
@@ -17,6 +17,15 @@ pub struct JournalEntry {
     /// The version it produced for each owner it touched, in ascending owner
     /// order.
     pub versions: Vec<(OwnerId, Version)>,
+}
+
+impl JournalEntry {
+    /// The event the change produced: what was published, and what a retry
+    /// or a lookup answers.
+    #[must_use]
+    pub fn event(&self) -> ChangeEvent {
+        ChangeEvent::from_applied(&self.change, &self.versions)
+    }
 }
 
 /// One owner's stored state, raw: balances are signed and unvalidated, so
@@ -45,9 +54,9 @@ pub struct OwnerRecord {
 ///   "already applied" adds nothing, and a refused or failed change leaves no
 ///   entry. The order is unspecified. A change is journaled before it is
 ///   acknowledged: in the same atomic step as the change (SQLite, memory,
-///   multi-owner changes on a MongoDB replica set), or right after it
-///   (MongoDB's single-owner and compensated changes; see that store for the
-///   crash window this leaves).
+///   every change on a MongoDB replica set), or right after it (MongoDB
+///   without transactions marks the change's claim applied after its owners'
+///   updates; see that store for the crash window this leaves).
 /// - **Every touched owner once.** [`scan_owners`](Self::scan_owners) visits
 ///   every owner with a version above 0 exactly once, with its version and
 ///   its stored non-zero stacks, signed and unvalidated. An owner id that does

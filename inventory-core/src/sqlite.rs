@@ -9,11 +9,18 @@ mod read;
 mod schema;
 mod writer;
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use async_trait::async_trait;
 use backends::Database;
-use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
+use rusqlite::Connection;
+use tokio::sync::Notify;
 
-use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
+use crate::{
+    ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OutboxEntry, OutboxPosition,
+    OwnerRecord, StoreScan,
+};
 
 pub use backends::{SqliteConfig, SqliteStats, Synchronous};
 
@@ -46,6 +53,12 @@ use writer::ChangeWriter;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     db: Database<ChangeWriter>,
+    config: SqliteConfig,
+    /// Notified after each applied change (the outbox's wake-up).
+    signal: Arc<Notify>,
+    /// The connection that moves the outbox mark, opened on first use: a
+    /// write outside the writer thread, a few times a second at most.
+    marker: Arc<Mutex<Option<Connection>>>,
 }
 
 impl SqliteStore {
@@ -54,6 +67,9 @@ impl SqliteStore {
     pub fn open(config: SqliteConfig) -> Result<Self, Error> {
         Ok(Self {
             db: Database::open(&config, schema::MIGRATIONS, ChangeWriter)?,
+            config,
+            signal: Arc::new(Notify::new()),
+            marker: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -68,7 +84,11 @@ impl SqliteStore {
 #[async_trait]
 impl InventoryStore for SqliteStore {
     async fn apply(&self, change: &ValidChange) -> Result<ApplyOutcome, Error> {
-        self.db.write(change.clone()).await?
+        let outcome = self.db.write(change.clone()).await?;
+        if let Ok(ApplyOutcome::Applied(_)) = &outcome {
+            self.signal.notify_waiters();
+        }
+        outcome
     }
 
     async fn load(&self, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
@@ -80,6 +100,82 @@ impl InventoryStore for SqliteStore {
         let user = user.clone();
         self.db.read(move |conn| read::load_user(conn, &user)).await
     }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        let entry = self.db.read(move |conn| read::recorded(conn, id)).await?;
+        Ok(entry.map(|entry| entry.event()))
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        Some(self)
+    }
+}
+
+/// The journal is the outbox: it is written in the same transaction as each
+/// change, so every applied change is in it, in commit order; positions are
+/// journal sequence numbers; the mark is the `outbox_mark` row.
+#[async_trait]
+impl Outbox for SqliteStore {
+    async fn read_after(
+        &self,
+        after: Option<&OutboxPosition>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, Error> {
+        let after = after.map(seq_of).transpose()?;
+        let page = self
+            .db
+            .read(move |conn| {
+                let after = match after {
+                    Some(seq) => seq,
+                    None => read::outbox_mark(conn)?,
+                };
+                read::journal_page(conn, after, limit)
+            })
+            .await?;
+        Ok(page
+            .into_iter()
+            .map(|(seq, entry)| OutboxEntry {
+                // Sequence numbers start at 1.
+                position: OutboxPosition::from_seq(seq.unsigned_abs()),
+                event: entry.event(),
+            })
+            .collect())
+    }
+
+    async fn mark_published(&self, position: &OutboxPosition) -> Result<(), Error> {
+        let seq = seq_of(position)?;
+        let (config, marker) = (self.config.clone(), Arc::clone(&self.marker));
+        tokio::task::spawn_blocking(move || {
+            let mut marker = marker.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = match marker.take() {
+                Some(conn) => conn,
+                None => config.connect()?,
+            };
+            // Never backwards: a slow mark must not undo a later one.
+            let moved = conn
+                .execute(
+                    "UPDATE outbox_mark SET seq = ?1 WHERE id = 1 AND seq < ?1",
+                    [seq],
+                )
+                .map(drop)
+                .map_err(sql_error);
+            *marker = Some(conn);
+            moved
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("the outbox mark task failed: {e}")))?
+    }
+
+    fn signal(&self) -> Arc<Notify> {
+        Arc::clone(&self.signal)
+    }
+}
+
+fn seq_of(position: &OutboxPosition) -> Result<i64, Error> {
+    position
+        .seq()
+        .and_then(|seq| i64::try_from(seq).ok())
+        .ok_or_else(|| Error::Backend("not a SQLite outbox position".to_owned()))
 }
 
 /// How many journal entries or owners one read of a scan returns.
@@ -93,15 +189,15 @@ impl StoreScan for SqliteStore {
     ) -> Result<(), Error> {
         let mut after = 0;
         loop {
-            let (entries, last) = self
+            let entries = self
                 .db
                 .read(move |conn| read::journal_page(conn, after, SCAN_PAGE))
                 .await?;
-            if entries.is_empty() {
+            let Some((last, _)) = entries.last() else {
                 return Ok(());
-            }
-            entries.into_iter().for_each(&mut *visit);
-            after = last;
+            };
+            after = *last;
+            entries.into_iter().for_each(|(_, entry)| visit(entry));
         }
     }
 

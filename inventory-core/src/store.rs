@@ -1,33 +1,49 @@
 //! The store port: the one contract every inventory store honours.
 
 use async_trait::async_trait;
-use protocol::{OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
+use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
 
-use crate::Error;
+use crate::{Error, Outbox};
 
-/// How many recent change ids per owner a store remembers, at least, for
-/// write-side idempotency.
+/// How many recent changes per owner a store remembers, at least, for
+/// write-side idempotency. Every store remembers every change in its journal
+/// (MongoDB's owner documents keep only a short per-owner guard window).
 pub const IDEMPOTENCY_WINDOW: usize = 1024;
 
-/// What a store did with a change.
+/// What a store did with a change: the event of the change as it was
+/// applied, with the version it produced for each owner (in ascending owner
+/// order) and the deltas on each.
 #[derive(Clone, PartialEq, Eq, Debug)]
 #[must_use]
 pub enum ApplyOutcome {
-    /// The change was applied now; each touched owner's new version, in
-    /// ascending owner order.
-    Applied(Vec<(OwnerId, Version)>),
-    /// The change had been applied before; nothing changed. The versions are
-    /// the ones it produced then, in ascending owner order.
-    AlreadyApplied(Vec<(OwnerId, Version)>),
+    /// The change was applied now.
+    Applied(ChangeEvent),
+    /// The change had been applied before; nothing changed. The event is the
+    /// one recorded when it was applied, not rebuilt from the retry.
+    AlreadyApplied(ChangeEvent),
 }
 
 impl ApplyOutcome {
-    /// The versions the change produced.
+    /// The change's event.
     #[must_use]
-    pub fn versions(&self) -> &[(OwnerId, Version)] {
+    pub fn event(&self) -> &ChangeEvent {
         match self {
-            Self::Applied(v) | Self::AlreadyApplied(v) => v,
+            Self::Applied(event) | Self::AlreadyApplied(event) => event,
         }
+    }
+
+    /// The change's event, by value.
+    #[must_use]
+    pub fn into_event(self) -> ChangeEvent {
+        match self {
+            Self::Applied(event) | Self::AlreadyApplied(event) => event,
+        }
+    }
+
+    /// The versions the change produced, in ascending owner order.
+    #[must_use]
+    pub fn versions(&self) -> Vec<(OwnerId, Version)> {
+        self.event().versions()
     }
 }
 
@@ -50,21 +66,31 @@ impl ApplyOutcome {
 ///   are therefore never negative.
 /// - **Versioned.** Every applied change increments each touched owner's
 ///   version by exactly 1. An owner never touched has version 0 and no items.
-/// - **Idempotent.** If the change id was already applied to these owners, the
-///   store changes nothing and answers [`ApplyOutcome::AlreadyApplied`] with the
-///   versions it produced then. The store remembers at least the last
-///   [`IDEMPOTENCY_WINDOW`] change ids per owner; a retry older than that may be
-///   applied again, so callers retry within seconds, not days. A change id
-///   names one change: reusing it for different operations is a caller bug the
-///   store does not detect.
+/// - **A change id names one change, applied at most once.** The record of
+///   an applied change id is global to the store, not kept per owner: no
+///   second change with that id applies, whatever owners it names.
+///   - A retry with the same content (the same kind and operations, in any
+///     order: [`ValidChange::same_content`]) changes nothing and answers
+///     [`ApplyOutcome::AlreadyApplied`] with the event recorded when the
+///     change was applied (its versions and deltas), never one rebuilt from
+///     the retry.
+///   - The same id with other content fails with [`Error::ChangeConflict`]
+///     and writes nothing.
+///
+///   How long the record lasts: as long as the store's journal keeps the
+///   change (SQLite, MongoDB and the in-memory store: forever). Callers
+///   retry within seconds, not days.
 /// - **No empty stacks.** A stack that reaches zero is removed; snapshots list
 ///   positive balances only.
 /// - **Consistent reads.** [`load`](Self::load) returns an owner's items and
 ///   version as of one point: the items are exactly the result of the changes
 ///   up to that version.
+/// - **Lookup.** [`lookup`](Self::lookup) answers the recorded event of any
+///   applied change id the store still remembers (see above), and `None` for
+///   an id never applied or refused. It writes nothing.
 /// - **Errors.** [`Error::Unavailable`] means the outcome is unknown (the write
-///   may or may not have happened): retry with the same change id.
-///   [`Error::Corrupt`] names the owner whose record is malformed.
+///   may or may not have happened): retry with the same change id, or look
+///   it up. [`Error::Corrupt`] names the owner whose record is malformed.
 #[async_trait]
 pub trait InventoryStore: Send + Sync + 'static {
     /// Applies a change atomically, or reports why not.
@@ -76,6 +102,19 @@ pub trait InventoryStore: Send + Sync + 'static {
     /// Every owner of `user` that has ever been touched (the account scope and
     /// each character), each consistent on its own, in ascending owner order.
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error>;
+
+    /// The event an applied change produced, as recorded; `None` if no change
+    /// with this id was applied (or the store no longer remembers it).
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error>;
+
+    /// The store's [`Outbox`], if it keeps its applied changes in order with
+    /// each change's atomic step: an [`OutboxRelay`](crate::OutboxRelay) then
+    /// publishes them, and [`Inventory`](crate::Inventory) does not. `None`
+    /// (the default): `Inventory` publishes each change itself, after it is
+    /// applied.
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        None
+    }
 }
 
 #[async_trait]
@@ -90,5 +129,13 @@ impl<S: InventoryStore + ?Sized> InventoryStore for std::sync::Arc<S> {
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         (**self).load_user(user).await
+    }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        (**self).lookup(id).await
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        (**self).outbox()
     }
 }

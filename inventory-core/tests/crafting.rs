@@ -12,8 +12,8 @@ use descriptor_service::Record;
 use inventory_core::crafting::{self, BurnOrder, CraftOrder, DescriptorRegistry, RegistryError};
 use inventory_core::{ApplyOutcome, Error, Inventory, InventoryStore, SqliteConfig, SqliteStore};
 use protocol::{
-    Change, ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, OwnerId, OwnerSnapshot,
-    Quantity, Stacking, UserId, ValidChange,
+    Change, ChangeEvent, ChangeId, Descriptor, DescriptorKind, ErrorCode, ItemId, OwnerId,
+    OwnerSnapshot, Quantity, Stacking, UserId, ValidChange,
 };
 
 fn item(id: &str) -> ItemId {
@@ -70,6 +70,10 @@ impl InventoryStore for FlakyStore {
 
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         self.inner.load_user(user).await
+    }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        self.inner.lookup(id).await
     }
 }
 

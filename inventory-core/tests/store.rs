@@ -3,6 +3,10 @@
 mod memory {
     inventory_core::store_conformance_tests!(inventory_core::MemoryStore::new());
 
+    mod outbox {
+        inventory_core::outbox_conformance_tests!(inventory_core::MemoryStore::new());
+    }
+
     mod scan {
         inventory_core::scan_conformance_tests!(inventory_core::MemoryStore::new());
     }
@@ -253,8 +257,8 @@ mod mongo_faults {
             (testkit::mongodb_uri(), replica_set().await, true),
         ] {
             let case = case(&clean).await;
-            // Operations: precheck read (standalone only), part 1, part 2.
-            let nth = if transactions { 2 } else { 3 };
+            // Operations: claim and precheck read (standalone only), part 1, part 2.
+            let nth = if transactions { 2 } else { 4 };
             let faults = FaultInjector::new().fail_nth(nth, FaultKind::ConnectionDropped);
             let store = faulty(uri, faults).await;
             assert_eq!(store.uses_transactions(), transactions);
@@ -279,7 +283,10 @@ mod mongo_faults {
         }
     }
 
-    /// A single-owner write whose reply is lost is not applied twice on retry.
+    /// A single-owner write whose reply is lost is not applied twice on retry
+    /// (on a replica set the durable write is the commit: the third operation,
+    /// after the update and the journal insert; the store sends it up to three
+    /// times, so every reply is lost).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn single_owner_reply_lost_then_retry_applies_once() {
         let clean = replica_set().await;
@@ -289,7 +296,10 @@ mod mongo_faults {
             .validate()
             .expect("valid");
         let _ = clean.apply(&setup).await.expect("setup");
-        let faults = FaultInjector::new().fail_nth(1, FaultKind::ReplyLost);
+        let faults = FaultInjector::new()
+            .fail_nth(3, FaultKind::ReplyLost)
+            .fail_nth(4, FaultKind::ReplyLost)
+            .fail_nth(5, FaultKind::ReplyLost);
         let store = faulty(testkit::mongodb_uri(), faults).await;
         let change = Change::new(ChangeId::random())
             .grant(owner.clone(), item("gem"), qty(4))
@@ -300,8 +310,8 @@ mod mongo_faults {
             Err(Error::Unavailable(_))
         ));
         match store.apply(&change).await {
-            Ok(ApplyOutcome::AlreadyApplied(versions)) => {
-                assert_eq!(versions[0].1.get(), 2);
+            Ok(ApplyOutcome::AlreadyApplied(event)) => {
+                assert_eq!(event.owners[0].version.get(), 2);
             }
             other => panic!("expected AlreadyApplied, got {other:?}"),
         }
@@ -310,6 +320,14 @@ mod mongo_faults {
         assert_eq!(snap.version.get(), 2);
     }
 }
+
+#[cfg(feature = "mongodb")]
+#[path = "store/mongo_filters.rs"]
+mod mongo_filters;
+
+#[cfg(feature = "mongodb")]
+#[path = "store/mongo_load.rs"]
+mod mongo_load;
 
 #[cfg(feature = "mongodb")]
 mod mongo_malformed {

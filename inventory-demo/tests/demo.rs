@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -738,25 +738,7 @@ impl DemoProcess {
     /// status and what it wrote on stderr.
     fn refused(args: &[&str]) -> (std::process::ExitStatus, String) {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = demo_command(dir.path(), args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("{args:?} was not refused: the demo kept running");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-        (status, stderr)
+        testkit::NodeProcess::refused(demo_command(dir.path(), args))
     }
 
     async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {

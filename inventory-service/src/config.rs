@@ -21,9 +21,10 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_SQLITE_PATH", default_value = "inventory.db")]
     pub sqlite_path: PathBuf,
 
-    /// MongoDB connection string: the store is then MongoDB (database
-    /// `inventory`) instead of SQLite. Needs the `mongodb` feature.
-    #[cfg(feature = "mongodb")]
+    /// MongoDB connection string (`mongodb://` or `mongodb+srv://`): the
+    /// store is then MongoDB (database `inventory`) instead of SQLite. A
+    /// build without the `mongodb` feature (on by default) refuses to start
+    /// with it rather than ignore it.
     #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
     pub mongodb_uri: Option<String>,
 
@@ -58,13 +59,10 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_DESCRIPTOR_URL")]
     pub descriptor_url: Option<String>,
 
-    /// The embedded descriptor service's SQLite file (created if missing).
-    #[arg(
-        long,
-        env = "INVENTORY_DESCRIPTOR_SQLITE_PATH",
-        default_value = "descriptors.db"
-    )]
-    pub descriptor_sqlite_path: PathBuf,
+    /// The embedded descriptor service's SQLite file (created if missing;
+    /// default `descriptors.db`). Refused together with `--descriptor-url`.
+    #[arg(long, env = "INVENTORY_DESCRIPTOR_SQLITE_PATH")]
+    pub descriptor_sqlite_path: Option<PathBuf>,
 
     /// Client messages per second (sustained).
     #[arg(long, env = "INVENTORY_CLIENT_RATE", default_value_t = 10.0)]
@@ -98,11 +96,64 @@ impl Config {
     /// in-process bus and the embedded descriptor service.
     #[must_use]
     pub fn is_embedded(&self) -> bool {
-        #[cfg(feature = "mongodb")]
-        if self.mongodb_uri.is_some() {
-            return false;
+        self.mongodb_uri.is_none() && self.redis_url.is_none() && self.descriptor_url.is_none()
+    }
+
+    /// The embedded descriptor service's SQLite file.
+    #[must_use]
+    pub fn descriptor_sqlite_path(&self) -> PathBuf {
+        self.descriptor_sqlite_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("descriptors.db"))
+    }
+
+    /// Refuses, in one sentence, a configuration this build cannot honour:
+    /// an unknown URI scheme, a backend left out of the build, or settings
+    /// that contradict each other. A node must stop rather than silently run
+    /// on something else than what it was told (a private SQLite file beside
+    /// a shared Redis, say).
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(uri) = &self.mongodb_uri {
+            if !["mongodb://", "mongodb+srv://"]
+                .iter()
+                .any(|scheme| uri.starts_with(scheme))
+            {
+                return Err("MONGODB_URI must start with mongodb:// or mongodb+srv://".to_owned());
+            }
+            if !cfg!(feature = "mongodb") {
+                return Err("MONGODB_URI is set but this build has no MongoDB store \
+                     (built without the `mongodb` feature); unset it or use the default build"
+                    .to_owned());
+            }
         }
-        self.redis_url.is_none() && self.descriptor_url.is_none()
+        if let Some(url) = &self.redis_url
+            && !["redis://", "rediss://", "redis+unix://", "unix://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+        {
+            return Err(
+                "REDIS_URL must start with redis://, rediss://, redis+unix:// or unix://"
+                    .to_owned(),
+            );
+        }
+        if let Some(url) = &self.descriptor_url {
+            if !["http://", "https://"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+            {
+                return Err(
+                    "INVENTORY_DESCRIPTOR_URL must start with http:// or https://".to_owned(),
+                );
+            }
+            if self.descriptor_sqlite_path.is_some() {
+                return Err(
+                    "INVENTORY_DESCRIPTOR_URL and INVENTORY_DESCRIPTOR_SQLITE_PATH are both \
+                     set: the descriptor service is either elsewhere or embedded, not both"
+                        .to_owned(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -115,13 +166,74 @@ mod tests {
     /// A configuration with the defaults, whatever the environment holds.
     fn embedded() -> Config {
         let mut config = Config::try_parse_from(["inventory-service"]).unwrap();
-        #[cfg(feature = "mongodb")]
-        {
-            config.mongodb_uri = None;
-        }
+        config.mongodb_uri = None;
         config.redis_url = None;
         config.descriptor_url = None;
+        config.descriptor_sqlite_path = None;
         config
+    }
+
+    #[test]
+    fn a_configuration_this_build_cannot_honour_is_refused() {
+        let check = |config: Config| {
+            config
+                .check()
+                .map_err(|why| why.split(' ').next().map(str::to_owned))
+        };
+        assert_eq!(check(embedded()), Ok(()));
+        let honoured = [
+            Config {
+                redis_url: Some("redis://127.0.0.1:6379".into()),
+                mongodb_uri: Some("mongodb://127.0.0.1:27017/?replicaSet=rs".into()),
+                descriptor_url: Some("https://descriptors.example".into()),
+                ..embedded()
+            },
+            Config {
+                descriptor_sqlite_path: Some("elsewhere.db".into()),
+                ..embedded()
+            },
+        ];
+        for config in honoured {
+            assert_eq!(check(config.clone()), Ok(()), "{config:?}");
+        }
+        let refused = [
+            (
+                Config {
+                    mongodb_uri: Some("postgres://127.0.0.1".into()),
+                    ..embedded()
+                },
+                "MONGODB_URI",
+            ),
+            (
+                Config {
+                    redis_url: Some("127.0.0.1:6379".into()),
+                    ..embedded()
+                },
+                "REDIS_URL",
+            ),
+            (
+                Config {
+                    descriptor_url: Some("descriptors:8090".into()),
+                    ..embedded()
+                },
+                "INVENTORY_DESCRIPTOR_URL",
+            ),
+            (
+                Config {
+                    descriptor_url: Some("http://127.0.0.1:8090".into()),
+                    descriptor_sqlite_path: Some("descriptors.db".into()),
+                    ..embedded()
+                },
+                "INVENTORY_DESCRIPTOR_URL",
+            ),
+        ];
+        for (config, setting) in refused {
+            assert_eq!(
+                check(config.clone()),
+                Err(Some(setting.to_owned())),
+                "{config:?}"
+            );
+        }
     }
 
     #[test]
@@ -136,7 +248,6 @@ mod tests {
                 descriptor_url: Some("http://127.0.0.1:9".into()),
                 ..embedded()
             },
-            #[cfg(feature = "mongodb")]
             Config {
                 mongodb_uri: Some("mongodb://127.0.0.1:27017".into()),
                 ..embedded()

@@ -6,6 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use protocol::{ErrorBody, ErrorCode};
+use serde::de::DeserializeOwned;
 
 /// An error answered to an HTTP caller.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,36 @@ impl ApiError {
     #[must_use]
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The answer to a path no route serves.
+    #[must_use]
+    pub fn no_route() -> Self {
+        Self::new(ErrorCode::NotFound, "no route serves this path")
+    }
+
+    /// Decodes a JSON request body, telling a bad field apart from a body
+    /// that is not the expected shape: a quantity that is not in
+    /// `1..=MAX_QUANTITY` is `invalid_quantity`, an id that breaks its
+    /// grammar `invalid_id` (by the field's name, the last step of the path
+    /// the decoder was at), anything else `malformed_request`.
+    pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Self> {
+        let deserializer = &mut serde_json::Deserializer::from_slice(body);
+        serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = match err.path().iter().next_back() {
+                Some(serde_path_to_error::Segment::Map { key }) => key.as_str(),
+                _ => "",
+            };
+            let code = match (err.inner().classify(), field) {
+                (serde_json::error::Category::Data, "qty") => ErrorCode::InvalidQuantity,
+                (
+                    serde_json::error::Category::Data,
+                    "id" | "owner" | "item" | "user" | "character" | "zone",
+                ) => ErrorCode::InvalidId,
+                _ => ErrorCode::MalformedRequest,
+            };
+            Self::new(code, format!("{}: {}", err.path(), err.inner()))
+        })
     }
 }
 

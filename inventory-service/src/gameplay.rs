@@ -1,13 +1,15 @@
 //! The gameplay API game servers call: apply a change, read inventories, and
 //! join or leave a player into a zone of this node.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use inventory_core::Holder;
-use protocol::{Change, ChangeEvent, ErrorCode, OwnerId, OwnerSnapshot, UserId, ZoneId};
+use protocol::{Change, ChangeEvent, ChangeId, ErrorCode, OwnerId, OwnerSnapshot, UserId, ZoneId};
 use serde::Serialize;
 
 use crate::{ApiError, AppState};
@@ -21,9 +23,20 @@ struct Applied {
     event: ChangeEvent,
 }
 
+/// What the store recorded of a change id: `GET /v1/changes/{id}`.
+#[derive(Debug, Serialize)]
+struct Recorded {
+    /// Always `"applied"`: an id never applied, or refused, is `404
+    /// unknown_change`.
+    state: &'static str,
+    /// The change's event as it was applied.
+    event: ChangeEvent,
+}
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/changes", post(apply_change))
+        .route("/v1/changes/{id}", get(lookup_change))
         .route("/v1/owners/{owner}", get(load_owner))
         .route("/v1/users/{user}", get(load_user))
         .route(
@@ -35,10 +48,13 @@ pub(crate) fn routes() -> Router<AppState> {
 async fn apply_change(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<Change>, JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
     state.service_token().check(&headers)?;
-    let Json(change) = body?;
+    json_content(&headers)?;
+    let body =
+        body.map_err(|rejection| ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
+    let change: Change = ApiError::decode_json(&body)?;
     let applied = state.inventory().apply(change).await?;
     let status = if applied.already_applied {
         StatusCode::OK
@@ -52,6 +68,44 @@ async fn apply_change(
             event: applied.event,
         }),
     ))
+}
+
+/// Was change `id` applied, and with what result? Read-only: what a game
+/// server asks after a write whose outcome it does not know. Answers for as
+/// long as the store remembers the id (SQLite: its journal, kept forever).
+/// A body must say it is JSON, as axum's `Json` extractor demands.
+fn json_content(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::MalformedRequest,
+            "expected a body with Content-Type: application/json",
+        ))
+    }
+}
+
+async fn lookup_change(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Recorded>, ApiError> {
+    state.service_token().check(&headers)?;
+    let id = ChangeId::parse(&id)?;
+    match state.inventory().lookup(id).await? {
+        Some(event) => Ok(Json(Recorded {
+            state: "applied",
+            event,
+        })),
+        None => Err(ApiError::new(
+            ErrorCode::UnknownChange,
+            format!("no change {id} was applied"),
+        )),
+    }
 }
 
 async fn load_owner(

@@ -91,6 +91,12 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/ws", any(edge::upgrade))
         .merge(gameplay::routes())
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                protocol::ErrorCode::MethodNotAllowed,
+                "this path does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .fallback_service(extra)

@@ -233,8 +233,8 @@ mod tests {
         let metrics = Metrics::new(propagation.clone());
         let (connection, _receiver) = LocalBus::new().connect();
         let inventory = Inventory::new(MemoryStore::new())
-            .with_bus(connection)
-            .with_metrics(propagation);
+            .with_metrics(propagation)
+            .with_bus(connection);
         let has = |text: &str, line: &str| text.lines().any(|l| l == line);
         let before = metrics.render();
         for line in [
@@ -249,7 +249,15 @@ mod tests {
         let wood = ItemId::parse("wood").unwrap();
         let change = Change::new(ChangeId::random()).grant(alice, wood, Quantity::new(1).unwrap());
         inventory.apply(change).await.unwrap();
-        let after = metrics.render();
-        assert!(has(&after, "inventory_events_published_total 1"), "{after}");
+        // The outbox relay publishes behind the write.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let after = metrics.render();
+            if has(&after, "inventory_events_published_total 1") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{after}");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }

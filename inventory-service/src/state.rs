@@ -12,7 +12,7 @@ use protocol::ZoneId;
 use tokio::sync::watch;
 
 use crate::feed::{FeedConfig, Feeds};
-use crate::{ClientTokens, EdgeConfig, Metrics, ServiceToken};
+use crate::{ApiError, ClientTokens, EdgeConfig, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
 #[derive(Clone, Debug)]
@@ -45,8 +45,8 @@ pub async fn start_node(
     };
     let hub = PlayerHub::start(store.clone(), bus.clone(), receiver, config);
     let inventory = Inventory::from_arc(store)
-        .with_bus(bus)
-        .with_metrics(metrics);
+        .with_metrics(metrics)
+        .with_bus(bus);
     Ok((inventory, hub))
 }
 
@@ -149,7 +149,7 @@ impl AppState {
             client_tokens,
             zones: None,
             edge: EdgeConfig::default(),
-            extra: axum::Router::new(),
+            extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
         }
     }
 

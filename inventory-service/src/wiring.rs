@@ -15,6 +15,10 @@ use crate::{ApiError, AppState, AppStateBuilder, BusChoice, ClientTokens, Config
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
+    /// The configuration cannot be honoured by this build (see
+    /// [`Config::check`]).
+    #[error("{0}")]
+    Refused(String),
     /// A setting is unusable (a secret too short, say).
     #[error("{setting}: {source}")]
     Setting {
@@ -68,6 +72,7 @@ pub struct Wired {
 /// A secret too short, or a store, bus or descriptor store that cannot be
 /// opened.
 pub async fn wire(config: &Config) -> Result<Wired, StartError> {
+    config.check().map_err(StartError::Refused)?;
     let token = match &config.service_token {
         Some(secret) => {
             ServiceToken::new(secret.clone()).map_err(|source| StartError::Setting {
@@ -152,7 +157,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, StartErr
 
 /// The descriptor service over its own SQLite file.
 fn embedded_descriptors(config: &Config) -> Result<descriptor_service::Descriptors, StartError> {
-    let path = &config.descriptor_sqlite_path;
+    let path = &config.descriptor_sqlite_path();
     let store =
         descriptor_service::SqliteStore::open(path).map_err(|source| StartError::Descriptors {
             path: path.clone(),

@@ -60,9 +60,10 @@ impl From<Quantity> for u64 {
     }
 }
 
-/// One operation of a change on one stack.
+/// One operation of a change on one stack. On the wire:
+/// `{"op": "grant" | "consume", "owner", "item", "qty"}`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(from = "WireOperation", into = "WireOperation")]
 pub enum Operation {
     /// Add `qty` of `item` to `owner`.
     Grant {
@@ -83,6 +84,61 @@ pub enum Operation {
         /// How many.
         qty: Quantity,
     },
+}
+
+/// Which way an operation moves items.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum OperationKind {
+    Grant,
+    Consume,
+}
+
+/// The wire form of an [`Operation`]: a plain struct rather than an
+/// internally tagged enum, so that decoding needs no buffering and a bad
+/// field is reported at its path (`ops[0].qty`), which is how the edge tells
+/// `invalid_quantity` and `invalid_id` from a malformed body.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireOperation {
+    op: OperationKind,
+    owner: OwnerId,
+    item: ItemId,
+    qty: Quantity,
+}
+
+impl From<WireOperation> for Operation {
+    fn from(wire: WireOperation) -> Self {
+        let WireOperation {
+            op,
+            owner,
+            item,
+            qty,
+        } = wire;
+        match op {
+            OperationKind::Grant => Self::Grant { owner, item, qty },
+            OperationKind::Consume => Self::Consume { owner, item, qty },
+        }
+    }
+}
+
+impl From<Operation> for WireOperation {
+    fn from(op: Operation) -> Self {
+        match op {
+            Operation::Grant { owner, item, qty } => Self {
+                op: OperationKind::Grant,
+                owner,
+                item,
+                qty,
+            },
+            Operation::Consume { owner, item, qty } => Self {
+                op: OperationKind::Consume,
+                owner,
+                item,
+                qty,
+            },
+        }
+    }
 }
 
 impl Operation {
@@ -310,6 +366,24 @@ impl ValidChange {
     #[must_use]
     pub fn users(&self) -> BTreeSet<&UserId> {
         self.owners.iter().map(OwnerId::user).collect()
+    }
+
+    /// Whether `other` is the same change as this one: the same id, kind and
+    /// operations, in any order (a change touches each stack at most once, so
+    /// sorted by owner and item the operations compare one to one). Stores
+    /// use it to tell a retry from the reuse of an id for other content.
+    #[must_use]
+    pub fn same_content(&self, other: &ValidChange) -> bool {
+        self.id() == other.id()
+            && self.kind() == other.kind()
+            && self.ops().len() == other.ops().len()
+            && self.sorted_ops() == other.sorted_ops()
+    }
+
+    fn sorted_ops(&self) -> Vec<&Operation> {
+        let mut ops: Vec<&Operation> = self.ops().iter().collect();
+        ops.sort_by(|a, b| (a.owner(), a.item()).cmp(&(b.owner(), b.item())));
+        ops
     }
 
     /// Gives back the plain change.

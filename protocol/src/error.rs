@@ -90,12 +90,18 @@ error_codes! {
     BalanceOverflow = ("balance_overflow", 409, false),
     /// The same id already names different content.
     Conflict = ("conflict", 409, false),
+    /// A change id that was already applied with other content (another kind,
+    /// other operations or other owners): a change id names one change.
+    ChangeConflict = ("change_conflict", 409, false),
     /// No or an invalid credential.
     Unauthorized = ("unauthorized", 401, false),
     /// A valid credential that does not allow this.
     Forbidden = ("forbidden", 403, false),
     /// Nothing exists under that id.
     NotFound = ("not_found", 404, false),
+    /// No applied change has that id (never applied, refused, or no longer
+    /// journaled).
+    UnknownChange = ("unknown_change", 404, false),
     /// The thing existed and was burned.
     Burned = ("burned", 410, false),
     /// A message or body is larger than allowed.

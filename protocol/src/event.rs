@@ -108,6 +108,16 @@ impl ChangeEvent {
             owners,
         }
     }
+
+    /// The version the change produced for each owner, in ascending owner
+    /// order.
+    #[must_use]
+    pub fn versions(&self) -> Vec<(OwnerId, Version)> {
+        self.owners
+            .iter()
+            .map(|o| (o.owner.clone(), o.version))
+            .collect()
+    }
 }
 
 /// One owner's whole inventory as of one version.

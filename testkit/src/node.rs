@@ -1,9 +1,10 @@
 //! A node binary (`inventory-service`, `inventory-demo`) as a child process:
 //! spawned, its address read from its log, killed when dropped.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// How long a node may take to log its address.
 const STARTUP: Duration = Duration::from_secs(30);
@@ -13,6 +14,7 @@ const STARTUP: Duration = Duration::from_secs(30);
 pub struct NodeProcess {
     child: Child,
     base: String,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl NodeProcess {
@@ -32,8 +34,14 @@ impl NodeProcess {
             .expect("spawn the node");
         let stdout = child.stdout.take().expect("piped stdout");
         let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let lines = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line.clone());
                 if line.contains("inventory node listening") {
                     let address = line
                         .split_whitespace()
@@ -50,7 +58,50 @@ impl NodeProcess {
         Self {
             child,
             base: format!("http://{address}"),
+            log,
         }
+    }
+
+    /// Runs `command`, expecting it to refuse to start: its exit status and
+    /// what it wrote on stderr.
+    ///
+    /// # Panics
+    /// If it cannot start, or is still running after the startup time.
+    #[must_use]
+    pub fn refused(mut command: Command) -> (ExitStatus, String) {
+        let mut child = command
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the node");
+        let deadline = Instant::now() + STARTUP;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the node") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{command:?} was not refused: it kept running");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        let _ = child
+            .stderr
+            .take()
+            .expect("piped stderr")
+            .read_to_string(&mut stderr);
+        (status, stderr)
+    }
+
+    /// The lines the node has logged so far.
+    #[must_use]
+    pub fn log(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The node's base URL, `http://127.0.0.1:PORT`.

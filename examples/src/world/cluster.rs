@@ -31,6 +31,13 @@ pub(crate) struct Backend {
     pub(crate) descriptors: Arc<dyn DescriptorStore>,
     pub(crate) registry: descriptor_service::Descriptors,
     pub(crate) bus: Bus,
+    /// The one publishing facade every node applies through: with a store
+    /// that has an outbox, one relay per store publishes everything (several
+    /// would each publish every change); under event chaos, through a
+    /// `FaultyBus`.
+    pub(crate) inventory: Inventory,
+    /// What `inventory` counted (publishes and their failures).
+    pub(crate) publishing: PropagationMetrics,
     pub(crate) tokens: ClientTokens,
     /// The Redis server the world started itself (chaos kills it).
     pub(crate) redis: Option<testkit::RedisServer>,
@@ -105,34 +112,60 @@ impl Backend {
             (None, false) => Bus::Local(LocalBus::new()),
         };
         let registry = descriptor_service::Descriptors::builder(descriptors.clone()).build();
+        let publishing = PropagationMetrics::new();
+        let publisher = publisher(&bus, config).await?;
+        let inventory = Inventory::from_arc(store.clone())
+            .with_metrics(publishing.clone())
+            .with_bus(publisher);
         Ok(Self {
             store,
             scan,
             descriptors,
             registry,
             bus,
+            inventory,
+            publishing,
             tokens: ClientTokens::hs256(JWT_SECRET).context("client tokens")?,
             redis,
             _temp: temp,
         })
     }
 
-    /// A connection to the bus: the publisher and subscriber of one node, or
-    /// the latency probe.
+    /// A connection to the bus: the subscriber of one node, or the latency
+    /// probe.
     pub(crate) async fn connect(
         &self,
     ) -> anyhow::Result<(Arc<dyn EventBus>, inventory_core::BusReceiver)> {
-        Ok(match &self.bus {
-            Bus::Local(bus) => {
-                let (connection, receiver) = bus.connect();
-                (Arc::new(connection), receiver)
-            }
-            Bus::Redis(config) => {
-                let (bus, receiver) = RedisBus::connect(config.clone()).await?;
-                (Arc::new(bus), receiver)
-            }
-        })
+        connect(&self.bus).await
     }
+}
+
+async fn connect(bus: &Bus) -> anyhow::Result<(Arc<dyn EventBus>, inventory_core::BusReceiver)> {
+    Ok(match bus {
+        Bus::Local(bus) => {
+            let (connection, receiver) = bus.connect();
+            (Arc::new(connection), receiver)
+        }
+        Bus::Redis(config) => {
+            let (bus, receiver) = RedisBus::connect(config.clone()).await?;
+            (Arc::new(bus), receiver)
+        }
+    })
+}
+
+/// The world's publishing connection, faulty under event chaos. It only
+/// publishes: what it would receive is dropped.
+async fn publisher(bus: &Bus, config: &WorldConfig) -> anyhow::Result<Arc<dyn EventBus>> {
+    let (bus, _receiver) = connect(bus).await?;
+    Ok(if config.chaos.faulty() {
+        let plan = FaultPlan::none(config.seed)
+            .with_drop(config.chaos.drop)
+            .with_duplicate(config.chaos.duplicate)
+            .with_delay(config.chaos.delay, Duration::from_millis(50));
+        Arc::new(FaultyBus::new(bus, plan))
+    } else {
+        bus
+    })
 }
 
 /// One zone's node: its state (inventory facade, player hub, client edge)
@@ -198,24 +231,13 @@ impl ZoneServer {
         let (bus, receiver) = backend.connect().await?;
         let hub = PlayerHub::start(
             backend.store.clone(),
-            bus.clone(),
+            bus,
             receiver,
             PlayerHubConfig::new()
                 .with_version_check_interval(Some(config.version_check))
                 .with_metrics(metrics.clone()),
         );
-        let publisher: Arc<dyn EventBus> = if config.chaos.faulty() {
-            let plan = FaultPlan::none(config.seed ^ u64::from(self.addr.port()))
-                .with_drop(config.chaos.drop)
-                .with_duplicate(config.chaos.duplicate)
-                .with_delay(config.chaos.delay, Duration::from_millis(50));
-            Arc::new(FaultyBus::new(bus, plan))
-        } else {
-            bus
-        };
-        let inventory = Inventory::from_arc(backend.store.clone())
-            .with_bus(publisher)
-            .with_metrics(metrics);
+        let inventory = backend.inventory.clone();
         // Slow clients get a short send queue so the node cuts them off (and
         // they resume) within a run.
         let edge = EdgeConfig::new()

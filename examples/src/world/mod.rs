@@ -679,7 +679,8 @@ fn report(
         resumes: sum(|r| r.resumes),
         client_reconnects: world.client_reconnects.load(Ordering::Relaxed),
         slow_client_disconnects: sum(|r| r.slow_disconnects),
-        publish_failures: sum(|r| r.propagation.publish_failures),
+        publish_failures: sum(|r| r.propagation.publish_failures)
+            + backend.publishing.snapshot().publish_failures,
         chaos: BTreeMap::from([
             ("redis_kills".to_owned(), get(&c.redis_kills)),
             ("node_kills".to_owned(), get(&c.node_kills)),

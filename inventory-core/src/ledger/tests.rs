@@ -82,7 +82,7 @@ fn balance_cannot_exceed_the_maximum() {
 }
 
 #[test]
-fn the_window_forgets_old_change_ids() {
+fn a_change_id_is_remembered_for_good() {
     let mut ledger = Ledger::default();
     let a = owner("alice");
     let first = Change::new(ChangeId::from_bytes([0xff; 16]))
@@ -90,7 +90,7 @@ fn the_window_forgets_old_change_ids() {
         .validate()
         .unwrap();
     let _ = ledger.apply(&first).unwrap();
-    for n in 0..IDEMPOTENCY_WINDOW as u128 {
+    for n in 0..2 * crate::IDEMPOTENCY_WINDOW as u128 {
         let change = Change::new(ChangeId::from_bytes(n.to_be_bytes()))
             .grant(a.clone(), item("wood"), qty(1))
             .validate()
@@ -99,6 +99,63 @@ fn the_window_forgets_old_change_ids() {
     }
     assert!(matches!(
         ledger.apply(&first).unwrap(),
-        ApplyOutcome::Applied(_)
+        ApplyOutcome::AlreadyApplied(_)
     ));
+}
+
+#[test]
+fn a_reused_change_id_is_a_conflict_whatever_it_names() {
+    let a = owner("alice");
+    let b = owner("bob");
+    let wood = |o: &OwnerId| Change::new(id(1)).grant(o.clone(), item("wood"), qty(1));
+    // The original, then each reuse of its id.
+    check(vec![wood(&a), wood(&a)], &[None, None], 1, 1);
+    let conflict = Some(ErrorCode::ChangeConflict);
+    check(vec![wood(&a), wood(&b)], &[None, conflict], 1, 1);
+    check(
+        vec![
+            wood(&a),
+            Change::new(id(1)).grant(a.clone(), item("wood"), qty(999)),
+        ],
+        &[None, conflict],
+        1,
+        1,
+    );
+    check(
+        vec![wood(&a), wood(&a).with_kind(protocol::ChangeKind::Craft)],
+        &[None, conflict],
+        1,
+        1,
+    );
+    check(
+        vec![wood(&a), wood(&a).grant(b.clone(), item("wood"), qty(1))],
+        &[None, conflict],
+        1,
+        1,
+    );
+    let mut ledger = Ledger::default();
+    let _ = ledger.apply(&wood(&a).validate().unwrap()).unwrap();
+    assert!(ledger.apply(&wood(&b).validate().unwrap()).is_err());
+    assert_eq!(ledger.snapshot(&b).version, Version::ZERO);
+    assert_eq!(ledger.journal().len(), 1);
+}
+
+#[test]
+fn a_retry_answers_the_recorded_event() {
+    let mut ledger = Ledger::default();
+    let (a, b) = (owner("alice"), owner("bob"));
+    let original = Change::new(id(1))
+        .grant(a.clone(), item("wood"), qty(2))
+        .grant(b.clone(), item("ore"), qty(3))
+        .grant(a.clone(), item("gem"), qty(1));
+    let reordered = Change::new(id(1))
+        .grant(a.clone(), item("gem"), qty(1))
+        .grant(b.clone(), item("ore"), qty(3))
+        .grant(a.clone(), item("wood"), qty(2));
+    let applied = ledger.apply(&original.validate().unwrap()).unwrap();
+    let retried = ledger.apply(&reordered.validate().unwrap()).unwrap();
+    assert!(matches!(retried, ApplyOutcome::AlreadyApplied(_)));
+    assert_eq!(retried.event(), applied.event());
+    assert_eq!(ledger.lookup(id(1)).as_ref(), Some(applied.event()));
+    assert_eq!(ledger.lookup(id(2)), None);
 }

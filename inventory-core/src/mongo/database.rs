@@ -3,6 +3,8 @@
 //! tests run the store on.
 
 use std::fmt;
+use std::future::IntoFuture;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -47,6 +49,15 @@ pub(crate) trait Database: Send + Sync + fmt::Debug + 'static {
     /// `insertOne` into the journal collection.
     async fn journal(&self, session: Option<&mut ClientSession>, entry: Document) -> Result<()>;
 
+    /// `updateOne` in the journal collection; how many entries matched.
+    async fn journal_update(&self, filter: Document, update: Document) -> Result<u64>;
+
+    /// `deleteOne` in the journal collection.
+    async fn journal_delete(&self, filter: Document) -> Result<()>;
+
+    /// `commitTransaction` of the session's transaction.
+    async fn commit(&self, session: &mut ClientSession) -> Result<()>;
+
     /// Up to `limit` documents of the journal (`journal`) or the owners'
     /// collection matching `filter`, sorted by `_id`.
     async fn page(&self, journal: bool, filter: Document, limit: i64) -> Result<Vec<Document>>;
@@ -58,19 +69,38 @@ pub(crate) struct Driver {
     client: Client,
     collection: Collection<Document>,
     journal: Collection<Document>,
+    timeout: Duration,
 }
 
 impl Driver {
+    /// `timeout` bounds every operation, the wait for a pooled connection
+    /// included (the driver has no wait-queue timeout of its own).
     pub(crate) fn new(
         client: Client,
         collection: Collection<Document>,
         journal: Collection<Document>,
+        timeout: Duration,
     ) -> Self {
         Self {
             client,
             collection,
             journal,
+            timeout,
         }
+    }
+
+    /// Runs `op` within the operation timeout; past it the outcome is
+    /// unknown, reported as a network error (the store answers `Unavailable`).
+    async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer from MongoDB within {:?}", self.timeout),
+                )
+                .into())
+            })
     }
 }
 
@@ -90,10 +120,13 @@ impl Database for Driver {
             .find_one_and_update(update.filter.clone(), update.update.clone())
             .projection(update.projection.clone())
             .return_document(ReturnDocument::After);
-        match session {
-            Some(session) => action.session(session).await,
-            None => action.await,
-        }
+        self.bounded(async {
+            match session {
+                Some(session) => action.session(session).await,
+                None => action.await,
+            }
+        })
+        .await
     }
 
     async fn find_one(
@@ -103,40 +136,70 @@ impl Database for Driver {
         projection: Document,
     ) -> Result<Option<Document>> {
         let action = self.collection.find_one(filter).projection(projection);
-        match session {
-            Some(session) => action.session(session).await,
-            None => action.await,
-        }
+        self.bounded(async {
+            match session {
+                Some(session) => action.session(session).await,
+                None => action.await,
+            }
+        })
+        .await
     }
 
     async fn find(&self, filter: Document, projection: Document) -> Result<Vec<Document>> {
-        self.collection
-            .find(filter)
-            .projection(projection)
-            .sort(mongodb::bson::doc! { "_id": 1 })
-            .await?
-            .try_collect()
-            .await
+        self.bounded(async {
+            self.collection
+                .find(filter)
+                .projection(projection)
+                .sort(mongodb::bson::doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
     }
 
     async fn update_one(&self, filter: Document, update: Document) -> Result<u64> {
-        Ok(self
-            .collection
-            .update_one(filter, update)
-            .await?
-            .matched_count)
+        self.bounded(async {
+            Ok(self
+                .collection
+                .update_one(filter, update)
+                .await?
+                .matched_count)
+        })
+        .await
     }
 
     async fn insert_one(&self, doc: Document) -> Result<()> {
-        self.collection.insert_one(doc).await.map(drop)
+        self.bounded(self.collection.insert_one(doc).into_future())
+            .await
+            .map(drop)
     }
 
     async fn journal(&self, session: Option<&mut ClientSession>, entry: Document) -> Result<()> {
         let action = self.journal.insert_one(entry);
-        match session {
-            Some(session) => action.session(session).await.map(drop),
-            None => action.await.map(drop),
-        }
+        self.bounded(async {
+            match session {
+                Some(session) => action.session(session).await.map(drop),
+                None => action.await.map(drop),
+            }
+        })
+        .await
+    }
+
+    async fn journal_update(&self, filter: Document, update: Document) -> Result<u64> {
+        self.bounded(async { Ok(self.journal.update_one(filter, update).await?.matched_count) })
+            .await
+    }
+
+    async fn journal_delete(&self, filter: Document) -> Result<()> {
+        self.bounded(self.journal.delete_one(filter).into_future())
+            .await
+            .map(drop)
+    }
+
+    async fn commit(&self, session: &mut ClientSession) -> Result<()> {
+        self.bounded(session.commit_transaction().into_future())
+            .await
     }
 
     async fn page(&self, journal: bool, filter: Document, limit: i64) -> Result<Vec<Document>> {
@@ -145,13 +208,16 @@ impl Database for Driver {
         } else {
             &self.collection
         };
-        collection
-            .find(filter)
-            .sort(mongodb::bson::doc! { "_id": 1 })
-            .limit(limit)
-            .await?
-            .try_collect()
-            .await
+        self.bounded(async {
+            collection
+                .find(filter)
+                .sort(mongodb::bson::doc! { "_id": 1 })
+                .limit(limit)
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
     }
 }
 
@@ -310,6 +376,18 @@ mod faults {
             entry: Document,
         ) -> Result<()> {
             self.run(self.inner.journal(session, entry)).await
+        }
+
+        async fn journal_update(&self, filter: Document, update: Document) -> Result<u64> {
+            self.run(self.inner.journal_update(filter, update)).await
+        }
+
+        async fn journal_delete(&self, filter: Document) -> Result<()> {
+            self.run(self.inner.journal_delete(filter)).await
+        }
+
+        async fn commit(&self, session: &mut ClientSession) -> Result<()> {
+            self.run(self.inner.commit(session)).await
         }
 
         async fn page(&self, journal: bool, filter: Document, limit: i64) -> Result<Vec<Document>> {

@@ -11,7 +11,7 @@ use protocol::{
 };
 
 use crate::ledger::next_balance;
-use crate::{Error, IDEMPOTENCY_WINDOW, JournalEntry, OwnerRecord};
+use crate::{Error, JournalEntry, OwnerRecord};
 
 /// The owner id, in its string form (`a:<user>` / `c:<user>:<character>`).
 pub(crate) const ID: &str = "_id";
@@ -24,8 +24,26 @@ pub(crate) const ITEMS: &str = "items";
 /// The ids of the owner's most recent changes, oldest first, one entry per
 /// version: the last entry produced version `v`, the one before `v - 1`, and so
 /// on. The entry's version is therefore implied by its position, which keeps
-/// the window small (27 bytes per entry).
+/// the window small (27 bytes per entry, [`OWNER_WINDOW`] entries at most).
 pub(crate) const RECENT: &str = "recent";
+
+/// How many change ids an owner document keeps. The journal, not this window,
+/// is the store-wide record of a change id; the window is the per-owner guard
+/// that keeps a continued or concurrent attempt of one change from applying
+/// an owner's part twice, and it only has to outlive such an attempt (a
+/// retry within seconds). Small and fixed, so its cost does not grow: 64
+/// entries are about 1.7 KB of every owner document.
+pub(crate) const OWNER_WINDOW: usize = 64;
+
+/// The journal field holding the change as JSON text.
+const CHANGE: &str = "c";
+/// The journal field holding the versions the change produced, as JSON text;
+/// absent while the entry is a pending claim.
+const VERSIONS: &str = "p";
+/// The journal field marking a pending claim (`"pending"`); absent once the
+/// change is applied.
+const STATE: &str = "s";
+const PENDING: &str = "pending";
 
 /// The subtype of a `recent` entry that retracts a change undone by
 /// compensation: it keeps the entry's position (and so every other entry's
@@ -33,8 +51,8 @@ pub(crate) const RECENT: &str = "recent";
 const RETRACTED: BinarySubtype = BinarySubtype::UserDefined(0x80);
 
 /// The window as the `$slice` of a `$push`.
-#[allow(clippy::cast_possible_wrap)] // IDEMPOTENCY_WINDOW is 1024.
-const WINDOW: i32 = -(IDEMPOTENCY_WINDOW as i32);
+#[allow(clippy::cast_possible_wrap)] // OWNER_WINDOW is 64.
+const WINDOW: i32 = -(OWNER_WINDOW as i32);
 
 /// The `recent` entry recording that `id` was applied.
 pub(crate) fn applied_entry(id: ChangeId) -> Bson {
@@ -67,9 +85,9 @@ fn int(n: u64) -> i64 {
 /// The one atomic update that applies an owner's part of a change.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct OwnerUpdate {
-    /// `{_id, recent: {$ne: <change id>}, items.<consumed>: {$gte: n}, items.<granted>: {$not: {$gt: MAX - n}}}`.
+    /// `{_id, u, recent: {$ne: <change id>}, items.<consumed>: {$gte: n}, items.<granted>: {$not: {$gt: MAX - n}}}`.
     pub(crate) filter: Document,
-    /// `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<change id>], $slice: -1024}}}`.
+    /// `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<change id>], $slice: -64}}}`.
     pub(crate) update: Document,
     /// The post-image fields the caller needs: the version and each consumed
     /// balance (to spot a stack that reached zero).
@@ -80,6 +98,7 @@ pub(crate) struct OwnerUpdate {
 pub(crate) fn owner_update(owner: &OwnerId, change: &ValidChange) -> OwnerUpdate {
     let mut filter = doc! {
         ID: owner.to_string(),
+        USER: owner.user().as_str(),
         RECENT: { "$ne": applied_entry(change.id()) },
     };
     let mut inc = Document::new();
@@ -164,7 +183,7 @@ pub(crate) fn emptied_items<'a>(
 pub(crate) fn zero_cleanup(owner: &OwnerId, item: &ItemId) -> (Document, Document) {
     let path = item_path(item);
     (
-        doc! { ID: owner.to_string(), path.as_str(): 0_i64 },
+        doc! { ID: owner.to_string(), USER: owner.user().as_str(), path.as_str(): 0_i64 },
         doc! { "$unset": { path: "" } },
     )
 }
@@ -248,8 +267,8 @@ pub(crate) fn applied_version(
 /// The compensating update for one owner's part of a change.
 #[derive(Debug)]
 pub(crate) struct Undo {
-    /// `{_id, v: <version read>}`: the update applies to exactly the document
-    /// it was computed from (compare-and-set).
+    /// `{_id, u, v: <version read>}`: the update applies to exactly the
+    /// document it was computed from (compare-and-set).
     pub(crate) filter: Document,
     /// `{$inc: {items.<x>: ∓n, v: 1}, $set: {recent: <window with the change retracted>}}`.
     pub(crate) update: Document,
@@ -302,10 +321,14 @@ pub(crate) fn undo_update(
     inc.insert(VERSION, 1_i64);
     recent[index] = retracted_entry(change.id());
     recent.push(retracted_entry(change.id()));
-    let excess = recent.len().saturating_sub(IDEMPOTENCY_WINDOW);
+    let excess = recent.len().saturating_sub(OWNER_WINDOW);
     recent.drain(..excess);
     Ok(Some(Undo {
-        filter: doc! { ID: owner.to_string(), VERSION: int(version.get()) },
+        filter: doc! {
+            ID: owner.to_string(),
+            USER: owner.user().as_str(),
+            VERSION: int(version.get()),
+        },
         update: doc! { "$inc": inc, "$set": { RECENT: recent } },
         emptied,
     }))
@@ -420,16 +443,57 @@ pub(crate) fn journal_entry(
     change: &ValidChange,
     versions: &[(OwnerId, Version)],
 ) -> Result<Document, Error> {
-    let json = |e: serde_json::Error| Error::Backend(e.to_string());
     Ok(doc! {
         ID: applied_entry(change.id()),
-        "c": serde_json::to_string(change).map_err(json)?,
-        "p": serde_json::to_string(versions).map_err(json)?,
+        CHANGE: serde_json::to_string(change).map_err(json_error)?,
+        VERSIONS: serde_json::to_string(versions).map_err(json_error)?,
     })
 }
 
+/// The journal document claiming a change id before its owners are updated
+/// (the path without transactions): `{_id, c, s: "pending"}`.
+pub(crate) fn pending_claim(change: &ValidChange) -> Result<Document, Error> {
+    Ok(doc! {
+        ID: applied_entry(change.id()),
+        CHANGE: serde_json::to_string(change).map_err(json_error)?,
+        STATE: PENDING,
+    })
+}
+
+/// The filter matching `id`'s journal entry while it is a pending claim.
+pub(crate) fn pending_filter(id: ChangeId) -> Document {
+    doc! { ID: applied_entry(id), STATE: PENDING }
+}
+
+/// The update turning a pending claim into the entry of an applied change.
+pub(crate) fn mark_applied(versions: &[(OwnerId, Version)]) -> Result<Document, Error> {
+    Ok(doc! {
+        "$set": { VERSIONS: serde_json::to_string(versions).map_err(json_error)? },
+        "$unset": { STATE: "" },
+    })
+}
+
+/// The filter of the journal entries of applied changes (pending claims left out).
+pub(crate) fn applied_only() -> Document {
+    doc! { STATE: { "$exists": false } }
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Backend(e.to_string())
+}
+
+/// What the journal holds for a change id.
+#[derive(Debug)]
+pub(crate) enum Recorded {
+    /// The change is applied, with the versions it produced.
+    Applied(JournalEntry),
+    /// The change id is claimed by an attempt that has not finished (or
+    /// crashed): the change may be applied on some, all or none of its owners.
+    Pending(ValidChange),
+}
+
 /// A journal document read back.
-pub(crate) fn read_journal_entry(doc: &Document) -> Result<JournalEntry, Error> {
+pub(crate) fn read_recorded(doc: &Document) -> Result<Recorded, Error> {
     let malformed = |why: String| {
         Error::Backend(format!(
             "journal entry {:?} is malformed: {why}",
@@ -437,10 +501,26 @@ pub(crate) fn read_journal_entry(doc: &Document) -> Result<JournalEntry, Error> 
         ))
     };
     let text = |key: &str| doc.get_str(key).map_err(|e| malformed(e.to_string()));
-    Ok(JournalEntry {
-        change: serde_json::from_str(text("c")?).map_err(|e| malformed(e.to_string()))?,
-        versions: serde_json::from_str(text("p")?).map_err(|e| malformed(e.to_string()))?,
-    })
+    let change = serde_json::from_str(text(CHANGE)?).map_err(|e| malformed(e.to_string()))?;
+    if doc.contains_key(STATE) {
+        return Ok(Recorded::Pending(change));
+    }
+    Ok(Recorded::Applied(JournalEntry {
+        change,
+        versions: serde_json::from_str(text(VERSIONS)?).map_err(|e| malformed(e.to_string()))?,
+    }))
+}
+
+/// The journal document of an applied change read back (scans filter out
+/// pending claims with [`applied_only`]).
+pub(crate) fn read_journal_entry(doc: &Document) -> Result<JournalEntry, Error> {
+    match read_recorded(doc)? {
+        Recorded::Applied(entry) => Ok(entry),
+        Recorded::Pending(change) => Err(Error::Backend(format!(
+            "journal entry {} is still pending",
+            change.id()
+        ))),
+    }
 }
 
 /// An owner document read back raw: signed balances, zeros left out.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use protocol::{ItemId, MAX_BALANCE, OwnerId, OwnerSnapshot, UserId, Version};
+use protocol::{ChangeId, ItemId, MAX_BALANCE, OwnerId, OwnerSnapshot, UserId, Version};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Error, JournalEntry, OwnerRecord};
@@ -13,6 +13,11 @@ use super::{corrupt_or_sql, sql_error};
 const VERSION: &str = "SELECT version FROM owners WHERE owner = ?1";
 const ITEMS: &str = "SELECT item, qty FROM items WHERE owner = ?1";
 const USER_OWNERS: &str = "SELECT owner FROM owners WHERE user = ?1";
+// The first entry: a change id is journaled once (the writer checks before it
+// writes); ordered all the same, so a database that predates that check
+// answers with the change that applied first.
+const RECORDED: &str =
+    "SELECT seq, change, versions FROM journal WHERE change_id = ?1 ORDER BY seq LIMIT 1";
 
 /// One owner's snapshot.
 pub(super) fn load(conn: &mut Connection, owner: &OwnerId) -> Result<OwnerSnapshot, Error> {
@@ -98,13 +103,45 @@ const OWNERS_PAGE: &str =
 const ITEMS_OF_RANGE: &str =
     "SELECT owner, item, qty FROM items WHERE owner >= ?1 AND owner <= ?2 AND qty != 0";
 
-/// The journal entries after sequence number `after`, at most `limit`, with
-/// the sequence number of the last one.
+/// The journal entry of change `id`, if it was applied: the writer's check
+/// before it applies a change, and a lookup's answer.
+pub(super) fn recorded(conn: &Connection, id: ChangeId) -> Result<Option<JournalEntry>, Error> {
+    let row: Option<(i64, String, String)> = conn
+        .prepare_cached(RECORDED)
+        .and_then(|mut s| {
+            s.query_row(params![id.as_uuid().as_bytes().as_slice()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+        })
+        .optional()
+        .map_err(sql_error)?;
+    row.map(|(seq, change, versions)| journal_entry(seq, &change, &versions))
+        .transpose()
+}
+
+fn journal_entry(seq: i64, change: &str, versions: &str) -> Result<JournalEntry, Error> {
+    let malformed =
+        |e: serde_json::Error| Error::Backend(format!("journal entry {seq} is malformed: {e}"));
+    Ok(JournalEntry {
+        change: serde_json::from_str(change).map_err(malformed)?,
+        versions: serde_json::from_str(versions).map_err(malformed)?,
+    })
+}
+
+/// The outbox relay's mark: the journal sequence number published up to.
+pub(super) fn outbox_mark(conn: &mut Connection) -> Result<i64, Error> {
+    conn.prepare_cached("SELECT seq FROM outbox_mark WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(sql_error)
+}
+
+/// The journal entries after sequence number `after`, at most `limit`, each
+/// with its sequence number, in order.
 pub(super) fn journal_page(
     conn: &mut Connection,
     after: i64,
     limit: usize,
-) -> Result<(Vec<JournalEntry>, i64), Error> {
+) -> Result<Vec<(i64, JournalEntry)>, Error> {
     let rows: Vec<(i64, String, String)> = conn
         .prepare_cached(JOURNAL_PAGE)
         .and_then(|mut s| {
@@ -114,20 +151,9 @@ pub(super) fn journal_page(
             .collect::<Result<_, _>>()
         })
         .map_err(sql_error)?;
-    let last = rows.last().map_or(after, |(seq, _, _)| *seq);
-    let entries = rows
-        .into_iter()
-        .map(|(seq, change, versions)| {
-            let malformed = |e: serde_json::Error| {
-                Error::Backend(format!("journal entry {seq} is malformed: {e}"))
-            };
-            Ok(JournalEntry {
-                change: serde_json::from_str(&change).map_err(malformed)?,
-                versions: serde_json::from_str(&versions).map_err(malformed)?,
-            })
-        })
-        .collect::<Result<_, Error>>()?;
-    Ok((entries, last))
+    rows.into_iter()
+        .map(|(seq, change, versions)| Ok((seq, journal_entry(seq, &change, &versions)?)))
+        .collect()
 }
 
 /// The owners after `after` in ascending order, at most `limit`, each with

@@ -8,18 +8,26 @@
 //!   exactly when the version is above 0).
 //! - `items`: one row per positive stack; the writer deletes a stack the moment
 //!   it reaches 0.
-//! - `recent_changes`: per owner, the last [`IDEMPOTENCY_WINDOW`] changes
-//!   (version, change id, journal sequence number). It answers retries
-//!   ("already applied, at this version") and, later, resumes ("the deltas
-//!   after version v"). The writer prunes it as it goes, by primary key range.
-//! - `journal`: every applied change, forever, in application order, for the
-//!   audit: its id, kind, JSON body, the versions it produced and when.
+//! - `journal`: every applied change, forever, in application order: its id,
+//!   kind, JSON body, the versions it produced and when. Indexed by change id
+//!   (`journal_by_change`, migration 2): it is the store-wide record of
+//!   applied change ids that answers retries ("already applied", with the
+//!   recorded event), refuses an id reused for other content, and answers
+//!   lookups; and the audit reads it.
 //!
-//! [`IDEMPOTENCY_WINDOW`]: crate::IDEMPOTENCY_WINDOW
+//! - `outbox_mark` (migration 3): one row, the journal sequence number up to
+//!   which the outbox relay has published. Created at the journal's end, so
+//!   the changes applied before it (published by the write path then) are
+//!   not published again.
+//!
+//! Migration 2 dropped `recent_changes`, the per-owner window of change ids
+//! that answered retries before: a window per owner could not see an id
+//! applied to another owner.
 
 /// Migration `n` (0-based) takes a database from `user_version` n to n + 1;
 /// the foundation runs them when it opens the file.
-pub(super) const MIGRATIONS: &[&str] = &["
+pub(super) const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE owners (
         owner   TEXT PRIMARY KEY,
         user    TEXT NOT NULL,
@@ -51,4 +59,16 @@ pub(super) const MIGRATIONS: &[&str] = &["
         versions   TEXT NOT NULL,
         applied_at INTEGER NOT NULL
     ) STRICT;
-"];
+",
+    "
+    CREATE INDEX journal_by_change ON journal (change_id);
+    DROP TABLE recent_changes;
+",
+    "
+    CREATE TABLE outbox_mark (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL CHECK (seq >= 0)
+    ) STRICT;
+    INSERT INTO outbox_mark (id, seq) SELECT 1, coalesce(max(seq), 0) FROM journal;
+",
+];

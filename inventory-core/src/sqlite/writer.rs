@@ -9,20 +9,20 @@
 //! back to a `SAVEPOINT` per change if a change ever fails half-written.
 //!
 //! Being the only writer is also what makes the idempotency check atomic: the
-//! "was this change id applied?" lookup and the write happen in the same
-//! transaction, and no other writer can slip in between.
+//! "was this change id applied, and with what content?" lookup in the journal
+//! and the write happen in the same transaction, and no other writer can slip
+//! in between.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use backends::BatchWriter;
-use protocol::{MAX_BALANCE, Operation, OwnerId, ValidChange, Version};
+use protocol::{ChangeEvent, MAX_BALANCE, Operation, OwnerId, ValidChange, Version};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::ledger::next_balance;
-use crate::{ApplyOutcome, Error, IDEMPOTENCY_WINDOW};
+use crate::{ApplyOutcome, Error};
 
-use super::{corrupt_or_sql, sql_error};
+use super::{corrupt_or_sql, read, sql_error};
 
 /// The store's side of the writer thread: applies a batch of changes.
 #[derive(Debug)]
@@ -53,16 +53,10 @@ const GRANT: &str = "INSERT INTO items (owner, item, qty) VALUES (?1, ?2, ?3) \
 // Two lookups rather than one join: with STAT4, SQLite re-prepares a join
 // whose plan might depend on the bound values, on every run.
 const VERSION: &str = "SELECT version FROM owners WHERE owner = ?1";
-const RECORDED: &str = "SELECT version FROM recent_changes WHERE owner = ?1 AND change_id = ?2";
 const NEW_OWNER: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?2, 1)";
 const BUMP_VERSION: &str = "UPDATE owners SET version = version + 1 WHERE owner = ?1";
 const JOURNAL: &str = "INSERT INTO journal (change_id, kind, change, versions, applied_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
-const REMEMBER: &str =
-    "INSERT INTO recent_changes (owner, version, change_id, seq) VALUES (?1, ?2, ?3, ?4)";
-// Run once per owner per batch: a range delete on the primary key of the ids
-// the batch pushed out of the owner's window.
-const FORGET: &str = "DELETE FROM recent_changes WHERE owner = ?1 AND version <= ?2";
 
 /// How a batch keeps one change's failure from touching the others.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -123,18 +117,9 @@ fn run_batch(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut latest: HashMap<String, i64> = HashMap::new();
     for change in batch {
         match apply_one(conn, change, applied_at, isolation) {
-            Ok(outcome) => {
-                if let ApplyOutcome::Applied(versions) = &outcome {
-                    for (owner, version) in versions {
-                        // Versions count changes: far below i64::MAX.
-                        latest.insert(owner.to_string(), version.get() as i64);
-                    }
-                }
-                outcomes.push(Ok(outcome));
-            }
+            Ok(outcome) => outcomes.push(Ok(outcome)),
             Err(Failure::Refused(error)) => {
                 if conn.is_autocommit() {
                     // SQLite rolled the whole transaction back on its own (I/O
@@ -154,12 +139,6 @@ fn run_batch(
             }
         }
     }
-    if let Err(e) = prune_windows(conn, &latest) {
-        if !conn.is_autocommit() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        return Ok(all_unavailable(batch, &e.to_string()));
-    }
     if let Err(e) = conn.execute_batch("COMMIT") {
         let why = e.to_string();
         if !conn.is_autocommit() {
@@ -178,29 +157,27 @@ fn apply_one(
     applied_at: i64,
     isolation: Isolation,
 ) -> Result<ApplyOutcome, Failure> {
-    let states = owner_states(conn, change).map_err(Failure::Refused)?;
-    let recorded: Vec<(OwnerId, Version)> = states
-        .iter()
-        .filter_map(|state| {
-            let version = state.recorded?;
-            Some(stored_version(version, state.owner).map(|v| (state.owner.clone(), v)))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(Failure::Refused)?;
-    if !recorded.is_empty() {
-        return Ok(ApplyOutcome::AlreadyApplied(recorded));
+    if let Some(recorded) = read::recorded(conn, change.id()).map_err(Failure::Refused)? {
+        if !recorded.change.same_content(change) {
+            return Err(Failure::Refused(Error::ChangeConflict { id: change.id() }));
+        }
+        return Ok(ApplyOutcome::AlreadyApplied(recorded.event()));
     }
+    let states = owner_states(conn, change).map_err(Failure::Refused)?;
     let balances = check_guards(conn, change).map_err(Failure::Refused)?;
+    let applied = |versions: Vec<(OwnerId, Version)>| {
+        ApplyOutcome::Applied(ChangeEvent::from_applied(change, &versions))
+    };
     if isolation == Isolation::Prechecked {
         return write_change(conn, change, &states, &balances, applied_at)
-            .map(ApplyOutcome::Applied)
+            .map(applied)
             .map_err(Failure::Dirty);
     }
     conn.prepare_cached("SAVEPOINT change")
         .and_then(|mut s| s.execute([]))
         .map_err(|e| Failure::Refused(sql_error(e)))?;
     let (outcome, end) = match write_change(conn, change, &states, &balances, applied_at) {
-        Ok(versions) => (Ok(ApplyOutcome::Applied(versions)), "RELEASE change"),
+        Ok(versions) => (Ok(applied(versions)), "RELEASE change"),
         Err(refused) => (Err(Failure::Refused(refused)), "ROLLBACK TO change"),
     };
     let ended = conn
@@ -254,45 +231,39 @@ struct OwnerState<'a> {
     key: String,
     /// The version before the change; 0 for an owner never touched.
     version: i64,
-    /// The version the change produced, if the owner remembers the change.
-    recorded: Option<i64>,
 }
 
 fn owner_states<'a>(
     conn: &Connection,
     change: &'a ValidChange,
 ) -> Result<Vec<OwnerState<'a>>, Error> {
-    let id = *change.id().as_uuid().as_bytes();
     change
         .owners()
         .map(|owner| {
             let key = owner.to_string();
-            let lookup = |sql, params: &[&dyn rusqlite::ToSql]| -> Result<Option<i64>, Error> {
-                conn.prepare_cached(sql)
-                    .and_then(|mut s| s.query_row(params, |r| r.get(0)))
-                    .optional()
-                    .map_err(|e| corrupt_or_sql(e, owner))
-            };
-            let (version, recorded) = match lookup(VERSION, params![key])? {
-                None => (0, None),
+            let version: Option<i64> = conn
+                .prepare_cached(VERSION)
+                .and_then(|mut s| s.query_row(params![key], |r| r.get(0)))
+                .optional()
+                .map_err(|e| corrupt_or_sql(e, owner))?;
+            let version = match version {
+                None => 0,
                 Some(version) => {
                     stored_version(version, owner)?;
-                    (version, lookup(RECORDED, params![key, id.as_slice()])?)
+                    version
                 }
             };
             Ok(OwnerState {
                 owner,
                 key,
                 version,
-                recorded,
             })
         })
         .collect()
 }
 
 /// Every write of one change whose guards passed; `balances` are the
-/// operations' balances afterwards. Pruning the idempotency window is left to
-/// the end of the batch.
+/// operations' balances afterwards.
 fn write_change(
     conn: &Connection,
     change: &ValidChange,
@@ -331,31 +302,10 @@ fn write_change(
     let body = serde_json::to_string(change).map_err(|e| Error::Backend(e.to_string()))?;
     let kind = serde_json::to_value(change.kind()).map_err(|e| Error::Backend(e.to_string()))?;
     let produced = serde_json::to_string(&versions).map_err(|e| Error::Backend(e.to_string()))?;
-    let seq = conn
-        .prepare_cached(JOURNAL)
-        .and_then(|mut s| s.insert(params![id, kind.as_str(), body, produced, applied_at]))
+    conn.prepare_cached(JOURNAL)
+        .and_then(|mut s| s.execute(params![id, kind.as_str(), body, produced, applied_at]))
         .map_err(sql_error)?;
-    for (state, (owner, version)) in states.iter().zip(&versions) {
-        // Versions are far below i64::MAX: they count changes.
-        let version = version.get() as i64;
-        conn.prepare_cached(REMEMBER)
-            .and_then(|mut s| s.execute(params![state.key, version, id, seq]))
-            .map_err(|e| corrupt_or_sql(e, owner))?;
-    }
     Ok(versions)
-}
-
-/// Drops the ids that fell out of each touched owner's idempotency window:
-/// keeps the last [`IDEMPOTENCY_WINDOW`] versions.
-fn prune_windows(conn: &Connection, latest: &HashMap<String, i64>) -> rusqlite::Result<()> {
-    for (key, version) in latest {
-        let horizon = version - IDEMPOTENCY_WINDOW as i64;
-        if horizon > 0 {
-            conn.prepare_cached(FORGET)?
-                .execute(params![key, horizon])?;
-        }
-    }
-    Ok(())
 }
 
 /// One guarded grant or consume, whose guard the pre-check passed; a stack

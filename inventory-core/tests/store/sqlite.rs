@@ -13,13 +13,14 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use inventory_core::conformance::{fresh_account, item, qty};
 use inventory_core::{
-    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, MemoryStore,
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, MemoryStore, Outbox,
     OwnerRecord, SqliteConfig, SqliteStore, StoreScan, Synchronous,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use protocol::{
-    Change, ChangeId, CharacterId, ErrorCode, OwnerId, OwnerSnapshot, UserId, ValidChange, Version,
+    Change, ChangeEvent, ChangeId, CharacterId, ErrorCode, OwnerId, OwnerSnapshot, UserId,
+    ValidChange, Version,
 };
 use tempfile::TempDir;
 
@@ -56,6 +57,14 @@ impl InventoryStore for TempStore {
     async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         self.store.load_user(user).await
     }
+
+    async fn lookup(&self, id: ChangeId) -> Result<Option<ChangeEvent>, Error> {
+        self.store.lookup(id).await
+    }
+
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.store.outbox()
+    }
 }
 
 #[async_trait]
@@ -73,6 +82,12 @@ impl StoreScan for TempStore {
 }
 
 inventory_core::store_conformance_tests!(TempStore::new());
+
+mod outbox {
+    use super::TempStore;
+
+    inventory_core::outbox_conformance_tests!(TempStore::new());
+}
 
 mod scan {
     use super::TempStore;
@@ -104,7 +119,7 @@ fn consume(owner: &OwnerId, name: &str, n: u64) -> ValidChange {
 
 async fn applied(store: &SqliteStore, change: &ValidChange) -> Vec<(OwnerId, Version)> {
     match store.apply(change).await {
-        Ok(ApplyOutcome::Applied(versions)) => versions,
+        Ok(ApplyOutcome::Applied(event)) => event.versions(),
         other => panic!("expected Applied for {change:?}, got {other:?}"),
     }
 }
@@ -149,11 +164,11 @@ async fn reopen_keeps_everything() {
     );
     assert_eq!(
         store.apply(&first).await.expect("retry"),
-        ApplyOutcome::AlreadyApplied(first_versions)
+        ApplyOutcome::AlreadyApplied(ChangeEvent::from_applied(&first, &first_versions))
     );
     assert_eq!(
         store.apply(&trade).await.expect("retry"),
-        ApplyOutcome::AlreadyApplied(trade_versions)
+        ApplyOutcome::AlreadyApplied(ChangeEvent::from_applied(&trade, &trade_versions))
     );
     assert_eq!(store.load(&other).await.expect("load").version.get(), 2);
 }
@@ -204,9 +219,9 @@ async fn corrupt_rows_are_reported_naming_the_owner() {
     assert_eq!(store.load(&healthy).await.expect("load").version.get(), 1);
 }
 
-/// A change that fails after it began writing (here: a stray idempotency
-/// record sits where its own must go, which only the write finds) is rolled
-/// back alone, and the changes batched with it still apply.
+/// A change that fails after it began writing (here: a hand-written trigger
+/// refuses its owner's version bump, which comes after its item writes) is
+/// rolled back alone, and the changes batched with it still apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_failing_half_written_fails_alone() {
     let temp = TempStore::new();
@@ -215,11 +230,11 @@ async fn a_change_failing_half_written_fails_alone() {
     let healthy = fresh_account("halfhealthy");
     applied(store, &grant(&broken, "wood", 5)).await;
     let conn = raw(&temp.dir);
-    conn.execute(
-        "INSERT INTO recent_changes VALUES (?1, 2, randomblob(16), 0)",
-        [broken.to_string()],
-    )
-    .expect("hand-written stray record");
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER refuse_bump BEFORE UPDATE ON owners WHEN NEW.owner = '{broken}' \
+         BEGIN SELECT RAISE(ABORT, 'hand-written refusal'); END"
+    ))
+    .expect("hand-written trigger");
     let changes: Vec<ValidChange> = (0..8)
         .map(|i| {
             if i == 3 {
@@ -304,11 +319,16 @@ async fn a_refused_change_in_a_batch_rolls_back_only_itself() {
     assert_eq!(snap.version.get(), 3);
 }
 
+/// The journal keeps every change, and with it the record of every change id:
+/// a retry of the oldest change, well beyond MongoDB's window of
+/// `IDEMPOTENCY_WINDOW` changes per owner, still answers "already applied".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotency_window_is_pruned_and_the_journal_keeps_all() {
+async fn the_journal_keeps_every_change_id_beyond_the_window() {
     let temp = TempStore::with(|c| c.with_synchronous(Synchronous::Off));
     let store = &temp.store;
     let owner = fresh_account("prune");
+    let first = grant(&owner, "gem", 1);
+    applied(store, &first).await;
     let total = IDEMPOTENCY_WINDOW + 100;
     let tasks = (0..8).map(|t| {
         let owner = owner.clone();
@@ -324,21 +344,16 @@ async fn idempotency_window_is_pruned_and_the_journal_keeps_all() {
         conn.query_row(sql, [owner.to_string()], |r| r.get(0))
             .expect("count")
     };
-    let window = IDEMPOTENCY_WINDOW as i64;
-    assert_eq!(
-        count("SELECT count(*) FROM recent_changes WHERE owner = ?1"),
-        window
-    );
-    assert_eq!(
-        count("SELECT min(version) FROM recent_changes WHERE owner = ?1"),
-        total as i64 - window + 1
-    );
     assert_eq!(
         count("SELECT count(*) FROM journal WHERE versions LIKE '%' || ?1 || '%'"),
-        total as i64
+        total as i64 + 1
     );
+    assert!(matches!(
+        store.apply(&first).await,
+        Ok(ApplyOutcome::AlreadyApplied(_))
+    ));
     let snap = store.load(&owner).await.expect("load");
-    assert_eq!(snap.version, Version::new(total as u64));
+    assert_eq!(snap.version, Version::new(total as u64 + 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,8 +469,8 @@ fn the_journal_replays_to_the_same_state() {
                 let versions: Vec<(OwnerId, Version)> =
                     serde_json::from_str(versions).expect("journal versions");
                 prop_assert_eq!(
-                    replay.apply(&change).await.expect("replay"),
-                    ApplyOutcome::Applied(versions)
+                    replay.apply(&change).await.expect("replay").versions(),
+                    versions
                 );
             }
             for owner in &owners {
@@ -585,4 +600,36 @@ fn sigkill_loses_no_acknowledged_change() {
             assert_eq!(after, snap, "retries changed {owner}");
         }
     });
+}
+
+/// The outbox mark survives a reopening: a relay started after a crash
+/// publishes from where the last one marked, not from the beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_mark_survives_a_reopening() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = SqliteConfig::new(db_path(dir.path()));
+    let owner = fresh_account("mark");
+    let (marked, unmarked) = {
+        let store = SqliteStore::open(config.clone()).expect("open");
+        let marked = applied(&store, &grant(&owner, "wood", 1)).await;
+        let outbox = store.outbox().expect("outbox");
+        let entries = outbox.read_after(None, 10).await.expect("read");
+        assert_eq!(entries.len(), 1);
+        outbox
+            .mark_published(&entries[0].position)
+            .await
+            .expect("mark");
+        let unmarked = applied(&store, &grant(&owner, "wood", 2)).await;
+        (marked, unmarked)
+    };
+    let store = SqliteStore::open(config).expect("reopen");
+    let entries = store
+        .outbox()
+        .expect("outbox")
+        .read_after(None, 10)
+        .await
+        .expect("read");
+    let versions: Vec<_> = entries.iter().map(|e| e.event.versions()).collect();
+    assert_eq!(versions, vec![unmarked]);
+    assert_ne!(versions[0], marked);
 }

@@ -102,12 +102,12 @@ async fn bad_input_gets_a_stable_code_and_writes_nothing() {
         (
             grant(id, "a:bob", "go.ld", 1),
             StatusCode::BAD_REQUEST,
-            ErrorCode::MalformedRequest,
+            ErrorCode::InvalidId,
         ),
         (
             grant(id, "a:bob", "gold", 0),
             StatusCode::BAD_REQUEST,
-            ErrorCode::MalformedRequest,
+            ErrorCode::InvalidQuantity,
         ),
         (
             json!({"id": id, "ops": []}).to_string(),
@@ -282,4 +282,233 @@ async fn health_readiness_and_metrics() {
     state.drain(std::time::Duration::from_secs(1)).await;
     let (status, _) = call(&state, "GET", "/readyz", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A change id names one change: the same id granting something else, to
+/// the same owner or to another one, is refused with `change_conflict` and
+/// writes nothing (it used to answer `201` and give bob 999 diamonds, or
+/// `200 already_applied` with phantom deltas).
+#[tokio::test]
+async fn a_reused_change_id_with_other_content_is_a_conflict() {
+    let state = state().await;
+    let id = ChangeId::random();
+    let (status, first) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(grant(id, "a:alice", "wood", 1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    for (owner, item, qty) in [("a:bob", "diamond", 999), ("a:alice", "diamond", 999)] {
+        let (status, body) = call(
+            &state,
+            "POST",
+            "/v1/changes",
+            Some(TOKEN),
+            Some(grant(id, owner, item, qty)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(error_code(&body), ErrorCode::ChangeConflict);
+    }
+    let (_, bob) = call(&state, "GET", "/v1/owners/a:bob", Some(TOKEN), None).await;
+    assert_eq!(bob["version"], 0, "{bob}");
+    let (_, alice) = call(&state, "GET", "/v1/owners/a:alice", Some(TOKEN), None).await;
+    assert_eq!(alice["items"], json!({"wood": 1}), "{alice}");
+    let (status, retry) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(grant(id, "a:alice", "wood", 1)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(retry["already_applied"], true);
+    assert_eq!(retry["event"], first["event"]);
+}
+
+/// `GET /v1/changes/{id}` answers the recorded event of an applied change,
+/// `unknown_change` for an id never applied or refused, `invalid_id` for a
+/// malformed id, and needs the service token.
+#[tokio::test]
+async fn a_change_can_be_looked_up_by_id() {
+    let state = state().await;
+    let id = ChangeId::random();
+    let (_, applied) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(grant(id, "a:carol", "wood", 3)),
+    )
+    .await;
+    let (status, found) = call(
+        &state,
+        "GET",
+        &format!("/v1/changes/{id}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(
+        found,
+        json!({"state": "applied", "event": applied["event"]})
+    );
+
+    let refused = ChangeId::random();
+    let consume = json!({"id": refused, "ops": [{"op": "consume", "owner": "a:carol", "item": "gem", "qty": 1}]});
+    let (status, _) = call(
+        &state,
+        "POST",
+        "/v1/changes",
+        Some(TOKEN),
+        Some(consume.to_string()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    for unknown in [refused, ChangeId::random()] {
+        let (status, body) = call(
+            &state,
+            "GET",
+            &format!("/v1/changes/{unknown}"),
+            Some(TOKEN),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(error_code(&body), ErrorCode::UnknownChange);
+    }
+    let (status, body) = call(&state, "GET", "/v1/changes/not-a-uuid", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), ErrorCode::InvalidId);
+    let (status, body) = call(&state, "GET", &format!("/v1/changes/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// Every error has a code: an unknown route, a wrong method, and a body whose
+/// quantity or id is bad answer the JSON error body with the code that says
+/// so (bad quantities and ids inside bodies used to be `malformed_request`).
+#[tokio::test]
+async fn every_error_answers_a_coded_body() {
+    let state = state().await;
+    let change = |op: Value| json!({"id": ChangeId::random(), "ops": [op]}).to_string();
+    let grant = |owner: &str, item: &str, qty: Value| {
+        change(json!({"op": "grant", "owner": owner, "item": item, "qty": qty}))
+    };
+    let cases = [
+        (
+            "GET",
+            "/no/such/route",
+            None,
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+        ),
+        (
+            "DELETE",
+            "/v1/changes",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+        ),
+        (
+            "PUT",
+            "/v1/owners/a:alice",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(0))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(-1))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(1.5))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!(1_000_000_001u64))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "wood", json!("5"))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidQuantity,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:bad.user", "wood", json!(1))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(grant("a:alice", "$inc", json!(1))),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(json!({"id": "nope", "ops": []}).to_string()),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidId,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(change(
+                json!({"op": "steal", "owner": "a:alice", "item": "wood", "qty": 1}),
+            )),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some("{not json".to_owned()),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            "POST",
+            "/v1/changes",
+            Some(json!({"id": ChangeId::random(), "ops": [], "extra": 1}).to_string()),
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+        ),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let (got, value) = call(&state, method, uri, Some(TOKEN), body.clone()).await;
+        assert_eq!(
+            (got, error_code(&value)),
+            (status, code),
+            "{method} {uri} {body:?}: {value}"
+        );
+    }
+    let (_, alice) = call(&state, "GET", "/v1/owners/a:alice", Some(TOKEN), None).await;
+    assert_eq!(alice["version"], 0, "nothing was written: {alice}");
 }

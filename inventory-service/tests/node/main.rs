@@ -2,6 +2,7 @@
 
 mod cluster;
 mod common;
+mod config;
 mod edge;
 mod gameplay;
 mod no_demo;

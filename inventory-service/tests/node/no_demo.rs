@@ -51,8 +51,6 @@ fn node_process(dir: &std::path::Path, args: &[&str]) -> testkit::NodeProcess {
         .args(["--listen", "127.0.0.1:0"])
         .arg("--sqlite-path")
         .arg(dir.join("inventory.db"))
-        .arg("--descriptor-sqlite-path")
-        .arg(dir.join("descriptors.db"))
         .args(args)
         .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
         .env(
@@ -67,8 +65,13 @@ fn node_process(dir: &std::path::Path, args: &[&str]) -> testkit::NodeProcess {
 
 #[tokio::test]
 async fn the_node_binary_has_no_demo_routes_in_any_mode() {
-    for args in [&[][..], &["--descriptor-url", "http://127.0.0.1:9"][..]] {
-        let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let descriptors = dir.path().join("descriptors.db");
+    let embedded = ["--descriptor-sqlite-path", descriptors.to_str().unwrap()];
+    for args in [
+        &embedded[..],
+        &["--descriptor-url", "http://127.0.0.1:9"][..],
+    ] {
         let node = node_process(dir.path(), args);
         let client = reqwest::Client::new();
         for (method, path) in [("GET", "/"), ("POST", "/demo/login")] {

@@ -113,3 +113,51 @@ fn owners_are_sorted_and_distinct() {
     assert_eq!(owners, vec![acct("a"), acct("b")]);
     assert_eq!(change.ops_for(&acct("b")).count(), 2);
 }
+
+#[test]
+fn same_content_ignores_operation_order_and_nothing_else() {
+    let id = ChangeId::random();
+    let base = || {
+        Change::new(id)
+            .grant(acct("alice"), item("wood"), qty(1))
+            .consume(acct("bob"), item("ore"), qty(2))
+    };
+    let valid = |change: Change| change.validate().unwrap();
+    let original = valid(base());
+    let reordered = valid(
+        Change::new(id)
+            .consume(acct("bob"), item("ore"), qty(2))
+            .grant(acct("alice"), item("wood"), qty(1)),
+    );
+    assert!(original.same_content(&original));
+    assert!(original.same_content(&reordered));
+    let others = [
+        valid(
+            Change::new(ChangeId::random())
+                .grant(acct("alice"), item("wood"), qty(1))
+                .consume(acct("bob"), item("ore"), qty(2)),
+        ),
+        valid(base().with_kind(ChangeKind::Craft)),
+        valid(base().grant(acct("alice"), item("gold"), qty(1))),
+        valid(Change::new(id).grant(acct("alice"), item("wood"), qty(1))),
+        valid(
+            Change::new(id)
+                .grant(acct("alice"), item("wood"), qty(2))
+                .consume(acct("bob"), item("ore"), qty(2)),
+        ),
+        valid(
+            Change::new(id)
+                .grant(acct("carol"), item("wood"), qty(1))
+                .consume(acct("bob"), item("ore"), qty(2)),
+        ),
+        valid(
+            Change::new(id)
+                .consume(acct("alice"), item("wood"), qty(1))
+                .consume(acct("bob"), item("ore"), qty(2)),
+        ),
+    ];
+    for other in &others {
+        assert!(!original.same_content(other), "{other:?}");
+        assert!(!other.same_content(&original), "{other:?}");
+    }
+}

@@ -44,6 +44,7 @@ fn the_update_carries_guards_increments_and_the_change_id() {
         update.filter,
         doc! {
             "_id": "a:alice",
+            "u": "alice",
             "recent": { "$ne": entry.clone() },
             "items.wood": { "$gte": 4_i64 },
             "items.plank": { "$not": { "$gt": 999_999_999_998_i64 } },
@@ -53,7 +54,7 @@ fn the_update_carries_guards_increments_and_the_change_id() {
         update.update,
         doc! {
             "$inc": { "items.wood": -4_i64, "items.plank": 2_i64, "v": 1_i64 },
-            "$push": { "recent": { "$each": [entry], "$slice": -1024 } },
+            "$push": { "recent": { "$each": [entry], "$slice": -64 } },
         }
     );
     assert_eq!(
@@ -132,7 +133,10 @@ fn an_undo_retracts_the_entry_in_place_and_bumps_the_version() {
     let undo = undo_update(&owner, &change, Some(&doc))
         .expect("valid")
         .expect("something to undo");
-    assert_eq!(undo.filter, doc! { "_id": "a:alice", "v": 5_i64 });
+    assert_eq!(
+        undo.filter,
+        doc! { "_id": "a:alice", "u": "alice", "v": 5_i64 }
+    );
     let retracted = retracted_entry(id(1));
     assert_eq!(
         undo.update,
@@ -214,7 +218,10 @@ fn listed_documents_must_name_an_owner_of_the_user() {
 #[test]
 fn zero_cleanup_only_matches_a_zero_stack_and_keeps_the_version() {
     let (filter, update) = zero_cleanup(&alice(), &item("wood"));
-    assert_eq!(filter, doc! { "_id": "a:alice", "items.wood": 0_i64 });
+    assert_eq!(
+        filter,
+        doc! { "_id": "a:alice", "u": "alice", "items.wood": 0_i64 }
+    );
     assert_eq!(update, doc! { "$unset": { "items.wood": "" } });
 }
 
