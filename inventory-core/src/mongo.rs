@@ -468,6 +468,20 @@ impl MongoStore {
         ))
     }
 
+    /// What the journal answers for `change` when its id is taken: the
+    /// recorded event, a conflict, or, for a pending claim of the same
+    /// change, the claim finished; `None` if nothing is recorded (any more).
+    async fn answer_recorded(&self, change: &ValidChange) -> Result<Option<ApplyOutcome>, Error> {
+        match self.recorded(change.id()).await? {
+            Some(Recorded::Applied(entry)) => already_applied(&entry, change).map(Some),
+            Some(Recorded::Pending(claimed)) => {
+                conflict_unless_same(&claimed, change)?;
+                self.finish_claim(&claimed).await.map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
     /// What the journal holds for `id`.
     async fn recorded(&self, id: ChangeId) -> Result<Option<Recorded>, Error> {
         let docs = self
@@ -571,14 +585,10 @@ impl MongoStore {
                 }
                 Err(Abort::Failed(e)) => return Err(e),
             };
-            match self.recorded(change.id()).await? {
-                Some(Recorded::Applied(entry)) => return already_applied(&entry, change),
-                Some(Recorded::Pending(claimed)) => {
-                    // Left by the path without transactions on this database.
-                    conflict_unless_same(&claimed, change)?;
-                    return self.finish_claim(&claimed).await;
-                }
-                None => {}
+            // A pending claim here was left by the path without transactions
+            // on this database.
+            if let Some(answer) = self.answer_recorded(change).await? {
+                return Ok(answer);
             }
             // A duplicate whose entry is gone again: a claim released meanwhile.
             let Some(owner) = owner else { continue };
@@ -684,14 +694,10 @@ impl MongoStore {
                 Err(e) if is_duplicate_key(&e) => {}
                 Err(e) => return Err(backend(e)),
             }
-            match self.recorded(change.id()).await? {
-                Some(Recorded::Applied(entry)) => return already_applied(&entry, change),
-                Some(Recorded::Pending(claimed)) => {
-                    conflict_unless_same(&claimed, change)?;
-                    return self.finish_claim(&claimed).await;
-                }
-                // Released by a refused attempt since: claim it again.
-                None => {}
+            // Nothing recorded: released by a refused attempt since, so claim
+            // it again.
+            if let Some(answer) = self.answer_recorded(change).await? {
+                return Ok(answer);
             }
         }
         Err(lost_races(change))

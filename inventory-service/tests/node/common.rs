@@ -483,3 +483,25 @@ impl Proxy {
         }
     }
 }
+
+/// The `inventory-service` binary listening on a free loopback port, its
+/// SQLite file in `dir`, with the tests' secrets, none of the environment's
+/// servers or descriptor settings, and `args`.
+pub fn node_command(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_inventory-service"));
+    command
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--sqlite-path")
+        .arg(dir.join("inventory.db"))
+        .args(args)
+        .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
+        .env(
+            "INVENTORY_JWT_SECRET",
+            String::from_utf8_lossy(JWT_SECRET).as_ref(),
+        )
+        .env_remove("REDIS_URL")
+        .env_remove("MONGODB_URI")
+        .env_remove("INVENTORY_DESCRIPTOR_URL")
+        .env_remove("INVENTORY_DESCRIPTOR_SQLITE_PATH");
+    command
+}

@@ -3,26 +3,11 @@
 
 use std::process::Command;
 
-use crate::common::{JWT_SECRET, SERVICE_TOKEN};
+use crate::common::node_command;
 
-/// The `inventory-service` binary over files in `dir`, with the tests'
-/// secrets and none of the environment's servers, plus `env`.
 fn node(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_inventory-service"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--sqlite-path")
-        .arg(dir.join("inventory.db"))
-        .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
-        .env(
-            "INVENTORY_JWT_SECRET",
-            String::from_utf8_lossy(JWT_SECRET).as_ref(),
-        )
-        .env_remove("REDIS_URL")
-        .env_remove("MONGODB_URI")
-        .env_remove("INVENTORY_DESCRIPTOR_URL")
-        .env_remove("INVENTORY_DESCRIPTOR_SQLITE_PATH")
-        .envs(env.iter().copied());
+    let mut command = node_command(dir, &[]);
+    command.envs(env.iter().copied());
     command
 }
 

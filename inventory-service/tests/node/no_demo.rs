@@ -1,7 +1,6 @@
 //! The node has no demo (it lives in `inventory-demo`): none of the demo's
 //! routes answer, through the router or from the binary, whatever the mode.
 
-use std::process::Command;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -11,7 +10,7 @@ use inventory_service::{BusChoice, app};
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::common::{JWT_SECRET, SERVICE_TOKEN, state_builder};
+use crate::common::{node_command, state_builder};
 
 #[tokio::test]
 async fn nothing_of_the_demo_is_served_without_it() {
@@ -43,26 +42,6 @@ async fn nothing_of_the_demo_is_served_without_it() {
     }
 }
 
-/// The `inventory-service` binary on a loopback port over files in a temp
-/// dir, with the tests' secrets and none of the environment's servers.
-fn node_process(dir: &std::path::Path, args: &[&str]) -> testkit::NodeProcess {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_inventory-service"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--sqlite-path")
-        .arg(dir.join("inventory.db"))
-        .args(args)
-        .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
-        .env(
-            "INVENTORY_JWT_SECRET",
-            String::from_utf8_lossy(JWT_SECRET).as_ref(),
-        )
-        .env_remove("REDIS_URL")
-        .env_remove("MONGODB_URI")
-        .env_remove("INVENTORY_DESCRIPTOR_URL");
-    testkit::NodeProcess::spawn(command)
-}
-
 #[tokio::test]
 async fn the_node_binary_has_no_demo_routes_in_any_mode() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +51,7 @@ async fn the_node_binary_has_no_demo_routes_in_any_mode() {
         &embedded[..],
         &["--descriptor-url", "http://127.0.0.1:9"][..],
     ] {
-        let node = node_process(dir.path(), args);
+        let node = testkit::NodeProcess::spawn(node_command(dir.path(), args));
         let client = reqwest::Client::new();
         for (method, path) in [("GET", "/"), ("POST", "/demo/login")] {
             let mut request =
