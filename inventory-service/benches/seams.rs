@@ -172,26 +172,29 @@ impl Drop for Subscription {
     }
 }
 
-/// Subscribes `inv:*`, subscribed when this returns.
-async fn subscribe(redis_url: &str) -> Subscription {
+/// Subscribes `inv:*`, subscribed when this returns; with `record`, keeps
+/// every event, else only counts them (as light as a subscriber gets, for
+/// the rate figure).
+async fn subscribe(redis_url: &str, record: bool) -> Subscription {
     let client = redis::Client::open(redis_url).expect("a Redis URL");
     let mut pubsub = client.get_async_pubsub().await.expect("a subscriber");
     pubsub.psubscribe("inv:*").await.expect("PSUBSCRIBE");
     let seen = Seen::default();
-    let record = seen.clone();
+    let into = seen.clone();
     let task = tokio::spawn(async move {
         let mut messages = pubsub.into_on_message();
         while let Some(message) = messages.next().await {
-            let event: ChangeEvent =
-                serde_json::from_slice(message.get_payload_bytes()).expect("an event");
-            record
-                .events
-                .lock()
-                .unwrap()
-                .entry(event.change_id)
-                .or_default()
-                .push(event);
-            record.count.fetch_add(1, Ordering::Relaxed);
+            if record {
+                let event: ChangeEvent =
+                    serde_json::from_slice(message.get_payload_bytes()).expect("an event");
+                into.events
+                    .lock()
+                    .unwrap()
+                    .entry(event.change_id)
+                    .or_default()
+                    .push(event);
+            }
+            into.count.fetch_add(1, Ordering::Relaxed);
         }
     });
     Subscription { seen, task }
@@ -277,7 +280,7 @@ async fn figures_2_and_3(redis_server: &RedisServer, dir: &Path) -> [Goal; 2] {
     let files = dir.join("kill");
     std::fs::create_dir_all(&files).expect("a dir");
     let url = redis_server.url();
-    let subscription = subscribe(&url).await;
+    let subscription = subscribe(&url, true).await;
     let seen = &subscription.seen;
     let mut node = NodeProcess::spawn(node_command(&files, &url));
     let load = tokio::spawn(load_until_killed(node.base().to_owned()));
@@ -461,7 +464,7 @@ async fn outbox_run(dir: &Path, name: &str, redis_url: &str) -> (u64, Duration, 
     let owner = OwnerId::account(UserId::parse("bench").expect("id"));
     let item = ItemId::parse("ore").expect("id");
     let store = stocked_store(dir, name, &owner, &item).await;
-    let subscription = subscribe(redis_url).await;
+    let subscription = subscribe(redis_url, false).await;
     let seen = &subscription.seen;
     let (bus, _messages) = RedisBus::connect(RedisBusConfig::new(redis_url))
         .await
