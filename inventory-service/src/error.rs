@@ -46,7 +46,7 @@ impl ApiError {
     pub fn decode_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Self> {
         let deserializer = &mut serde_json::Deserializer::from_slice(body);
         serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let field = match err.path().iter().last() {
+            let field = match err.path().iter().next_back() {
                 Some(serde_path_to_error::Segment::Map { key }) => key.as_str(),
                 _ => "",
             };
