@@ -93,6 +93,13 @@ const BENCHES: &[Bench] = &[
         features: &[],
         needs_wasm_bundle: false,
     },
+    Bench {
+        name: "seams",
+        package: "inventory-service",
+        target: "seams",
+        features: &[],
+        needs_wasm_bundle: false,
+    },
 ];
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod cluster;
 mod common;
 mod config;
+mod crash;
 mod edge;
 mod gameplay;
 mod no_demo;
