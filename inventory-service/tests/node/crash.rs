@@ -12,7 +12,7 @@ use futures::StreamExt;
 use protocol::{ChangeEvent, ChangeId};
 use serde_json::json;
 
-use crate::common::{JWT_SECRET, SERVICE_TOKEN};
+use crate::common::{SERVICE_TOKEN, node_command};
 
 const CALLERS: usize = 8;
 const CHANGES_PER_CALLER: usize = 30;
@@ -20,20 +20,8 @@ const CHANGES_PER_CALLER: usize = 30;
 /// The `inventory-service` binary over `dir/inventory.db`, publishing on
 /// `redis_url`.
 fn node(dir: &Path, redis_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_inventory-service"));
-    command
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--sqlite-path")
-        .arg(dir.join("inventory.db"))
-        .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
-        .env(
-            "INVENTORY_JWT_SECRET",
-            String::from_utf8_lossy(JWT_SECRET).as_ref(),
-        )
-        .env("REDIS_URL", redis_url)
-        .env_remove("MONGODB_URI")
-        .env_remove("INVENTORY_DESCRIPTOR_URL")
-        .env_remove("INVENTORY_DESCRIPTOR_SQLITE_PATH");
+    let mut command = node_command(dir, &[]);
+    command.env("REDIS_URL", redis_url);
     command
 }
 
