@@ -15,11 +15,12 @@
 //! | route | who | what |
 //! |---|---|---|
 //! | `GET /v1/ws` | game clients | the client WebSocket (`protocol::ClientMessage` / `ServerMessage`) |
-//! | `POST /v1/changes` | game servers | apply a change (idempotent by change id) |
+//! | `POST /v1/changes` | game servers | apply a change (idempotent by change id; the same id with other content is `change_conflict`) |
+//! | `GET /v1/changes/{id}` | game servers | the recorded event of an applied change, or `unknown_change` |
 //! | `GET /v1/owners/{owner}`, `GET /v1/users/{user}` | game servers | read inventories |
 //! | `POST`/`DELETE /v1/zones/{zone}/players/{user}` | game servers | join / leave a zone |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operators | liveness, readiness, Prometheus |
-//! | anything else | | the fallback router, if any: in the embedded mode, the descriptor service (`/v1/descriptors…`) |
+//! | anything else | | the fallback router: in the embedded mode, the descriptor service (`/v1/descriptors…`); else a JSON `not_found` |
 //!
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
