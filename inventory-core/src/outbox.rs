@@ -14,12 +14,13 @@
 //! applied change is published at least once, in order per player, whatever
 //! happens to the bus or the process.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::future::join_all;
 use protocol::{ChangeEvent, UserId};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -243,21 +244,20 @@ impl Relay {
                 Err(e) => {
                     read_failures = read_failures.saturating_add(1);
                     tracing::warn!(error = %e, "cannot read the outbox; trying again");
-                    if self.pause(self.retry_delay(read_failures)).await {
+                    let delay = self.retry_delay(read_failures);
+                    if pause(&mut self.stopped, delay).await {
                         continue;
                     }
                     break;
                 }
             };
             let caught_up = entries.len() < self.config.batch;
-            let mut interrupted = false;
-            for entry in entries {
-                if !self.publish(&entry.event).await {
-                    interrupted = true;
-                    break;
-                }
-                cursor = Some(entry.position.clone());
-                unmarked = Some(entry.position);
+            // A batch interrupted by the stop counts as not published at all:
+            // the next start publishes it again (consumers discard repeats).
+            let interrupted = !self.publish_batch(&entries).await;
+            if !interrupted && let Some(last) = entries.last() {
+                cursor = Some(last.position.clone());
+                unmarked = Some(last.position.clone());
             }
             let stopping = interrupted || (*self.stopped.borrow() && caught_up);
             if let Some(position) = &unmarked
@@ -291,34 +291,54 @@ impl Relay {
         }
     }
 
-    /// Publishes `event` on each of its players' channels, retrying with
-    /// backoff until every publish went through; `false` if the relay was
-    /// stopped meanwhile. A partial success is published again whole:
-    /// consumers discard repeats.
-    async fn publish(&mut self, event: &ChangeEvent) -> bool {
-        let users: BTreeSet<&UserId> = event.owners.iter().map(|o| o.owner.user()).collect();
-        let mut failures = 0u32;
-        loop {
-            let mut failed = None;
-            for user in &users {
+    /// Publishes a batch: each player's events in commit order, the players'
+    /// queues side by side, so that publishes pipeline on the connection and
+    /// a channel that fails holds up only its own player. Each publish is
+    /// retried with backoff until it goes through, before that player's later
+    /// events; `false` if the relay was stopped before all went through.
+    async fn publish_batch(&self, entries: &[OutboxEntry]) -> bool {
+        let mut queues: BTreeMap<&UserId, Vec<&ChangeEvent>> = BTreeMap::new();
+        for entry in entries {
+            let users: BTreeSet<&UserId> =
+                entry.event.owners.iter().map(|o| o.owner.user()).collect();
+            for user in users {
+                queues.entry(user).or_default().push(&entry.event);
+            }
+        }
+        join_all(
+            queues
+                .into_iter()
+                .map(|(user, events)| self.publish_in_order(user, events)),
+        )
+        .await
+        .into_iter()
+        .all(|published| published)
+    }
+
+    /// Publishes `events` on `user`'s channel one after the other, each
+    /// retried until it goes through; `false` if the relay was stopped first.
+    async fn publish_in_order(&self, user: &UserId, events: Vec<&ChangeEvent>) -> bool {
+        let mut stopped = self.stopped.clone();
+        for event in events {
+            let mut failures = 0u32;
+            loop {
                 match self.bus.publish(user, event).await {
-                    Ok(()) => self.metrics.add_published(1),
-                    Err(e) => {
-                        self.metrics.add_publish_failures(1);
-                        failed = Some(e);
+                    Ok(()) => {
+                        self.metrics.add_published(1);
                         break;
+                    }
+                    Err(error) => {
+                        self.metrics.add_publish_failures(1);
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(change = %event.change_id, %user, %error, failures, "publish failed; the relay retries it before this player's later changes");
+                        if !pause(&mut stopped, self.retry_delay(failures)).await {
+                            return false;
+                        }
                     }
                 }
             }
-            let Some(error) = failed else {
-                return true;
-            };
-            failures = failures.saturating_add(1);
-            tracing::warn!(change = %event.change_id, %error, failures, "publish failed; the relay retries it before any later change");
-            if !self.pause(self.retry_delay(failures)).await {
-                return false;
-            }
         }
+        true
     }
 
     /// The delay before retry number `n`: exponential with jitter, capped.
@@ -332,12 +352,12 @@ impl Relay {
             .nth(n.saturating_sub(1) as usize)
             .unwrap_or(self.config.max_retry_delay)
     }
+}
 
-    /// Sleeps `delay`; `false` if the relay is stopped meanwhile.
-    async fn pause(&mut self, delay: Duration) -> bool {
-        tokio::select! {
-            () = tokio::time::sleep(delay) => !*self.stopped.borrow(),
-            _ = self.stopped.changed() => false,
-        }
+/// Sleeps `delay`; `false` if the relay is stopped meanwhile.
+async fn pause(stopped: &mut watch::Receiver<bool>, delay: Duration) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => !*stopped.borrow(),
+        _ = stopped.changed() => false,
     }
 }
