@@ -1071,6 +1071,9 @@ pub async fn outbox_mark_moves_the_start_forward_only(store: &dyn InventoryStore
     let outbox = outbox_of(store);
     let a = fresh_account("outbox-mark");
     let first = applied_event(store, &grant(&a, "wood", 1)).await;
+    // Between the older mark and the newer one: listed again only if the
+    // older mark moved the start back.
+    let middle = applied_event(store, &grant(&a, "stone", 1)).await;
     let all = outbox_to_end(outbox, None).await;
     let first_position = all
         .iter()
@@ -1091,5 +1094,9 @@ pub async fn outbox_mark_moves_the_start_forward_only(store: &dyn InventoryStore
         .map(|e| e.event)
         .collect();
     assert!(!from_mark.contains(&first), "{from_mark:?}");
+    assert!(
+        !from_mark.contains(&middle),
+        "the mark moved back: {from_mark:?}"
+    );
     assert!(from_mark.contains(&second), "{from_mark:?}");
 }

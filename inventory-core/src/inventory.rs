@@ -52,6 +52,7 @@ pub struct Inventory {
     store: Arc<dyn InventoryStore>,
     bus: Option<Arc<dyn EventBus>>,
     relay: Option<Arc<Mutex<Option<OutboxRelay>>>>,
+    relay_config: RelayConfig,
     metrics: PropagationMetrics,
 }
 
@@ -75,13 +76,14 @@ impl Inventory {
             store,
             bus: None,
             relay: None,
+            relay_config: RelayConfig::default(),
             metrics: PropagationMetrics::new(),
         }
     }
 
     /// Publishes every applied change on `bus`: through an [`OutboxRelay`]
     /// started now if the store has an outbox (needs a Tokio runtime), else
-    /// inline. Set the metrics first: the relay counts in them.
+    /// inline.
     #[must_use]
     pub fn with_bus(self, bus: impl EventBus) -> Self {
         self.with_relay(bus, RelayConfig::default())
@@ -90,23 +92,37 @@ impl Inventory {
     /// Like [`with_bus`](Self::with_bus), with the relay's settings.
     #[must_use]
     pub fn with_relay(mut self, bus: impl EventBus, config: RelayConfig) -> Self {
-        let bus: Arc<dyn EventBus> = Arc::new(bus);
-        let relay = OutboxRelay::start(
-            Arc::clone(&self.store),
-            Arc::clone(&bus),
-            self.metrics.clone(),
-            config,
-        );
-        self.relay = relay.map(|relay| Arc::new(Mutex::new(Some(relay))));
-        self.bus = Some(bus);
+        self.bus = Some(Arc::new(bus));
+        self.relay_config = config;
+        self.start_relay();
         self
     }
 
-    /// Counts publishes in `metrics` (shared with a hub, say).
+    /// Counts publishes in `metrics` (shared with a hub, say), the relay's
+    /// too: a relay already started is started again over them.
     #[must_use]
     pub fn with_metrics(mut self, metrics: PropagationMetrics) -> Self {
         self.metrics = metrics;
+        if self.relay.is_some() {
+            self.start_relay();
+        }
         self
+    }
+
+    /// Starts the outbox relay over the bus and metrics now set, replacing
+    /// any relay this facade started (no clone exists yet: the builders take
+    /// `self`).
+    fn start_relay(&mut self) {
+        let Some(bus) = &self.bus else {
+            return;
+        };
+        self.relay = OutboxRelay::start(
+            Arc::clone(&self.store),
+            Arc::clone(bus),
+            self.metrics.clone(),
+            self.relay_config,
+        )
+        .map(|relay| Arc::new(Mutex::new(Some(relay))));
     }
 
     /// Publishes what the outbox relay has pending and stops it, waiting at
@@ -182,5 +198,39 @@ impl Inventory {
     /// Every owner of a user.
     pub async fn load_user(&self, user: &UserId) -> Result<Vec<OwnerSnapshot>, Error> {
         self.store.load_user(user).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use protocol::{ItemId, Quantity};
+
+    use super::*;
+    use crate::{LocalBus, MemoryStore};
+
+    /// The relay counts in the facade's metrics whichever builder came
+    /// first.
+    #[tokio::test]
+    async fn the_relay_counts_in_metrics_set_after_the_bus() {
+        let metrics = PropagationMetrics::new();
+        let (connection, _receiver) = LocalBus::new().connect();
+        let inventory = Inventory::new(MemoryStore::new())
+            .with_bus(connection)
+            .with_metrics(metrics.clone());
+        let alice = OwnerId::account(UserId::parse("alice").unwrap());
+        let change = Change::new(ChangeId::random()).grant(
+            alice,
+            ItemId::parse("wood").unwrap(),
+            Quantity::new(1).unwrap(),
+        );
+        inventory.apply(change).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metrics.snapshot().published < 1 {
+            assert!(Instant::now() < deadline, "{:?}", metrics.snapshot());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(inventory.metrics().snapshot().published, 1);
     }
 }

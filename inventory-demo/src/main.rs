@@ -76,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "inventory node listening");
     tracing::info!("the live page: http://{address}/");
+    let inventory = state.inventory().clone();
     inventory_service::serve(listener, router, state, inventory_service::stop_signal()).await?;
+    inventory.close(inventory_service::DRAIN_TIMEOUT).await;
     Ok(())
 }

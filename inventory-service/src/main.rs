@@ -22,6 +22,10 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "inventory node listening");
+    let inventory = state.inventory().clone();
     inventory_service::run(listener, state, inventory_service::stop_signal()).await?;
+    // The relay this process started publishes what is pending and moves its
+    // mark; what it cannot, the next start publishes.
+    inventory.close(inventory_service::DRAIN_TIMEOUT).await;
     Ok(())
 }
