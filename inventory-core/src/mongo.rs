@@ -67,6 +67,17 @@
 //!   (update, then a separate journal insert: two flushes), it saves a flush
 //!   and costs one more round trip (the `commitTransaction`).
 //!
+//! # Publishing: the journal's change stream
+//!
+//! On a replica set the store is its own [`Outbox`](crate::Outbox): the
+//! inserts into the journal collection, read through a change stream, are the
+//! applied changes in commit order, and nothing more is written per change.
+//! The durable mark and a publishing lease (one store instance in the
+//! deployment publishes every node's changes; another takes over after it
+//! dies) live in `<collection>_outbox`; see `outbox.rs`. A standalone server
+//! has no change streams: there the store has no outbox, and the facade
+//! publishes inline after each change.
+//!
 //! # Standalone server: claim, apply, mark
 //!
 //! 1. **Claim**: insert `{_id, c, s: "pending"}`. On E11000 read the entry:
@@ -131,6 +142,7 @@
 mod database;
 mod document;
 mod locks;
+mod outbox;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,7 +169,8 @@ use self::document::{
     read_recorded, skeleton, snapshot, touched_projection, undo_update, zero_cleanup,
 };
 use self::locks::OwnerLocks;
-use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, OwnerRecord, StoreScan};
+use self::outbox::ChangeFeed;
+use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OwnerRecord, StoreScan};
 
 /// How many times a change that lost a race to a concurrent change (an
 /// update matched nothing, yet no guard fails and the change is not applied;
@@ -189,6 +202,7 @@ pub struct MongoConfig {
     max_pool_size: u32,
     busy_timeout: Duration,
     operation_timeout: Duration,
+    relay_lease: Duration,
     command_events: Option<EventHandler<CommandEvent>>,
 }
 
@@ -196,7 +210,8 @@ impl MongoConfig {
     /// The deployment at `uri` (a MongoDB connection string), database
     /// `inventory`, collection `inventories`, transactions if the deployment
     /// supports them, a pool of 64 connections (unless the URI sets
-    /// `maxPoolSize`), 5 s for a free connection and 10 s per operation.
+    /// `maxPoolSize`), 5 s for a free connection and 10 s per operation, a
+    /// 3 s publishing lease.
     pub fn new(uri: impl Into<String>) -> Self {
         Self {
             uri: uri.into(),
@@ -206,6 +221,7 @@ impl MongoConfig {
             max_pool_size: DEFAULT_MAX_POOL_SIZE,
             busy_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
+            relay_lease: Duration::from_secs(3),
             command_events: None,
         }
     }
@@ -267,6 +283,15 @@ impl MongoConfig {
         self
     }
 
+    /// How long the store instance whose relays publish the deployment's
+    /// changes (see the outbox in the module docs) holds that role without
+    /// renewing it: when its node dies, publishing pauses this long at most
+    /// before another node takes over (default 3 s).
+    pub fn with_relay_lease(mut self, lease: Duration) -> Self {
+        self.relay_lease = lease;
+        self
+    }
+
     /// Sees every command the driver sends (the driver's command monitoring),
     /// for tracing and for tests.
     pub fn with_command_events(mut self, handler: EventHandler<CommandEvent>) -> Self {
@@ -297,6 +322,8 @@ pub struct MongoStore {
 struct Inner {
     db: Box<dyn Database>,
     transactions: bool,
+    /// The outbox, on a deployment with change streams (transactions).
+    feed: Option<ChangeFeed>,
     permits: Semaphore,
     owners: OwnerLocks,
     busy_timeout: Duration,
@@ -352,7 +379,14 @@ impl MongoStore {
     /// a standalone server does not), unless the config forces it.
     pub async fn connect(config: MongoConfig) -> Result<Self, Error> {
         let (driver, transactions, permits) = Self::driver(&config).await?;
-        Ok(Self::on(Box::new(driver), transactions, permits, &config))
+        let feed = Self::feed(&driver, transactions, &config).await?;
+        Ok(Self::on(
+            Box::new(driver),
+            transactions,
+            feed,
+            permits,
+            &config,
+        ))
     }
 
     /// Like [`connect`](Self::connect), but every database operation goes
@@ -363,8 +397,39 @@ impl MongoStore {
         faults: FaultInjector,
     ) -> Result<Self, Error> {
         let (inner, transactions, permits) = Self::driver(&config).await?;
+        let feed = Self::feed(&inner, transactions, &config).await?;
         let faulty = database::Faulty { inner, faults };
-        Ok(Self::on(Box::new(faulty), transactions, permits, &config))
+        Ok(Self::on(
+            Box::new(faulty),
+            transactions,
+            feed,
+            permits,
+            &config,
+        ))
+    }
+
+    /// The outbox over the journal's change stream, where the deployment has
+    /// change streams (a replica set or a sharded cluster: the deployments
+    /// with transactions).
+    async fn feed(
+        driver: &Driver,
+        transactions: bool,
+        config: &MongoConfig,
+    ) -> Result<Option<ChangeFeed>, Error> {
+        if !transactions {
+            tracing::warn!(
+                "a MongoDB server without transactions has no change streams: changes are published inline, and an event can be lost if the node dies between a commit and its publish; use a replica set"
+            );
+            return Ok(None);
+        }
+        ChangeFeed::open(
+            driver.client(),
+            &config.database,
+            &config.collection,
+            config.relay_lease,
+        )
+        .await
+        .map(Some)
     }
 
     async fn driver(config: &MongoConfig) -> Result<(Driver, bool, usize), Error> {
@@ -416,11 +481,18 @@ impl MongoStore {
         Ok((driver, transactions, permits))
     }
 
-    fn on(db: Box<dyn Database>, transactions: bool, permits: usize, config: &MongoConfig) -> Self {
+    fn on(
+        db: Box<dyn Database>,
+        transactions: bool,
+        feed: Option<ChangeFeed>,
+        permits: usize,
+        config: &MongoConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 transactions,
+                feed,
                 permits: Semaphore::new(permits),
                 owners: OwnerLocks::new(),
                 busy_timeout: config.busy_timeout,
@@ -926,7 +998,11 @@ impl InventoryStore for MongoStore {
         .map_err(|_| self.busy())?;
         let _permit = self.permit().await?;
         if self.inner.transactions {
-            self.apply_in_transaction(change).await
+            let outcome = self.apply_in_transaction(change).await;
+            if let (Ok(ApplyOutcome::Applied(_)), Some(feed)) = (&outcome, &self.inner.feed) {
+                feed.notify();
+            }
+            outcome
         } else {
             self.apply_with_claim(change).await
         }
@@ -977,6 +1053,12 @@ impl InventoryStore for MongoStore {
                     .then(|| ChangeEvent::from_applied(&change, &versions)))
             }
         }
+    }
+
+    /// The journal's change stream on a replica set; none on a standalone
+    /// server.
+    fn outbox(&self) -> Option<&dyn Outbox> {
+        self.inner.feed.as_ref().map(|feed| feed as &dyn Outbox)
     }
 }
 

@@ -83,6 +83,11 @@ pub struct OutboxEntry {
 /// - **A wake-up.** [`signal`](Self::signal) is notified (`notify_waiters`)
 ///   after changes were applied through this store instance, so a relay need
 ///   not poll; a relay still polls now and then for writers elsewhere.
+/// - **Waiting for news** (optional): an outbox shared by several processes
+///   that learns of their changes only by reading (MongoDB's change stream)
+///   says so with [`waits_for_news`](Self::waits_for_news); its reads then
+///   wait a short, bounded time for changes when none is pending, and a
+///   relay reads again at once instead of waiting for a signal.
 /// - **One relay per store.** Two relays over one store each publish every
 ///   change (harmless: consumers discard repeats) and race on the mark.
 #[async_trait]
@@ -100,6 +105,12 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Notified after changes were applied through this store instance.
     fn signal(&self) -> Arc<Notify>;
+
+    /// Whether [`read_after`](Self::read_after) itself waits briefly for
+    /// changes when none is pending (default: no).
+    fn waits_for_news(&self) -> bool {
+        false
+    }
 }
 
 /// How a relay reads, retries and marks.
@@ -274,7 +285,7 @@ impl Relay {
             if stopping {
                 break;
             }
-            if caught_up {
+            if caught_up && !outbox.waits_for_news() {
                 // Nothing left to read: wait for news, for the mark's turn if
                 // it is late, or for the poll.
                 let wait = if unmarked.is_some() {

@@ -278,12 +278,44 @@ mod redis {
     #[cfg(feature = "sqlite")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn the_outbox_publishes_in_order_what_a_redis_outage_held_back() {
+        let (store, _dir) = sqlite_store();
+        redis_outage(store).await;
+    }
+
+    /// The same on a MongoDB replica set, whose outbox is the journal's
+    /// change stream.
+    #[cfg(feature = "mongodb")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_mongodb_outbox_publishes_in_order_what_a_redis_outage_held_back() {
+        redis_outage(mongo_store().await).await;
+    }
+
+    /// Three nodes over one MongoDB replica set: every node's store reads
+    /// the same journal, one of them publishes.
+    #[cfg(feature = "mongodb")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn three_nodes_converge_on_mongodb() {
+        let server = RedisServer::start();
+        convergence(mongo_store().await, fabric(&server)).await;
+    }
+
+    #[cfg(feature = "mongodb")]
+    async fn mongo_store() -> Arc<dyn InventoryStore> {
+        let config = inventory_core::MongoConfig::new(testkit::mongodb_uri())
+            .with_database(testkit::unique_name("propagation"));
+        Arc::new(
+            inventory_core::MongoStore::connect(config)
+                .await
+                .expect("connect to the replica set"),
+        )
+    }
+
+    async fn redis_outage(store: Arc<dyn InventoryStore>) {
         use inventory_core::{
             Inventory, PropagationMetrics, RedisBus, RedisBusConfig, RelayConfig,
         };
 
         let mut server = RedisServer::start();
-        let (store, _dir) = sqlite_store();
         let (bus, _receiver) = RedisBus::connect(RedisBusConfig::new(server.url()))
             .await
             .expect("bus");

@@ -36,6 +36,16 @@ mod mongo_common {
         MongoConfig::new(uri).with_database(database())
     }
 
+    /// A replica-set store on a collection of its own, so that its outbox
+    /// (whose publishing lease is per collection) is its alone.
+    pub async fn replica_set_alone() -> MongoStore {
+        MongoStore::connect(
+            config(testkit::mongodb_uri()).with_collection(testkit::unique_name("owners")),
+        )
+        .await
+        .expect("connect to the replica set")
+    }
+
     pub async fn replica_set() -> MongoStore {
         let store = MongoStore::connect(config(testkit::mongodb_uri()))
             .await
@@ -77,12 +87,20 @@ mod mongo_common {
 mod mongo_replica_set {
     inventory_core::store_conformance_tests!(crate::mongo_common::replica_set().await);
 
+    mod outbox {
+        inventory_core::outbox_conformance_tests!(crate::mongo_common::replica_set_alone().await);
+    }
+
     mod scan {
         inventory_core::scan_conformance_tests!(
             crate::mongo_common::for_scans(testkit::mongodb_uri()).await
         );
     }
 }
+
+#[cfg(feature = "mongodb")]
+#[path = "store/mongo_outbox.rs"]
+mod mongo_outbox;
 
 #[cfg(feature = "mongodb")]
 mod mongo_standalone {

@@ -22,11 +22,16 @@ pub struct Config {
     pub sqlite_path: PathBuf,
 
     /// MongoDB connection string (`mongodb://` or `mongodb+srv://`): the
-    /// store is then MongoDB (database `inventory`) instead of SQLite. A
+    /// store is then MongoDB (database `--mongodb-database`) instead of SQLite. A
     /// build without the `mongodb` feature (on by default) refuses to start
     /// with it rather than ignore it.
     #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
     pub mongodb_uri: Option<String>,
+
+    /// The MongoDB database of the store (with `--mongodb-uri`): nodes that
+    /// share one are one deployment.
+    #[arg(long, env = "MONGODB_DATABASE", default_value = "inventory")]
+    pub mongodb_database: String,
 
     /// Redis URL for the propagation bus; without it, an in-process bus (a
     /// single node).

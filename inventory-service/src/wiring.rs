@@ -136,12 +136,14 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
 async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, StartError> {
     #[cfg(feature = "mongodb")]
     if let Some(uri) = &config.mongodb_uri {
-        let store = inventory_core::MongoStore::connect(inventory_core::MongoConfig::new(uri))
-            .await
-            .map_err(|source| StartError::Store {
-                what: "connecting to MONGODB_URI".to_owned(),
-                source,
-            })?;
+        let store = inventory_core::MongoStore::connect(
+            inventory_core::MongoConfig::new(uri).with_database(&config.mongodb_database),
+        )
+        .await
+        .map_err(|source| StartError::Store {
+            what: "connecting to MONGODB_URI".to_owned(),
+            source,
+        })?;
         tracing::info!("store: MongoDB");
         return Ok(Arc::new(store));
     }

@@ -1,6 +1,8 @@
 //! The node binary SIGKILLed right after acknowledged commits: after a
-//! restart on the same files, every acknowledged change's event reaches a
-//! Redis subscriber (the outbox publishes what the killed node had not).
+//! restart on the same store, every acknowledged change's event reaches a
+//! Redis subscriber (the outbox publishes what the killed node had not): on
+//! SQLite (the journal) and on a MongoDB replica set (the journal's change
+//! stream, the publishing lease taken over by the restarted node).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,6 +24,15 @@ const CHANGES_PER_CALLER: usize = 30;
 fn node(dir: &Path, redis_url: &str) -> Command {
     let mut command = node_command(dir, &[]);
     command.env("REDIS_URL", redis_url);
+    command
+}
+
+/// The same over a database of its own on the test MongoDB replica set.
+fn mongo_node(dir: &Path, redis_url: &str, database: &str) -> Command {
+    let mut command = node(dir, redis_url);
+    command
+        .env("MONGODB_URI", testkit::mongodb_uri())
+        .env("MONGODB_DATABASE", database);
     command
 }
 
@@ -49,6 +60,18 @@ async fn subscribe(redis_url: &str) -> Arc<Mutex<HashMap<ChangeId, Vec<ChangeEve
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_acknowledged_change_is_published_after_a_sigkill() {
+    sigkill_after_commits(node).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_acknowledged_change_is_published_after_a_sigkill_on_mongodb() {
+    let database = testkit::unique_name("crash");
+    sigkill_after_commits(|dir, url| mongo_node(dir, url, &database)).await;
+}
+
+/// Acknowledged changes from several callers, a SIGKILL right after the last
+/// acknowledgement, a node started again by `node` on the same store.
+async fn sigkill_after_commits(node: impl Fn(&Path, &str) -> Command) {
     let redis_server = testkit::RedisServer::start();
     let url = redis_server.url();
     let dir = tempfile::tempdir().unwrap();
