@@ -14,7 +14,10 @@
 use clap::Parser;
 use examples::world::{self, EconomyConfig, WorldConfig};
 
-/// Run a world and audit it.
+/// Run a world and audit it: chaos, the economy and the audit. It runs
+/// every part in one process, so its latencies are not a capacity figure:
+/// capacity is measured by `loadgen` (separate processes beside node
+/// processes; `cargo xtask bench capacity`).
 #[derive(Debug, Parser)]
 struct Args {
     #[command(flatten)]

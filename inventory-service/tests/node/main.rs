@@ -6,4 +6,5 @@ mod config;
 mod crash;
 mod edge;
 mod gameplay;
+mod loadgen;
 mod no_demo;
