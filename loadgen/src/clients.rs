@@ -33,8 +33,10 @@ pub struct ClientsConfig {
     pub prefix: String,
     /// The first player's number.
     pub first: u64,
-    /// How many players (one session each).
+    /// How many players.
     pub players: u64,
+    /// Sessions per player (a player on several devices; default 1).
+    pub sessions_per_player: u64,
     /// Sessions opened per second while ramping up.
     pub connect_rate: u64,
     /// How long the sessions stay after the last one was welcomed.
@@ -88,17 +90,19 @@ pub async fn run(config: ClientsConfig, ready: impl FnOnce(u64)) -> anyhow::Resu
     for n in config.first..config.first + config.players {
         let user = player(&config.prefix, n);
         let token = token(&config.jwt_secret, &user, ttl)?;
-        tasks.push(tokio::spawn(session(
-            Arc::clone(&shared),
-            token,
-            stopped.clone(),
-        )));
-        next += gap;
-        tokio::time::sleep_until(next).await;
+        for _ in 0..config.sessions_per_player.max(1) {
+            tasks.push(tokio::spawn(session(
+                Arc::clone(&shared),
+                token.clone(),
+                stopped.clone(),
+            )));
+            next += gap;
+            tokio::time::sleep_until(next).await;
+        }
     }
+    let sessions = config.players * config.sessions_per_player.max(1);
     let ramp_deadline = Instant::now() + Duration::from_secs(60);
-    while shared.welcomed.load(Ordering::Relaxed) < config.players && Instant::now() < ramp_deadline
-    {
+    while shared.welcomed.load(Ordering::Relaxed) < sessions && Instant::now() < ramp_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     ready(shared.welcomed.load(Ordering::Relaxed));

@@ -37,6 +37,9 @@ enum Command {
         /// Sessions opened per second while ramping up.
         #[arg(long, default_value_t = 1000)]
         connect_rate: u64,
+        /// Sessions per player (a player on several devices).
+        #[arg(long, default_value_t = 1)]
+        sessions_per_player: u64,
         /// Seconds to hold the sessions once all are welcomed.
         #[arg(long, default_value_t = 60)]
         hold: u64,
@@ -121,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
             jwt_secret,
             players,
             connect_rate,
+            sessions_per_player,
             hold,
             keep_versions,
             report,
@@ -134,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
                 prefix: players.prefix,
                 first: players.first,
                 players: players.players,
+                sessions_per_player,
                 connect_rate,
                 hold: Duration::from_secs(hold),
                 keep_versions,

@@ -104,12 +104,12 @@ impl Node {
         Ok(UserId::parse(player(&self.config.prefix, n))?)
     }
 
-    /// A fresh stamped change id.
-    fn id(&self) -> ChangeId {
+    /// A fresh change id stamped with `micros` (since the Unix epoch).
+    fn id_at(&self, micros: u64) -> ChangeId {
         let random = self
             .random
             .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-        stamp::stamped(stamp::now_micros(), random)
+        stamp::stamped(micros, random)
     }
 
     /// Posts a change; counts its outcome; whether it was applied.
@@ -177,8 +177,11 @@ impl Node {
         Quantity::new(n).unwrap_or_else(|_| unreachable!("small positive quantities"))
     }
 
-    /// One action of the mix for player `n` (and a partner for a trade).
-    async fn act(&self, rng: &mut StdRng) -> anyhow::Result<()> {
+    /// One action of the mix for a random player (and a partner for a
+    /// trade), stamped with the moment it was due: a change that waits for a
+    /// free request slot counts its wait, so a node falling behind shows in
+    /// the latency instead of slowing the load (no coordinated omission).
+    async fn act(&self, rng: &mut StdRng, due: u64) -> anyhow::Result<()> {
         let players = self.config.players.max(1);
         let n = self.config.first + rng.random_range(0..players);
         let user = self.user(n)?;
@@ -188,10 +191,12 @@ impl Node {
         let change = match roll {
             0..35 => {
                 let item = self.ids.gathered[rng.random_range(0..3)].clone();
-                Change::new(self.id()).grant(hero, item, Self::qty(rng.random_range(1..=3)))
+                Change::new(self.id_at(due)).grant(hero, item, Self::qty(rng.random_range(1..=3)))
             }
-            35..60 => Change::new(self.id()).consume(hero, self.ids.herb.clone(), Self::qty(1)),
-            60..75 => Change::new(self.id())
+            35..60 => {
+                Change::new(self.id_at(due)).consume(hero, self.ids.herb.clone(), Self::qty(1))
+            }
+            60..75 => Change::new(self.id_at(due))
                 .consume(account, self.ids.gold.clone(), Self::qty(5))
                 .grant(hero, self.ids.gold.clone(), Self::qty(5)),
             75..95 if players > 1 => {
@@ -199,7 +204,7 @@ impl Node {
                     + (n - self.config.first + 1 + rng.random_range(0..players - 1)) % players;
                 let partner = OwnerId::character(self.user(other)?, self.ids.hero.clone());
                 Change::trade(
-                    self.id(),
+                    self.id_at(due),
                     (hero, &[(self.ids.wood.clone(), Self::qty(1))]),
                     (partner, &[(self.ids.gold.clone(), Self::qty(2))]),
                 )
@@ -239,7 +244,7 @@ pub async fn seed(config: &TrafficConfig) -> anyhow::Result<()> {
             let _permit = permit;
             let user = node.user(n)?;
             let hero = OwnerId::character(user.clone(), node.ids.hero.clone());
-            let change = Change::new(node.id())
+            let change = Change::new(node.id_at(stamp::now_micros()))
                 .grant(
                     OwnerId::account(user),
                     node.ids.gold.clone(),
@@ -270,11 +275,13 @@ pub async fn run(config: TrafficConfig) -> anyhow::Result<Report> {
     let total = (config.rate * config.duration.as_secs_f64()).round() as u64;
     let start = tokio::time::Instant::now();
     let started = Instant::now();
+    let started_micros = stamp::now_micros();
     let mut behind = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..total {
-        let due = start + gap.mul_f64(i as f64);
-        tokio::time::sleep_until(due).await;
+        let offset = gap.mul_f64(i as f64);
+        tokio::time::sleep_until(start + offset).await;
+        let due = started_micros + u64::try_from(offset.as_micros()).unwrap_or(u64::MAX);
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -286,7 +293,7 @@ pub async fn run(config: TrafficConfig) -> anyhow::Result<Report> {
         let mut rng = StdRng::seed_from_u64(config.seed ^ i.wrapping_mul(0x2545_f491_4f6c_dd1d));
         tasks.spawn(async move {
             let _permit = permit;
-            node.act(&mut rng).await
+            node.act(&mut rng, due).await
         });
         while let Some(done) = tasks.try_join_next() {
             done??;

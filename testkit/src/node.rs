@@ -110,6 +110,12 @@ impl NodeProcess {
         &self.base
     }
 
+    /// The process id (to read its CPU time and memory under `/proc`).
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL: no drain, no shutdown) and waits
     /// for it to be gone.
     pub fn kill(&mut self) {

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
-use crate::job::{cargo, display};
+use crate::job::{self, cargo, display};
 use crate::{install, target_dir, wasm};
 
 /// A benchmark `cargo xtask bench <name>` knows how to run.
@@ -25,6 +25,8 @@ struct Bench {
     /// Whether it measures the wasm release bundle, which is built first and
     /// named in `SDK_WASM_BUNDLE`.
     needs_wasm_bundle: bool,
+    /// Release binaries it starts, built first (`cargo build --release -p`).
+    binaries: &'static [&'static str],
 }
 
 impl Bench {
@@ -50,6 +52,7 @@ const BENCHES: &[Bench] = &[
         target: "store",
         features: &["sqlite"],
         needs_wasm_bundle: false,
+        binaries: &[],
     },
     Bench {
         name: "mongo",
@@ -57,6 +60,7 @@ const BENCHES: &[Bench] = &[
         target: "mongo",
         features: &["mongodb"],
         needs_wasm_bundle: false,
+        binaries: &[],
     },
     Bench {
         name: "propagation",
@@ -64,6 +68,7 @@ const BENCHES: &[Bench] = &[
         target: "propagation",
         features: &["redis", "test-util"],
         needs_wasm_bundle: false,
+        binaries: &[],
     },
     Bench {
         name: "wasm",
@@ -71,6 +76,7 @@ const BENCHES: &[Bench] = &[
         target: "wasm",
         features: &[],
         needs_wasm_bundle: true,
+        binaries: &[],
     },
     Bench {
         name: "world",
@@ -78,6 +84,7 @@ const BENCHES: &[Bench] = &[
         target: "world",
         features: &[],
         needs_wasm_bundle: false,
+        binaries: &[],
     },
     Bench {
         name: "descriptors",
@@ -85,6 +92,7 @@ const BENCHES: &[Bench] = &[
         target: "descriptors",
         features: &["sqlite", "mongodb"],
         needs_wasm_bundle: false,
+        binaries: &[],
     },
     Bench {
         name: "edge",
@@ -92,6 +100,7 @@ const BENCHES: &[Bench] = &[
         target: "edge",
         features: &[],
         needs_wasm_bundle: false,
+        binaries: &[],
     },
     Bench {
         name: "seams",
@@ -99,6 +108,15 @@ const BENCHES: &[Bench] = &[
         target: "seams",
         features: &[],
         needs_wasm_bundle: false,
+        binaries: &[],
+    },
+    Bench {
+        name: "capacity",
+        package: "examples",
+        target: "capacity",
+        features: &[],
+        needs_wasm_bundle: false,
+        binaries: &["inventory-service"],
     },
 ];
 
@@ -173,6 +191,13 @@ fn run_one(root: &Path, bench: &Bench, bench_args: &[String]) -> Result<String> 
     let report_path = target_dir(root).join(format!("bench-{}.txt", bench.name));
     let mut command = bench.command(bench_args);
     command.current_dir(root).stdout(Stdio::piped());
+    for package in bench.binaries {
+        let mut build = cargo();
+        build
+            .args(["build", "--release", "-p", package])
+            .current_dir(root);
+        job::run(&mut build)?;
+    }
     if bench.needs_wasm_bundle {
         install::ensure_wasm_tools(root)?;
         let bundle = wasm::build(root, wasm::TARGETS, wasm::Optimize::WasmOpt)?;
