@@ -137,6 +137,7 @@ async fn play(role: Role) {
                 players,
                 sessions_per_player,
                 connect_rate: 2000,
+                ramp_timeout: Duration::from_secs(150),
                 hold: Duration::from_secs_f64(hold_secs),
                 keep_versions,
             };
@@ -280,6 +281,22 @@ async fn create_catalog(base: &str) {
             answer.status()
         );
     }
+}
+
+/// The node's cache counters (gaps and re-hydrations: out-of-order or
+/// lost events), from `/metrics`.
+async fn cache_counters(base: &str) -> String {
+    let Ok(answer) = reqwest::get(format!("{base}/metrics")).await else {
+        return "metrics unavailable".to_owned();
+    };
+    let text = answer.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| {
+            !line.starts_with('#')
+                && (line.contains("gaps_detected_total") || line.contains("rehydrations_total"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ws_url(node: &testkit::NodeProcess) -> String {
@@ -478,6 +495,7 @@ async fn one_node(scale: f64) -> Vec<Goal> {
         "  CPU during the traffic: node {cpu_traffic:.1} s ({cpu_per_delta:.0} µs per delivered delta, the write path included); loadgen: clients {:.1} s, traffic {:.1} s (whole runs)",
         held.cpu_secs, sent.cpu_secs
     );
+    println!("  node caches: {}", cache_counters(node.base()).await);
     drop(node);
     let store = inventory_core::SqliteStore::open(inventory_core::SqliteConfig::new(
         dir.path().join("inventory.db"),
@@ -596,6 +614,9 @@ async fn machine(scale: f64) -> Vec<Goal> {
         held.duplicates,
         held.errors
     );
+    for node in &servers {
+        println!("  node caches: {}", cache_counters(node.base()).await);
+    }
     drop(servers);
     let store = inventory_core::MongoStore::connect(
         inventory_core::MongoConfig::new(mongo.uri()).with_database(&database),
@@ -619,7 +640,16 @@ async fn machine(scale: f64) -> Vec<Goal> {
     } else {
         f64::INFINITY
     };
-    vec![("machine_80000_p99", p99, "ms", GoalOp::AtMost, 100.0)]
+    vec![
+        ("machine_80000_p99", p99, "ms", GoalOp::AtMost, 100.0),
+        (
+            "machine_players_held",
+            welcomed as f64,
+            "players",
+            GoalOp::AtLeast,
+            players as f64,
+        ),
+    ]
 }
 
 /// Figure 3: fan-out, the node against a raw server, to the same sessions.

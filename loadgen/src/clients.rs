@@ -39,6 +39,9 @@ pub struct ClientsConfig {
     pub sessions_per_player: u64,
     /// Sessions opened per second while ramping up.
     pub connect_rate: u64,
+    /// How long to wait for every session's welcome before going on with
+    /// those welcomed.
+    pub ramp_timeout: Duration,
     /// How long the sessions stay after the last one was welcomed.
     pub hold: Duration,
     /// Whether the report lists the version each session holds of each owner
@@ -73,9 +76,9 @@ impl Shared {
     }
 }
 
-/// Opens every session, calls `ready` once all are welcomed (or after a
-/// minute of ramp-up, with how many are), holds them for `hold`, and
-/// reports. The measured time is the hold.
+/// Opens every session, calls `ready` once all are welcomed (or after
+/// `ramp_timeout`, with how many are), holds them for `hold`, and reports.
+/// The measured time is the hold.
 pub async fn run(config: ClientsConfig, ready: impl FnOnce(u64)) -> anyhow::Result<Report> {
     let ttl = config.hold + Duration::from_secs(3600);
     let shared = Arc::new(Shared {
@@ -101,7 +104,7 @@ pub async fn run(config: ClientsConfig, ready: impl FnOnce(u64)) -> anyhow::Resu
         }
     }
     let sessions = config.players * config.sessions_per_player.max(1);
-    let ramp_deadline = Instant::now() + Duration::from_secs(60);
+    let ramp_deadline = Instant::now() + config.ramp_timeout;
     while shared.welcomed.load(Ordering::Relaxed) < sessions && Instant::now() < ramp_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -40,6 +40,10 @@ enum Command {
         /// Sessions per player (a player on several devices).
         #[arg(long, default_value_t = 1)]
         sessions_per_player: u64,
+        /// Seconds to wait for every session's welcome before going on with
+        /// those welcomed.
+        #[arg(long, default_value_t = 60)]
+        ramp_timeout: u64,
         /// Seconds to hold the sessions once all are welcomed.
         #[arg(long, default_value_t = 60)]
         hold: u64,
@@ -125,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             players,
             connect_rate,
             sessions_per_player,
+            ramp_timeout,
             hold,
             keep_versions,
             report,
@@ -140,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
                 players: players.players,
                 sessions_per_player,
                 connect_rate,
+                ramp_timeout: Duration::from_secs(ramp_timeout),
                 hold: Duration::from_secs(hold),
                 keep_versions,
             };

@@ -267,7 +267,8 @@ pub async fn seed(config: &TrafficConfig) -> anyhow::Result<()> {
 }
 
 /// Sends the mix at `rate` for `duration`, then waits for the answers in
-/// flight, and reports.
+/// flight, and reports. Changes still waiting for a request slot when the
+/// duration is over are not sent (counted as `unsent`).
 pub async fn run(config: TrafficConfig) -> anyhow::Result<Report> {
     let node = Arc::new(Node::new(config.clone())?);
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
@@ -277,6 +278,8 @@ pub async fn run(config: TrafficConfig) -> anyhow::Result<Report> {
     let started = Instant::now();
     let started_micros = stamp::now_micros();
     let mut behind = 0u64;
+    let mut unsent = 0u64;
+    let end = start + config.duration;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..total {
         let offset = gap.mul_f64(i as f64);
@@ -286,7 +289,15 @@ pub async fn run(config: TrafficConfig) -> anyhow::Result<Report> {
             Ok(permit) => permit,
             Err(_) => {
                 behind += 1;
-                Arc::clone(&permits).acquire_owned().await?
+                // A node that cannot keep up does not stretch the run: what
+                // is still unsent at the end stays unsent, and is reported.
+                match tokio::time::timeout_at(end, Arc::clone(&permits).acquire_owned()).await {
+                    Ok(permit) => permit?,
+                    Err(_) => {
+                        unsent = total - i;
+                        break;
+                    }
+                }
             }
         };
         let node = Arc::clone(&node);
@@ -307,6 +318,11 @@ pub async fn run(config: TrafficConfig) -> anyhow::Result<Report> {
         report
             .errors
             .insert("behind (concurrency exhausted)".to_owned(), behind);
+    }
+    if unsent > 0 {
+        report
+            .errors
+            .insert("unsent (the node could not keep up)".to_owned(), unsent);
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.record_process();

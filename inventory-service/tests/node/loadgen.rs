@@ -62,6 +62,7 @@ async fn two_nodes_under_loadgen_agree_with_the_store_and_pass_the_audit() {
                 players: half,
                 sessions_per_player: 1,
                 connect_rate: 500,
+                ramp_timeout: Duration::from_secs(60),
                 hold: TRAFFIC + Duration::from_secs(4),
                 keep_versions: true,
             };
