@@ -21,7 +21,8 @@
 //! (so no other binary has to be built); the node is
 //! `target/release/inventory-service` (`cargo xtask bench capacity` builds
 //! it first; `CAPACITY_NODE_BIN` overrides the path). `CAPACITY_SCALE`
-//! (default 1.0) scales players and durations for a quick look.
+//! (default 1.0) scales players and durations for a quick look;
+//! `CAPACITY_ONLY=one_node,fan_out,machine` runs only the figures named.
 
 #![allow(
     clippy::print_stdout,
@@ -98,11 +99,19 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
+    let only = std::env::var("CAPACITY_ONLY").unwrap_or_default();
+    let wanted = |figure: &str| only.is_empty() || only.split(',').any(|f| f == figure);
     let mut goals = Vec::new();
     runtime.block_on(async {
-        goals.extend(one_node(scale).await);
-        goals.extend(fan_out(scale).await);
-        goals.extend(machine(scale).await);
+        if wanted("one_node") {
+            goals.extend(one_node(scale).await);
+        }
+        if wanted("fan_out") {
+            goals.extend(fan_out(scale).await);
+        }
+        if wanted("machine") {
+            goals.extend(machine(scale).await);
+        }
     });
     println!();
     for (figure, value, unit, op, target) in goals {

@@ -627,3 +627,81 @@ mod single_node {
         assert!(node.follow(&user).is_none());
     }
 }
+
+/// A bus whose publishes each take `delay`, in order: the outbox relay
+/// running behind the store, as under load.
+#[derive(Clone)]
+struct LateBus {
+    inner: inventory_core::LocalConnection,
+    delay: Duration,
+}
+
+#[async_trait::async_trait]
+impl inventory_core::EventBus for LateBus {
+    async fn publish(
+        &self,
+        user: &protocol::UserId,
+        event: &ChangeEvent,
+    ) -> Result<(), inventory_core::Error> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.publish(user, event).await
+    }
+
+    async fn subscribe(&self, user: &protocol::UserId) -> Result<(), inventory_core::Error> {
+        self.inner.subscribe(user).await
+    }
+
+    async fn unsubscribe(&self, user: &protocol::UserId) -> Result<(), inventory_core::Error> {
+        self.inner.unsubscribe(user).await
+    }
+}
+
+/// Version checks while every event arrives late: a cache about to catch up
+/// is not re-hydrated (the check's grace), and with no grace the same run
+/// re-hydrates (so the test can tell).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_checks_leave_caches_that_are_catching_up_alone() {
+    async fn run(grace: Duration) -> u64 {
+        let store = memory_store();
+        let bus = LocalBus::new();
+        let (connection, receiver) = bus.connect();
+        let metrics = inventory_core::PropagationMetrics::new();
+        let hub = inventory_core::PlayerHub::start(
+            store.clone(),
+            connection.clone(),
+            receiver,
+            PlayerHubConfig::new()
+                .with_version_check_interval(Some(Duration::from_millis(100)))
+                .with_version_check_grace(grace)
+                .with_metrics(metrics.clone()),
+        );
+        let late = LateBus {
+            inner: connection,
+            delay: Duration::from_millis(3),
+        };
+        let inventory = inventory_core::Inventory::from_arc(store.clone()).with_bus(late);
+        let users = common::players(4);
+        let zone = ZoneId::parse("z").unwrap();
+        for user in &users {
+            hub.join(&zone, user).await.unwrap();
+        }
+        let mut rng = StdRng::seed_from_u64(3);
+        let until = Instant::now() + Duration::from_millis(1000);
+        while Instant::now() < until {
+            let _ = inventory
+                .apply(common::random_change(&mut rng, &users))
+                .await;
+            tokio::time::sleep(Duration::from_millis(4)).await;
+        }
+        metrics.snapshot().gaps
+    }
+    assert_eq!(
+        run(Duration::from_millis(50)).await,
+        0,
+        "a cache catching up was re-hydrated"
+    );
+    assert!(
+        run(Duration::ZERO).await > 0,
+        "without a grace the checks re-hydrate"
+    );
+}

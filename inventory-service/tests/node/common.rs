@@ -494,6 +494,9 @@ pub fn node_command(dir: &std::path::Path, args: &[&str]) -> std::process::Comma
         .arg("--sqlite-path")
         .arg(dir.join("inventory.db"))
         .args(args)
+        // Relative defaults (the embedded descriptor store's file) land in
+        // the test's dir, not in the source tree.
+        .current_dir(dir)
         .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
         .env(
             "INVENTORY_JWT_SECRET",
