@@ -6,4 +6,6 @@ mod config;
 mod crash;
 mod edge;
 mod gameplay;
+#[cfg(feature = "mongodb")]
+mod mongo_load;
 mod no_demo;
