@@ -16,10 +16,11 @@
 //!    owner `i + 1`, so every owner is in two trades at once), or each consumes
 //!    from its own owner; the p99 latency of each.
 //! 5. No goal, the explanation of 1 and 3: the raw `$inc` on a document that
-//!    merely holds a 1,024-entry array (the shape of the change window) or one
-//!    27 KB binary field (the same bytes in one element), vs on a tiny one. On
-//!    `secantusd-rs` an update costs in proportion to the document's element
-//!    count far more than to its size.
+//!    merely holds a 1,024-entry array (the shape of the change window), one
+//!    27 KB binary field (the same bytes in one element) or 10,000 item fields
+//!    (the large owner's shape), vs on a tiny one. On `secantusd-rs` an update
+//!    costs in proportion to the document's element count far more than to
+//!    its size, whatever the update touches.
 //!
 //! Rounds alternate between the compared sides so that the machine's noise
 //! hits both alike; each ratio is computed over the totals of all rounds.
@@ -405,10 +406,14 @@ async fn element_cost(raw: &mongodb::Collection<Document>) {
         subtype: BinarySubtype::Generic,
         bytes: vec![7; 27 * 1024],
     });
+    let stacks: Document = (0..10_000)
+        .map(|i| (format!("item-{i:05}"), Bson::Int64(1)))
+        .collect();
     let shapes = [
         doc! { "_id": format!("{prefix}-tiny"), "n": 0_i64 },
         doc! { "_id": format!("{prefix}-array"), "n": 0_i64, "recent": window },
         doc! { "_id": format!("{prefix}-blob"), "n": 0_i64, "blob": blob },
+        doc! { "_id": format!("{prefix}-stacks"), "n": 0_i64, "items": stacks },
     ];
     raw.insert_many(shapes).await.expect("insert shapes");
     let inc = |shape: &str| -> Op {
@@ -424,10 +429,13 @@ async fn element_cost(raw: &mongodb::Collection<Document>) {
     };
     let (tiny, array) = compare(1, &inc("tiny"), 1, &inc("array")).await;
     let (tiny_again, blob) = compare(1, &inc("tiny"), 1, &inc("blob")).await;
+    let (tiny_third, stacks) = compare(1, &inc("tiny"), 1, &inc("stacks")).await;
     println!(
         "mongo/element_cost: raw $inc on a tiny document {tiny:.0}/s; on one holding a \
-         1,024-entry array {array:.0}/s ({:.2}x); on one holding a 27 KB binary {blob:.0}/s ({:.2}x)",
+         1,024-entry array {array:.0}/s ({:.2}x); on one holding a 27 KB binary {blob:.0}/s ({:.2}x); \
+         on one holding 10,000 item fields {stacks:.0}/s ({:.2}x)",
         array / tiny,
-        blob / tiny_again
+        blob / tiny_again,
+        stacks / tiny_third
     );
 }

@@ -1006,6 +1006,63 @@ pub async fn owner_scan_matches_loads<S: InventoryStore + StoreScan>(store: &S) 
     assert_eq!(expected[1].items, BTreeMap::from([(item("herb"), 9)]));
 }
 
+/// After a load on `owners` (every change journaled, nothing in flight):
+/// each owner's version is the number of journal entries touching it, its
+/// balances are the replay of the journal's deltas, and none is negative.
+/// Answers how many entries the journal holds.
+pub async fn owners_replay_the_journal<S: StoreScan + ?Sized>(
+    store: &S,
+    owners: &[OwnerId],
+) -> u64 {
+    let mut entries = 0_u64;
+    let mut versions: BTreeMap<OwnerId, u64> = BTreeMap::new();
+    let mut balances: BTreeMap<(OwnerId, ItemId), i64> = BTreeMap::new();
+    store
+        .scan_journal(&mut |entry| {
+            entries += 1;
+            for (owner, _) in &entry.versions {
+                *versions.entry(owner.clone()).or_default() += 1;
+            }
+            for op in entry.change.ops() {
+                *balances
+                    .entry((op.owner().clone(), op.item().clone()))
+                    .or_default() += op.delta();
+            }
+        })
+        .await
+        .expect("scan the journal");
+    let mut records = BTreeMap::new();
+    store
+        .scan_owners(&mut |record| {
+            records.insert(record.owner.clone(), record);
+        })
+        .await
+        .expect("scan the owners");
+    for owner in owners {
+        let record = &records[owner];
+        assert_eq!(
+            record.version.get(),
+            versions.get(owner).copied().unwrap_or(0),
+            "{owner}: the version counts the journal's entries"
+        );
+        for ((_, stack), replayed) in balances.iter().filter(|((of, _), _)| of == owner) {
+            let held = record.items.get(stack).copied().unwrap_or(0);
+            assert_eq!(
+                held, *replayed,
+                "{owner} {stack}: the balance is the journal's replay"
+            );
+        }
+        for (stack, held) in &record.items {
+            assert!(*held >= 0, "{owner} holds a negative {stack}: {held}");
+            assert!(
+                balances.contains_key(&(owner.clone(), stack.clone())),
+                "{owner} holds {stack} no journaled change touched"
+            );
+        }
+    }
+    entries
+}
+
 fn outbox_of(store: &dyn InventoryStore) -> &dyn Outbox {
     store.outbox().expect("a store with an outbox")
 }

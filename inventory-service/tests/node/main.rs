@@ -6,5 +6,8 @@ mod config;
 mod crash;
 mod edge;
 mod gameplay;
+#[cfg(feature = "mongodb")]
 mod loadgen;
+#[cfg(feature = "mongodb")]
+mod mongo_load;
 mod no_demo;
