@@ -507,7 +507,10 @@ impl Shared {
     /// Compares every cache with the store and re-hydrates those behind.
     /// After a reconnection (`restart_hydrations`), hydrations in progress are
     /// restarted too: their load may predate the events lost meanwhile.
-    async fn check_versions(self: &Arc<Self>, restart_hydrations: bool) {
+    /// With `spread`, the players' checks start evenly over that time instead
+    /// of all at once (the periodic check: one store read per player, which
+    /// in a burst would hold up the writes and the deltas of the moment).
+    async fn check_versions(self: &Arc<Self>, restart_hydrations: bool, spread: Option<Duration>) {
         let jobs: Vec<(UserId, u64, Option<u64>)> = {
             let mut state = self.lock();
             state
@@ -525,8 +528,14 @@ impl Shared {
                 })
                 .collect()
         };
-        futures::stream::iter(jobs)
-            .for_each_concurrent(self.config.rehydrate_concurrency, |job| async move {
+        let pace =
+            spread.map(|spread| spread / u32::try_from(jobs.len().max(1)).unwrap_or(u32::MAX));
+        let start = tokio::time::Instant::now();
+        futures::stream::iter(jobs.into_iter().zip(0u32..))
+            .for_each_concurrent(self.config.rehydrate_concurrency, |(job, n)| async move {
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until(start + pace.saturating_mul(n)).await;
+                }
                 if let Err(e) = self.check_one(job).await {
                     tracing::warn!(error = %e, "version check failed; the next one retries");
                 }
@@ -581,7 +590,7 @@ async fn read_bus(hub: Weak<Shared>, mut receiver: BusReceiver) {
             BusMessage::Event { user, event } => hub.on_event(user, event),
             BusMessage::Resubscribed => {
                 hub.metrics().add_reconnects(1);
-                tokio::spawn(async move { hub.check_versions(true).await });
+                tokio::spawn(async move { hub.check_versions(true, None).await });
             }
         }
     }
@@ -596,6 +605,6 @@ async fn check_versions_every(hub: Weak<Shared>, interval: Duration) {
         let Some(hub) = hub.upgrade() else {
             return;
         };
-        hub.check_versions(false).await;
+        hub.check_versions(false, Some(interval / 2)).await;
     }
 }
