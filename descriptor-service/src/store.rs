@@ -109,7 +109,7 @@ impl ScanFilter {
 }
 
 /// The most records one [`DescriptorStore::scan`] call answers.
-pub const MAX_SCAN_LIMIT: usize = 1_000;
+pub const MAX_SCAN_LIMIT: usize = protocol::MAX_LIST_LIMIT;
 
 /// Durable storage of descriptors and tombstones.
 ///
