@@ -138,3 +138,97 @@ async fn stream_many_answers_every_id_in_order_with_bounded_chunks() {
     assert_eq!(failed.len(), 5);
     assert!(failed.iter().all(Result::is_err));
 }
+
+/// Runs the `descriptors` binary with `args` and `stdin`; answers its exit
+/// code and standard output.
+fn cli(url: &str, args: &[&str], stdin: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_descriptors"))
+        .args(["--url", url, "--token", READ_TOKEN, "--quiet"])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn the CLI");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("the CLI ends");
+    (
+        output.status.code().expect("an exit code"),
+        String::from_utf8(output.stdout).expect("utf-8"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_exports_resumes_gets_and_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = service(&dir).await;
+    let out = dir.path().join("export.ndjson");
+    let cursor = dir.path().join("export.cursor");
+    let (out_s, cursor_s) = (out.to_str().unwrap(), cursor.to_str().unwrap());
+    let export = [
+        "export",
+        "--page",
+        "3",
+        "--out",
+        out_s,
+        "--cursor-file",
+        cursor_s,
+    ];
+    let (code, _) = tokio::task::block_in_place(|| cli(&url, &export, ""));
+    assert_eq!(code, 0);
+    let full = std::fs::read_to_string(&out).expect("export");
+    assert_eq!(full.lines().count(), 9);
+
+    // An export interrupted after its first page resumes from its cursor.
+    let client = DescriptorClient::builder(&url)
+        .with_bearer_token(READ_TOKEN)
+        .build()
+        .expect("client");
+    let first = client
+        .list(ListFilter {
+            limit: 3,
+            ..ListFilter::default()
+        })
+        .try_next()
+        .await
+        .expect("page")
+        .expect("a first page");
+    std::fs::write(&cursor, first.next_cursor.expect("a cursor")).expect("cursor");
+    let head: String = full.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&out, head).expect("truncate");
+    let resume = [&export[..], &["--resume"]].concat();
+    let (code, _) = tokio::task::block_in_place(|| cli(&url, &resume, ""));
+    assert_eq!(code, 0);
+    assert_eq!(std::fs::read_to_string(&out).expect("resumed"), full);
+
+    let (code, got) =
+        tokio::task::block_in_place(|| cli(&url, &["get"], "sword-01\nmissing-1\nsword-03\n"));
+    assert_eq!(code, 3, "some ids were not found");
+    let lines: Vec<serde_json::Value> = got
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines[0]["id"], "sword-01");
+    assert_eq!(lines[1]["state"], "missing");
+    assert_eq!(lines[2]["state"], "burned");
+    let (code, _) = tokio::task::block_in_place(|| cli(&url, &["get", "sword-02"], ""));
+    assert_eq!(code, 0);
+
+    let (code, stats) = tokio::task::block_in_place(|| cli(&url, &["stats"], ""));
+    assert_eq!(code, 0);
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("json");
+    assert_eq!(stats["live_by_kind"]["crafted"], 9);
+    assert_eq!(stats["burned"], 1);
+    assert_eq!(stats["crafted_per_day"]["2023-11-14"], 9);
+
+    let (code, _) = tokio::task::block_in_place(|| cli(&url, &["export", "--page", "0"], ""));
+    assert_eq!(code, 1, "the service refuses the page size");
+    let (code, _) = tokio::task::block_in_place(|| cli(&url, &["export", "--kind", "x"], ""));
+    assert_eq!(code, 2, "a bad argument");
+}

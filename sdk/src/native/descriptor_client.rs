@@ -330,7 +330,7 @@ impl DescriptorClient {
     pub fn stream_many<I>(
         &self,
         ids: I,
-    ) -> impl Stream<Item = Result<(ItemId, DescriptorState), (ItemId, Error)>> + Send + 'static
+    ) -> impl Stream<Item = Result<(ItemId, DescriptorState), (ItemId, Error)>> + Send + Unpin + 'static
     where
         I: IntoIterator<Item = ItemId>,
         I::IntoIter: Send + 'static,
@@ -348,6 +348,7 @@ impl DescriptorClient {
             })
             .buffered(in_flight)
             .flatten()
+            .boxed()
     }
 
     /// Streams the listing's pages for `filter`, following each page's
@@ -358,7 +359,7 @@ impl DescriptorClient {
     pub fn list(
         &self,
         filter: ListFilter,
-    ) -> impl Stream<Item = Result<ListResponse, Error>> + Send + 'static {
+    ) -> impl Stream<Item = Result<ListResponse, Error>> + Send + Unpin + 'static {
         let (config, http) = (self.config.clone(), self.http.clone());
         futures::stream::try_unfold(Some(filter), move |state| {
             let (config, http) = (config.clone(), http.clone());
@@ -375,6 +376,7 @@ impl DescriptorClient {
             }
         })
         .into_stream()
+        .boxed()
     }
 
     /// Fetches one descriptor; batched with the ids other callers request at
