@@ -278,6 +278,9 @@ async fn get(
     progress: &ProgressBar,
 ) -> anyhow::Result<u8> {
     progress.set_length(ids.len() as u64);
+    progress.set_style(ProgressStyle::with_template(
+        "{bar:30} {human_pos}/{human_len} ids, {per_sec}, eta {eta}",
+    )?);
     let mut out = BufWriter::new(std::io::stdout());
     let mut incomplete = false;
     let mut answers = client.stream_many(ids);
