@@ -1,4 +1,5 @@
-//! The [`DescriptorStore`] conformance suite every store must pass, a
+//! The [`DescriptorStore`] conformance suite every store must pass (including
+//! the scan's, [`check_scan`]), a
 //! query-counting store wrapper, and sample descriptors (feature `test-util`).
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use protocol::{
 };
 
 use crate::Error;
-use crate::store::{DescriptorStore, Record, WriteOutcome};
+use crate::store::{DescriptorStore, MAX_SCAN_LIMIT, Record, ScanFilter, WriteOutcome};
 
 /// A crafted descriptor named `id`, with a few attributes.
 #[must_use]
@@ -184,6 +185,145 @@ pub async fn check_store(store: &dyn DescriptorStore, prefix: &str) {
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 }
 
+/// Pages through `filter` with `limit` records a page, calling `between`
+/// after each page; answers every record returned, in order.
+async fn scan_all<F>(
+    store: &dyn DescriptorStore,
+    filter: &ScanFilter,
+    limit: usize,
+    mut between: F,
+) -> Vec<Record>
+where
+    F: AsyncFnMut(usize),
+{
+    let mut all: Vec<Record> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let after = all.last().map(|r| r.id().clone());
+        let page = store
+            .scan(filter, after.as_ref(), limit)
+            .await
+            .expect("scan");
+        assert!(page.len() <= limit, "a page holds at most the limit");
+        let done = page.len() < limit;
+        all.extend(page);
+        pages += 1;
+        between(pages).await;
+        if done {
+            return all;
+        }
+    }
+}
+
+fn ids_of(records: &[Record]) -> Vec<String> {
+    records.iter().map(|r| r.id().as_str().to_owned()).collect()
+}
+
+/// Runs the scan contract checks against an **empty** `store`: every filter
+/// answers what [`ScanFilter::matches`] selects, in ascending id order,
+/// page after page; paging while descriptors are created and burned skips
+/// nothing that stayed live and repeats nothing.
+pub async fn check_scan(store: &dyn DescriptorStore) {
+    let everything = ScanFilter::default();
+    assert!(
+        store
+            .scan(&everything, None, MAX_SCAN_LIMIT)
+            .await
+            .expect("empty scan")
+            .is_empty()
+    );
+
+    // 30 crafted by two crafters a second apart, 3 catalog, 2 burned.
+    let mut stored: Vec<Descriptor> = Vec::new();
+    for n in 0..30_u64 {
+        let mut descriptor = crafted(&format!("s-{n:02}"));
+        descriptor.created_at = 1_700_000_000_000 + n * 1_000;
+        let crafter = if n % 3 == 0 { "bob" } else { "alice" };
+        descriptor.crafted_by = Some(UserId::parse(crafter).expect("valid id"));
+        stored.push(descriptor);
+    }
+    stored.extend((0..3).map(|n| catalog(&format!("c-{n}"), 1)));
+    for descriptor in &stored {
+        store.create(descriptor).await.expect("create");
+    }
+    for burned in ["s-05", "s-12"] {
+        store.burn(&id(burned)).await.expect("burn");
+    }
+    let all_ids: Vec<ItemId> = stored.iter().map(|d| d.id.clone()).collect();
+    let records = get_sorted(store, &all_ids).await;
+
+    let filters = [
+        everything.clone(),
+        ScanFilter {
+            kind: Some(DescriptorKind::Crafted),
+            ..ScanFilter::default()
+        },
+        ScanFilter {
+            kind: Some(DescriptorKind::Catalog),
+            ..ScanFilter::default()
+        },
+        ScanFilter {
+            crafted_by: Some(UserId::parse("bob").expect("valid id")),
+            ..ScanFilter::default()
+        },
+        ScanFilter {
+            kind: Some(DescriptorKind::Crafted),
+            crafted_by: Some(UserId::parse("alice").expect("valid id")),
+            since: Some(1_700_000_004_000),
+            until: Some(1_700_000_020_000),
+            include_burned: false,
+        },
+        ScanFilter {
+            since: Some(1_700_000_029_000),
+            ..ScanFilter::default()
+        },
+        ScanFilter {
+            include_burned: true,
+            ..ScanFilter::default()
+        },
+    ];
+    for filter in &filters {
+        filter.validate().expect("a valid filter");
+        let expected: Vec<Record> = records
+            .iter()
+            .filter(|r| filter.matches(r))
+            .cloned()
+            .collect();
+        for limit in [1, 7, MAX_SCAN_LIMIT] {
+            let got = scan_all(store, filter, limit, async |_| {}).await;
+            assert_eq!(got, expected, "{filter:?}, {limit} a page");
+        }
+    }
+    let burned_too = scan_all(store, &filters[6], 4, async |_| {}).await;
+    assert!(burned_too.contains(&Record::Burned(id("s-05"))));
+
+    // Churn: between pages, create ids before and after the cursor and burn
+    // ids not yet reached. What stayed live is returned exactly once.
+    let stayed_live: Vec<String> = records
+        .iter()
+        .filter(|r| matches!(r, Record::Live(_)))
+        .map(|r| r.id().as_str().to_owned())
+        .filter(|id| !["s-20", "s-25", "c-1"].contains(&id.as_str()))
+        .collect();
+    let got = scan_all(store, &everything, 4, async |page| {
+        for name in [format!("a-new-{page}"), format!("s-99-{page}")] {
+            store.create(&crafted(&name)).await.expect("create");
+        }
+        if let Some(victim) = ["s-20", "s-25", "c-1"].get(page - 1) {
+            store.burn(&id(victim)).await.expect("burn");
+        }
+    })
+    .await;
+    let got = ids_of(&got);
+    let mut sorted = got.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(got, sorted, "ascending, each id once");
+    for id in &stayed_live {
+        assert!(got.contains(id), "{id} stayed live but was skipped");
+    }
+}
+
 /// Wraps a store and counts its read queries, for proving that a missed
 /// batch costs exactly one.
 #[derive(Debug)]
@@ -232,6 +372,14 @@ impl<S: DescriptorStore> DescriptorStore for CountingStore<S> {
     }
     async fn burn(&self, id: &ItemId) -> Result<BurnOutcome, Error> {
         self.inner.burn(id).await
+    }
+    async fn scan(
+        &self,
+        filter: &ScanFilter,
+        after: Option<&ItemId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error> {
+        self.inner.scan(filter, after, limit).await
     }
     async fn ping(&self) -> Result<(), Error> {
         self.inner.ping().await

@@ -9,7 +9,8 @@ use protocol::{BurnOutcome, Descriptor, DescriptorKind, ItemId};
 
 use crate::cache::{Absence, CachedDescriptor, Lookup};
 use crate::invalidation::{Invalidation, InvalidationBus, InvalidationKind, NoInvalidation};
-use crate::store::{DescriptorStore, WriteOutcome};
+use crate::listing::{self, Page};
+use crate::store::{DescriptorStore, ScanFilter, WriteOutcome};
 use crate::{CacheConfig, DescriptorCache, Error, Metrics};
 
 /// Item descriptors: batch reads through a moka cache, creates, revisions
@@ -119,6 +120,32 @@ impl Descriptors {
         self.cache.burned(id).await;
         self.publish(id, InvalidationKind::Burned).await?;
         Ok(outcome)
+    }
+
+    /// One page of at most `limit` (1..=[`MAX_SCAN_LIMIT`](crate::MAX_SCAN_LIMIT)) records that
+    /// `filter` selects, in ascending id order, from the store (not the
+    /// cache), starting after `cursor` (the previous page's
+    /// [`Page::next_cursor`]; `None` for the first page). The paging
+    /// contract is [`DescriptorStore::scan`]'s. Contradictory filters, a
+    /// limit out of range, or a cursor issued for other filters or not by
+    /// this service are [`Error::Unprocessable`].
+    pub async fn list(
+        &self,
+        filter: &ScanFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, Error> {
+        filter.validate()?;
+        listing::check_limit(limit)?;
+        let after = cursor
+            .map(|cursor| listing::decode_cursor(filter, cursor))
+            .transpose()?;
+        self.metrics
+            .store_queries
+            .with_label_values(&["scan"])
+            .inc();
+        let records = self.store.scan(filter, after.as_ref(), limit).await?;
+        Ok(listing::page(filter, records, limit))
     }
 
     /// Checks that the store answers (readiness).

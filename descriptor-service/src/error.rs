@@ -17,6 +17,11 @@ pub enum Error {
     /// The body is not the JSON expected (syntax, types, unknown fields).
     #[error("malformed request: {0}")]
     Malformed(String),
+    /// A well-formed request the service cannot answer as asked: a listing's
+    /// filters that contradict each other, a limit out of range, a cursor
+    /// that is not this listing's.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The body is larger than the route allows.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -67,6 +72,7 @@ impl Error {
         match self {
             Self::Invalid(e) => e.code(),
             Self::Malformed(_) => ErrorCode::MalformedRequest,
+            Self::Unprocessable(_) => ErrorCode::Unprocessable,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::BatchTooLarge(_) => ErrorCode::BatchTooLarge,
             Self::Unauthorized => ErrorCode::Unauthorized,

@@ -36,6 +36,7 @@ mod error;
 #[cfg(feature = "http")]
 mod http;
 mod invalidation;
+mod listing;
 mod metrics;
 mod store;
 
@@ -52,10 +53,11 @@ pub use http::{
 #[cfg(feature = "redis")]
 pub use invalidation::RedisInvalidation;
 pub use invalidation::{Invalidation, InvalidationBus, InvalidationKind, NoInvalidation};
+pub use listing::Page;
 pub use metrics::Metrics;
 pub use protocol;
 #[cfg(feature = "mongodb")]
 pub use store::mongo::MongoStore;
 #[cfg(feature = "sqlite")]
 pub use store::sqlite::{SqliteConfig, SqliteStore, Synchronous};
-pub use store::{DescriptorStore, Record, WriteOutcome};
+pub use store::{DescriptorStore, MAX_SCAN_LIMIT, Record, ScanFilter, WriteOutcome};

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use protocol::{BurnOutcome, Descriptor, ItemId};
+use protocol::{BurnOutcome, Descriptor, DescriptorKind, ItemId, UserId};
 
 use crate::Error;
 
@@ -42,6 +42,75 @@ pub enum WriteOutcome {
     Unchanged,
 }
 
+/// What a [`DescriptorStore::scan`] selects. The default selects every live
+/// descriptor.
+#[derive(Clone, Default, PartialEq, Eq, Debug)]
+pub struct ScanFilter {
+    /// Only descriptors of this kind.
+    pub kind: Option<DescriptorKind>,
+    /// Only descriptors crafted by this user.
+    pub crafted_by: Option<UserId>,
+    /// Only descriptors created at or after this time (ms since the epoch).
+    pub since: Option<u64>,
+    /// Only descriptors created before this time (ms since the epoch).
+    pub until: Option<u64>,
+    /// Tombstones too. A tombstone keeps nothing but its id, so this cannot
+    /// be combined with the content filters above.
+    pub include_burned: bool,
+}
+
+impl ScanFilter {
+    /// Refuses filters that cannot be answered: an empty or inverted time
+    /// range (`since >= until`), and tombstones asked with content filters.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since >= until
+        {
+            return Err(Error::Unprocessable(format!(
+                "the time range is empty: since ({since}) must be before until ({until})"
+            )));
+        }
+        if self.include_burned && self.has_content_filter() {
+            return Err(Error::Unprocessable(
+                "include_burned cannot be combined with kind, crafted_by, since or until: \
+                 a burned descriptor keeps only its id"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether any of kind, crafted_by, since, until is set.
+    #[must_use]
+    pub fn has_content_filter(&self) -> bool {
+        self.kind.is_some()
+            || self.crafted_by.is_some()
+            || self.since.is_some()
+            || self.until.is_some()
+    }
+
+    /// Whether `record` is selected (the reference the stores' queries must
+    /// agree with).
+    #[must_use]
+    pub fn matches(&self, record: &Record) -> bool {
+        match record {
+            Record::Burned(_) => self.include_burned,
+            Record::Live(d) => {
+                self.kind.is_none_or(|kind| d.kind == kind)
+                    && self
+                        .crafted_by
+                        .as_ref()
+                        .is_none_or(|user| d.crafted_by.as_ref() == Some(user))
+                    && self.since.is_none_or(|since| d.created_at >= since)
+                    && self.until.is_none_or(|until| d.created_at < until)
+            }
+        }
+    }
+}
+
+/// The most records one [`DescriptorStore::scan`] call answers.
+pub const MAX_SCAN_LIMIT: usize = protocol::MAX_LIST_LIMIT;
+
 /// Durable storage of descriptors and tombstones.
 ///
 /// # Contract
@@ -67,6 +136,15 @@ pub enum WriteOutcome {
 ///   already burned → [`BurnOutcome::AlreadyBurned`]; absent →
 ///   [`Error::NotFound`] and nothing written. A tombstone is permanent: the id
 ///   is never reused.
+/// - [`scan`](Self::scan) answers, in **one store query**, the first
+///   `limit` records (1..=[`MAX_SCAN_LIMIT`]) that `filter` selects (see
+///   [`ScanFilter::matches`]) and whose id is greater than `after`, in
+///   ascending id order (byte order of the id). The order is total and ids
+///   are never reused, so paging with `after` = the last id of the previous
+///   page never returns an id twice, and returns every record that is
+///   selected for the whole paging, whatever is created and burned
+///   meanwhile. Fewer than `limit` records means the end was reached. The
+///   filter was validated ([`ScanFilter::validate`]) by the caller.
 /// - Unreachable backends answer [`Error::Unavailable`]; the same call may be
 ///   retried.
 #[async_trait]
@@ -79,6 +157,13 @@ pub trait DescriptorStore: Send + Sync + fmt::Debug + 'static {
     async fn revise(&self, descriptor: &Descriptor) -> Result<WriteOutcome, Error>;
     /// Replaces a descriptor by a tombstone (idempotent).
     async fn burn(&self, id: &ItemId) -> Result<BurnOutcome, Error>;
+    /// The next page of records `filter` selects after the id `after`.
+    async fn scan(
+        &self,
+        filter: &ScanFilter,
+        after: Option<&ItemId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error>;
     /// Checks that the backend answers (readiness).
     async fn ping(&self) -> Result<(), Error>;
 }
@@ -92,7 +177,7 @@ pub(crate) fn classify_failed_revise(
     match stored {
         None => Err(Error::NotFound(descriptor.id.clone())),
         Some(Record::Burned(id)) => Err(Error::Burned(id.clone())),
-        Some(Record::Live(current)) if current.kind == protocol::DescriptorKind::Crafted => {
+        Some(Record::Live(current)) if current.kind == DescriptorKind::Crafted => {
             Err(Error::Immutable(current.id.clone()))
         }
         Some(Record::Live(current)) if current == descriptor => Ok(WriteOutcome::Unchanged),
@@ -122,5 +207,13 @@ pub(crate) fn classify_failed_create(
             "descriptor {} neither insertable nor stored",
             descriptor.id
         ))),
+    }
+}
+
+/// A kind as the stored JSON spells it (the stores' scan queries).
+pub(crate) fn kind_name(kind: DescriptorKind) -> &'static str {
+    match kind {
+        DescriptorKind::Catalog => "catalog",
+        DescriptorKind::Crafted => "crafted",
     }
 }

@@ -260,6 +260,25 @@ pub struct BatchGetResponse {
     pub burned: Vec<ItemId>,
 }
 
+/// The most records one page of `GET /v1/descriptors` answers.
+pub const MAX_LIST_LIMIT: usize = 1_000;
+
+/// One page of `GET /v1/descriptors`: records in ascending id order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListResponse {
+    /// The live descriptors of the page, in id order.
+    pub descriptors: Vec<Descriptor>,
+    /// The burned ids of the page, in id order (only with
+    /// `include_burned=true`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub burned: Vec<ItemId>,
+    /// The opaque cursor of the next page, valid only with the same filters;
+    /// `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// What a burn did.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]

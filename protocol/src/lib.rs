@@ -36,8 +36,9 @@ pub use change::{
 };
 pub use descriptor::{
     AttributeValue, BatchGetRequest, BatchGetResponse, BurnOutcome, BurnResponse, CraftInput,
-    Descriptor, DescriptorKind, MAX_ATTRIBUTE_TEXT_LEN, MAX_ATTRIBUTES, MAX_BATCH_IDS,
-    MAX_DESCRIPTOR_BYTES, MAX_INPUTS, MAX_NAME_LEN, MAX_TIMESTAMP_MS, Stacking,
+    Descriptor, DescriptorKind, ListResponse, MAX_ATTRIBUTE_TEXT_LEN, MAX_ATTRIBUTES,
+    MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES, MAX_INPUTS, MAX_LIST_LIMIT, MAX_NAME_LEN,
+    MAX_TIMESTAMP_MS, Stacking,
 };
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use event::{ChangeEvent, DeltaOutcome, ItemDelta, OwnerDelta, OwnerSnapshot, Version};

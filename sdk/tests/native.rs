@@ -409,3 +409,35 @@ async fn dropping_the_client_closes_the_connection() {
     drop(client);
     eventually("the close", || node.closed() == 1).await;
 }
+
+#[tokio::test]
+async fn a_failed_chunk_of_stream_many_fails_only_its_ids() {
+    let service = TestDescriptorService::start().await;
+    service.fail_first(1);
+    let client = DescriptorClient::builder(&service.url)
+        .with_max_batch(2)
+        .with_max_in_flight(1)
+        .with_retries(0, Duration::from_millis(1), Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let ids = (0..6).map(|i| item(&format!("item-{i}")));
+    let answers: Vec<_> = futures::StreamExt::collect(client.stream_many(ids)).await;
+    let failed: Vec<bool> = answers.iter().map(Result::is_err).collect();
+    assert_eq!(failed, [true, true, false, false, false, false]);
+    assert_eq!(service.batches().len(), 3);
+}
+
+#[tokio::test]
+async fn stream_many_retries_a_chunk_that_failed_for_a_while() {
+    let service = TestDescriptorService::start().await;
+    service.fail_first(2);
+    let client = DescriptorClient::builder(&service.url)
+        .with_max_batch(3)
+        .with_retries(4, Duration::from_millis(1), Duration::from_millis(5))
+        .build()
+        .unwrap();
+    let ids = (0..9).map(|i| item(&format!("item-{i}")));
+    let answers: Vec<_> = futures::StreamExt::collect(client.stream_many(ids)).await;
+    assert_eq!(answers.len(), 9);
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+}

@@ -7,8 +7,8 @@ use protocol::{BurnOutcome, ErrorCode};
 use tempfile::TempDir;
 
 use super::*;
-use crate::SqliteStore;
 use crate::conformance::{catalog, crafted};
+use crate::{MAX_SCAN_LIMIT, SqliteStore};
 
 fn descriptors() -> (TempDir, Descriptors) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -191,4 +191,58 @@ async fn reads_tell_missing_from_burned() {
     assert!(matches!(lookups[1], Lookup::Absent(Absence::Burned)));
     assert!(matches!(&lookups[2], Lookup::Found(found) if found.kind() == DescriptorKind::Crafted));
     assert_eq!(descriptors.ping().await.map_err(|e| e.code()), Ok(()));
+}
+
+#[tokio::test]
+async fn list_pages_through_the_store_with_cursors_bound_to_their_filter() {
+    let (_dir, descriptors) = descriptors();
+    for n in 0..5 {
+        descriptors
+            .create(&crafted(&format!("l-{n}")))
+            .await
+            .expect("create");
+    }
+    descriptors
+        .create(&catalog("tpl", 1))
+        .await
+        .expect("create");
+    let crafted_only = ScanFilter {
+        kind: Some(DescriptorKind::Crafted),
+        ..ScanFilter::default()
+    };
+    let first = descriptors
+        .list(&crafted_only, None, 3)
+        .await
+        .expect("page 1");
+    assert_eq!(first.records.len(), 3);
+    let cursor = first.next_cursor.expect("a full page has a cursor");
+    let second = descriptors
+        .list(&crafted_only, Some(&cursor), 3)
+        .await
+        .expect("page 2");
+    let ids: Vec<&str> = first
+        .records
+        .iter()
+        .chain(&second.records)
+        .map(|r| r.id().as_str())
+        .collect();
+    assert_eq!(ids, ["l-0", "l-1", "l-2", "l-3", "l-4"]);
+    assert_eq!(second.next_cursor, None);
+
+    let refused = [
+        descriptors
+            .list(&ScanFilter::default(), Some(&cursor), 3)
+            .await,
+        descriptors.list(&crafted_only, Some("garbage"), 3).await,
+        descriptors.list(&crafted_only, None, 0).await,
+        descriptors
+            .list(&crafted_only, None, MAX_SCAN_LIMIT + 1)
+            .await,
+    ];
+    for answer in refused {
+        assert_eq!(
+            answer.expect_err("refused").code(),
+            ErrorCode::Unprocessable
+        );
+    }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::Query;
 use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::request::Parts;
@@ -13,16 +15,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::{
     BatchGetRequest, BatchGetResponse, BurnResponse, Descriptor, DescriptorKind, ItemId,
-    MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES,
+    ListResponse, MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES, UserId,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::auth::{Access, AuthConfig};
 use super::request::{decode_batch_request, decode_descriptor};
 use super::schema::ErrorBodySchema;
 use crate::cache::{Absence, Lookup};
-use crate::store::WriteOutcome;
+use crate::store::{Record, ScanFilter, WriteOutcome};
 use crate::{Descriptors, Error};
 
 /// The largest batch get body: every id at full length, quoted, plus slack
@@ -134,6 +136,88 @@ pub(super) async fn batch_get(
             Lookup::Found(found) => answer.descriptors.push(found.json()),
             Lookup::Absent(Absence::Missing) => answer.missing.push(id),
             Lookup::Absent(Absence::Burned) => answer.burned.push(id),
+        }
+    }
+    let body = serde_json::to_vec(&answer).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// A page of the listing when `limit` is not given.
+const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// The listing's query string; any other parameter is refused.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// `crafted` or `catalog`.
+    #[param(value_type = Option<String>)]
+    kind: Option<DescriptorKind>,
+    /// Only descriptors crafted by this user.
+    crafted_by: Option<String>,
+    /// Only descriptors created at or after this time (ms since the epoch).
+    since: Option<u64>,
+    /// Only descriptors created before this time (ms since the epoch).
+    until: Option<u64>,
+    /// Burned ids too (not with the other filters); default false.
+    include_burned: Option<bool>,
+    /// Records per page, 1 to 1,000; default 100.
+    limit: Option<usize>,
+    /// The previous page's `next_cursor`, with the same filters.
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ListBody<'a> {
+    descriptors: Vec<&'a Descriptor>,
+    burned: Vec<&'a ItemId>,
+    next_cursor: Option<&'a str>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/descriptors",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "one page in ascending id order; `next_cursor` resumes it, and paging never skips a descriptor that stays live nor repeats one, whatever is created and burned meanwhile", body = ListResponse),
+        (status = 400, description = "an unknown or unparsable parameter (malformed_request), a crafted_by breaking the id grammar", body = ErrorBodySchema),
+        (status = 401, description = "reads need a token", body = ErrorBodySchema),
+        (status = 422, description = "limit outside 1..=1000, since >= until, include_burned with other filters, or a cursor issued for other filters or not by this service (unprocessable)", body = ErrorBodySchema),
+        (status = 503, description = "store unavailable", body = ErrorBodySchema)
+    ),
+    security((), ("bearer" = []))
+)]
+pub(super) async fn list(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, Error> {
+    state.auth.check(&headers, Access::Read)?;
+    let Query(query) = query.map_err(|rejection| Error::Malformed(rejection.body_text()))?;
+    let filter = ScanFilter {
+        kind: query.kind,
+        crafted_by: query.crafted_by.map(UserId::parse).transpose()?,
+        since: query.since,
+        until: query.until,
+        include_burned: query.include_burned.unwrap_or(false),
+    };
+    let page = state
+        .descriptors
+        .list(
+            &filter,
+            query.cursor.as_deref(),
+            query.limit.unwrap_or(DEFAULT_LIST_LIMIT),
+        )
+        .await?;
+    let mut answer = ListBody {
+        descriptors: Vec::with_capacity(page.records.len()),
+        burned: Vec::new(),
+        next_cursor: page.next_cursor.as_deref(),
+    };
+    for record in &page.records {
+        match record {
+            Record::Live(descriptor) => answer.descriptors.push(descriptor),
+            Record::Burned(id) => answer.burned.push(id),
         }
     }
     let body = serde_json::to_vec(&answer).map_err(|e| Error::Internal(e.to_string()))?;

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use protocol::{BatchGetResponse, Descriptor};
+use protocol::{BatchGetResponse, Descriptor, ListResponse};
 use utoipa::openapi::ComponentsBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -37,10 +37,12 @@ impl Modify for BearerToken {
     info(
         title = "Descriptor service",
         description = "Item descriptors fetched in batches, created by crafting, removed by burning. \
-            Limits: at most 1,000 ids per batch, 16 KiB per descriptor (compact JSON)."
+            Limits: at most 1,000 ids per batch, 1,000 records per listing page, 16 KiB per \
+            descriptor (compact JSON)."
     ),
     paths(
         handlers::batch_get,
+        handlers::list,
         handlers::get_one,
         handlers::create,
         handlers::revise,
@@ -49,7 +51,7 @@ impl Modify for BearerToken {
         handlers::ready,
         handlers::metrics,
     ),
-    components(schemas(ErrorBodySchema, Descriptor, BatchGetResponse)),
+    components(schemas(ErrorBodySchema, Descriptor, BatchGetResponse, ListResponse)),
     modifiers(&BearerToken)
 )]
 struct ApiDoc;

@@ -4,19 +4,22 @@
 //! `{_id, burned: true}` with the body removed. A batch read is one
 //! `find({_id: {$in: ids}})`; writes are single-document atomic operations
 //! (insert, conditional `find_one_and_update`), so no transaction is needed
-//! and a standalone server works as well as a replica set.
+//! and a standalone server works as well as a replica set. A scan is one
+//! `find` sorted by `_id`; filtering by crafter it uses the index
+//! `{body.crafted_by: 1, _id: 1}` that [`MongoStore::connect`] ensures.
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use mongodb::bson::{self, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::ReturnDocument;
-use mongodb::{Client, Collection};
+use mongodb::{Client, Collection, IndexModel};
 use protocol::{BurnOutcome, Descriptor, ItemId};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DescriptorStore, Record, WriteOutcome, classify_failed_create, classify_failed_revise,
+    DescriptorStore, Record, ScanFilter, WriteOutcome, classify_failed_create,
+    classify_failed_revise, kind_name,
 };
 use crate::Error;
 
@@ -56,13 +59,29 @@ pub struct MongoStore {
 }
 
 impl MongoStore {
-    /// Connects to `uri` and uses `database.descriptors`.
+    /// Connects to `uri`, uses `database.descriptors` and ensures its
+    /// indexes ([`ensure_indexes`](Self::ensure_indexes)).
     pub async fn connect(uri: &str, database: &str) -> Result<Self, Error> {
         let client = Client::with_uri_str(uri).await?;
-        Ok(Self::from_client(&client, database))
+        let store = Self::from_client(&client, database);
+        store.ensure_indexes().await?;
+        Ok(store)
     }
 
-    /// Uses `database.descriptors` through an existing client.
+    /// Creates the indexes the scan needs, if missing (the crafter index).
+    pub async fn ensure_indexes(&self) -> Result<(), Error> {
+        self.collection
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! { "body.crafted_by": 1, "_id": 1 })
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Uses `database.descriptors` through an existing client, without
+    /// creating indexes.
     #[must_use]
     pub fn from_client(client: &Client, database: &str) -> Self {
         Self {
@@ -190,6 +209,49 @@ impl DescriptorStore for MongoStore {
             ))),
             None => Err(Error::NotFound(id.clone())),
         }
+    }
+
+    async fn scan(
+        &self,
+        filter: &ScanFilter,
+        after: Option<&ItemId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error> {
+        let mut query = doc! {};
+        if let Some(after) = after {
+            query.insert("_id", doc! { "$gt": after.as_str() });
+        }
+        if !filter.include_burned {
+            query.insert("burned", doc! { "$ne": true });
+        }
+        if let Some(kind) = filter.kind {
+            query.insert("body.kind", kind_name(kind));
+        }
+        if let Some(user) = &filter.crafted_by {
+            query.insert("body.crafted_by", user.as_str());
+        }
+        let time = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        let mut created = doc! {};
+        if let Some(since) = filter.since {
+            created.insert("$gte", time(since));
+        }
+        if let Some(until) = filter.until {
+            created.insert("$lt", time(until));
+        }
+        if !created.is_empty() {
+            query.insert("body.created_at", created);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let documents: Vec<Document> = self
+            .collection
+            .find(query)
+            .sort(doc! { "_id": 1 })
+            .limit(limit)
+            .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
+            .await?
+            .try_collect()
+            .await?;
+        documents.into_iter().map(Document::into_record).collect()
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -3,7 +3,9 @@
 //! thread with group commit, a pool of read-only connections).
 //!
 //! One table, `descriptors(id TEXT PRIMARY KEY, body TEXT)`, where `body` is
-//! the descriptor's compact JSON and `NULL` marks a tombstone. A batch read is
+//! the descriptor's compact JSON and `NULL` marks a tombstone. A scan walks
+//! the primary key in id order, or the crafter index
+//! `(json_extract(body, '$.crafted_by'), id)` when it filters by crafter. A batch read is
 //! one statement over `json_each(?1)`, whatever the number of ids. Writes are
 //! queued to the writer thread, which runs each batch in one transaction and
 //! each write under its own savepoint, so that a write that fails halfway (a
@@ -19,19 +21,34 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 pub use backends::{SqliteConfig, Synchronous};
 
 use super::{
-    DescriptorStore, Record, WriteOutcome, classify_failed_create, classify_failed_revise,
+    DescriptorStore, Record, ScanFilter, WriteOutcome, classify_failed_create,
+    classify_failed_revise, kind_name,
 };
 use crate::Error;
 
 /// Migration `n` (0-based) takes the file from `user_version` n to n + 1.
 /// `IF NOT EXISTS`: files written before the schema had a version hold the
 /// table at version 0.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE IF NOT EXISTS descriptors (
         id TEXT PRIMARY KEY NOT NULL,
         body TEXT
     ) WITHOUT ROWID;
-"];
+",
+    "
+    CREATE INDEX IF NOT EXISTS descriptors_crafter
+        ON descriptors (json_extract(body, '$.crafted_by'), id);
+",
+];
+
+/// The scan's conditions after the id and crafter ones; `?2` .. `?6` are
+/// include_burned, kind, since, until and limit.
+const SCAN_REST: &str = "AND (body IS NOT NULL OR ?2) \
+     AND (?3 IS NULL OR json_extract(body, '$.kind') = ?3) \
+     AND (?4 IS NULL OR json_extract(body, '$.created_at') >= ?4) \
+     AND (?5 IS NULL OR json_extract(body, '$.created_at') < ?5) \
+     ORDER BY id LIMIT ?6";
 
 /// Descriptors in a SQLite file.
 #[derive(Clone, Debug)]
@@ -270,6 +287,45 @@ impl DescriptorStore for SqliteStore {
             Written::Burn(outcome) => Ok(outcome),
             other => Err(mismatched(&other)),
         }
+    }
+
+    async fn scan(
+        &self,
+        filter: &ScanFilter,
+        after: Option<&ItemId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error> {
+        let after = after.map_or_else(String::new, |id| id.as_str().to_owned());
+        let crafter = filter.crafted_by.as_ref().map(|u| u.as_str().to_owned());
+        let kind = filter.kind.map(kind_name);
+        let time = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        let (since, until) = (filter.since.map(time), filter.until.map(time));
+        let include_burned = filter.include_burned;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |conn| {
+                let sql = if crafter.is_some() {
+                    format!(
+                        "SELECT id, body FROM descriptors \
+                         WHERE json_extract(body, '$.crafted_by') = ?7 AND id > ?1 {SCAN_REST}"
+                    )
+                } else {
+                    format!("SELECT id, body FROM descriptors WHERE id > ?1 {SCAN_REST}")
+                };
+                let mut select = conn.prepare_cached(&sql)?;
+                let mut bound = params![after, include_burned, kind, since, until, limit].to_vec();
+                if let Some(crafter) = &crafter {
+                    bound.push(crafter);
+                }
+                let rows = select.query_map(&bound[..], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                let mut records = Vec::new();
+                for row in rows {
+                    let (id, body) = row?;
+                    records.push(decode(id, body)?);
+                }
+                Ok(records)
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), Error> {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use descriptor_service::conformance::crafted;
 use descriptor_service::{
-    Absence, DescriptorStore, Descriptors, Error, Lookup, Record, SqliteStore, WriteOutcome,
+    Absence, DescriptorStore, Descriptors, Error, Lookup, Record, ScanFilter, SqliteStore,
+    WriteOutcome,
 };
 use protocol::{BurnOutcome, Descriptor, ItemId};
 use tokio::sync::Semaphore;
@@ -37,6 +38,14 @@ impl DescriptorStore for GatedStore {
     }
     async fn burn(&self, id: &ItemId) -> Result<BurnOutcome, Error> {
         self.inner.burn(id).await
+    }
+    async fn scan(
+        &self,
+        filter: &ScanFilter,
+        after: Option<&ItemId>,
+        limit: usize,
+    ) -> Result<Vec<Record>, Error> {
+        self.inner.scan(filter, after, limit).await
     }
     async fn ping(&self) -> Result<(), Error> {
         self.inner.ping().await

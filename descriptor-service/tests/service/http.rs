@@ -612,3 +612,103 @@ async fn the_item_named_batch_is_served_beside_the_batch_route() {
         StatusCode::GONE
     );
 }
+
+#[tokio::test]
+async fn the_listing_pages_in_id_order_with_its_filters() {
+    let app = TestApp::new();
+    for n in 0..5 {
+        let mut sword = crafted(&format!("sword-{n}"));
+        sword.created_at = 1_700_000_000_000 + n * 1_000;
+        app.create(&sword).await;
+    }
+    app.create(&catalog("tpl", 1)).await;
+    app.burn("sword-4").await;
+
+    let first = app.get("/v1/descriptors?kind=crafted&limit=2").await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    assert_eq!(first.ids("descriptors"), ["sword-0", "sword-1"]);
+    let mut ids = first.ids("descriptors");
+    let mut cursor = first.json["next_cursor"].as_str().map(str::to_owned);
+    while let Some(next) = cursor {
+        let page = app
+            .get(&format!(
+                "/v1/descriptors?kind=crafted&limit=2&cursor={next}"
+            ))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{page:?}");
+        ids.extend(page.ids("descriptors"));
+        cursor = page.json["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(ids, ["sword-0", "sword-1", "sword-2", "sword-3"]);
+
+    let window = app
+        .get("/v1/descriptors?crafted_by=alice&since=1700000001000&until=1700000003000")
+        .await;
+    assert_eq!(window.ids("descriptors"), ["sword-1", "sword-2"]);
+    assert_eq!(window.json["next_cursor"], serde_json::Value::Null);
+    let everything = app.get("/v1/descriptors?include_burned=true").await;
+    assert_eq!(everything.ids("burned"), ["sword-4"]);
+    assert_eq!(everything.ids("descriptors").len(), 5);
+    let reader = app
+        .send(Method::GET, "/v1/descriptors", None, &[AS_READER])
+        .await;
+    assert_eq!(reader.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_listing_queries_are_refused_with_codes() {
+    let app = TestApp::new();
+    for n in 0..3 {
+        app.create(&crafted(&format!("sword-{n}"))).await;
+    }
+    let page = app.get("/v1/descriptors?kind=crafted&limit=1").await;
+    let cursor = page.json["next_cursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned();
+    let cases = [
+        ("/v1/descriptors?limit=0", "unprocessable"),
+        ("/v1/descriptors?limit=1001", "unprocessable"),
+        ("/v1/descriptors?since=10&until=5", "unprocessable"),
+        (
+            "/v1/descriptors?include_burned=true&kind=crafted",
+            "unprocessable",
+        ),
+        ("/v1/descriptors?cursor=nonsense", "unprocessable"),
+        (&format!("/v1/descriptors?cursor={cursor}"), "unprocessable"),
+        (
+            &format!("/v1/descriptors?kind=catalog&cursor={cursor}"),
+            "unprocessable",
+        ),
+        ("/v1/descriptors?owner=alice", "malformed_request"),
+        ("/v1/descriptors?kind=weapon", "malformed_request"),
+        ("/v1/descriptors?limit=-3", "malformed_request"),
+        ("/v1/descriptors?crafted_by=no%20spaces", "invalid_id"),
+    ];
+    for (path, code) in cases {
+        let answer = app.get(path).await;
+        assert_eq!(answer.code(), code, "{path}: {answer:?}");
+        assert!(answer.status.is_client_error(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_listing_needs_the_read_token_when_reads_are_closed() {
+    let app = TestApp::with_auth(
+        AuthConfig::default()
+            .with_open_reads(false)
+            .with_write_token("w")
+            .with_read_token("r"),
+    );
+    let anonymous = app.get("/v1/descriptors").await;
+    assert_eq!(anonymous.code(), "unauthorized");
+    let reader = app
+        .send(
+            Method::GET,
+            "/v1/descriptors",
+            None,
+            &[("authorization", "Bearer r")],
+        )
+        .await;
+    assert_eq!(reader.status, StatusCode::OK, "{reader:?}");
+}

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use descriptor_service::conformance::{CountingStore, check_store, crafted};
+use descriptor_service::conformance::{CountingStore, check_scan, check_store, crafted};
 use descriptor_service::{
-    DescriptorStore, Descriptors, Error, Lookup, MongoStore, Record, SqliteConfig, SqliteStore,
-    Synchronous, WriteOutcome,
+    DescriptorStore, Descriptors, Error, Lookup, MongoStore, Record, ScanFilter, SqliteConfig,
+    SqliteStore, Synchronous, WriteOutcome,
 };
 use futures::future::join_all;
 use protocol::ItemId;
@@ -135,4 +135,49 @@ async fn bulk_loading_skips_ids_already_stored() {
         .expect("connect");
     assert_eq!(mongo.insert_many(batch()).await.expect("load"), 10);
     assert_eq!(mongo.insert_many(batch()).await.expect("reload"), 0);
+}
+
+#[tokio::test]
+async fn sqlite_store_scans_as_the_contract_says() {
+    let (_dir, store) = sqlite_store();
+    check_scan(&store).await;
+}
+
+#[tokio::test]
+async fn mongodb_store_scans_as_the_contract_says() {
+    let store = MongoStore::connect(&mongodb_uri(), &unique_name("descriptors"))
+        .await
+        .expect("connect");
+    check_scan(&store).await;
+}
+
+#[tokio::test]
+async fn mongodb_store_scans_as_the_contract_says_on_a_standalone_server() {
+    let store = MongoStore::connect(
+        &testkit::mongodb_standalone_uri(),
+        &unique_name("descriptors"),
+    )
+    .await
+    .expect("connect");
+    check_scan(&store).await;
+}
+
+#[test]
+fn contradictory_scan_filters_are_refused() {
+    let inverted = ScanFilter {
+        since: Some(10),
+        until: Some(10),
+        ..ScanFilter::default()
+    };
+    let burned_by_kind = ScanFilter {
+        include_burned: true,
+        kind: Some(protocol::DescriptorKind::Crafted),
+        ..ScanFilter::default()
+    };
+    for filter in [inverted, burned_by_kind] {
+        assert_eq!(
+            filter.validate().expect_err("refused").code(),
+            protocol::ErrorCode::Unprocessable
+        );
+    }
 }

@@ -368,6 +368,14 @@ async fn the_embedded_mode_serves_the_descriptor_api_on_the_same_listener() {
     )
     .await;
     assert_eq!(status.as_u16(), 401);
+    // The listing is served by the embedded service too, reads open.
+    let (status, listing) =
+        crate::common::api(&node, "GET", "/v1/descriptors?limit=10", None, None).await;
+    assert!(status.is_success(), "{status}: {listing}");
+    assert_eq!(
+        listing["descriptors"][0]["id"], "sword-of-dawn",
+        "{listing}"
+    );
     let client = Watched::connect(&node.ws_url(), "alice", Some(&node.http(""))).await;
     node.apply(grant("c:alice:hero", "sword-of-dawn", 1)).await;
     let hero = owner("c:alice:hero");

@@ -8,13 +8,22 @@
 //! [`DescriptorClientBuilder::with_batch_window`] after the first queued id so
 //! that ids requested close together share one POST, and answers every waiter
 //! of an id from the one response that carried it.
+//!
+//! Tools that read many ids use [`DescriptorClient::stream_many`] instead:
+//! chunks of ids posted straight to the service, at most
+//! [`DescriptorClientBuilder::with_max_in_flight`] at a time, answers streamed
+//! back in order; and [`DescriptorClient::list`] pages through the listing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use protocol::{BatchGetRequest, BatchGetResponse, Descriptor, ErrorBody, ItemId, MAX_BATCH_IDS};
+use futures::{Stream, StreamExt, TryStreamExt};
+use protocol::{
+    BatchGetRequest, BatchGetResponse, Descriptor, DescriptorKind, ErrorBody, ItemId, ListResponse,
+    MAX_BATCH_IDS, UserId,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -22,6 +31,8 @@ use crate::{DescriptorState, Error};
 
 /// The path of the batch-get endpoint under the service's base URL.
 const BATCH_PATH: &str = "/v1/descriptors/batch";
+/// The path of the listing under the service's base URL.
+const LIST_PATH: &str = "/v1/descriptors";
 
 type Reply = oneshot::Sender<Result<DescriptorState, Error>>;
 
@@ -29,6 +40,9 @@ type Reply = oneshot::Sender<Result<DescriptorState, Error>>;
 #[derive(Clone, Debug)]
 struct Config {
     endpoint: reqwest::Url,
+    list_endpoint: reqwest::Url,
+    bearer_token: Option<String>,
+    max_in_flight: usize,
     batch_window: Duration,
     max_batch: usize,
     max_retries: usize,
@@ -83,6 +97,20 @@ impl DescriptorClientBuilder {
         self
     }
 
+    /// Sends `Authorization: Bearer <token>` with every request (a service
+    /// whose reads are closed).
+    pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.config.bearer_token = Some(token.into());
+        self
+    }
+
+    /// The most batch POSTs [`DescriptorClient::stream_many`] keeps in
+    /// flight at once (default 4, at least 1).
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.config.max_in_flight = max.max(1);
+        self
+    }
+
     /// Uses this HTTP client (shared connection pool, proxies, TLS settings).
     pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
         self.config.http = Some(http);
@@ -104,12 +132,12 @@ impl DescriptorClientBuilder {
             return Err(invalid("not a base URL".into()));
         }
         let mut config = self.config.clone();
-        config.endpoint = base
-            .join(&format!(
-                "{}{BATCH_PATH}",
-                base.path().trim_end_matches('/')
-            ))
-            .map_err(|e| invalid(e.to_string()))?;
+        let under_base = |path: &str| {
+            base.join(&format!("{}{path}", base.path().trim_end_matches('/')))
+                .map_err(|e| invalid(e.to_string()))
+        };
+        config.endpoint = under_base(BATCH_PATH)?;
+        config.list_endpoint = under_base(LIST_PATH)?;
         let http = match config.http.take() {
             Some(http) => http,
             None => reqwest::Client::builder()
@@ -118,8 +146,13 @@ impl DescriptorClientBuilder {
                 .map_err(Error::transport)?,
         };
         let (requests, inbox) = mpsc::unbounded_channel();
-        tokio::spawn(Batcher::new(config, http, inbox).run());
-        Ok(DescriptorClient { requests })
+        let config = Arc::new(config);
+        tokio::spawn(Batcher::new(config.clone(), http.clone(), inbox).run());
+        Ok(DescriptorClient {
+            requests,
+            config,
+            http,
+        })
     }
 }
 
@@ -144,6 +177,72 @@ impl DescriptorClientBuilder {
 #[derive(Clone, Debug)]
 pub struct DescriptorClient {
     requests: mpsc::UnboundedSender<Vec<(ItemId, Reply)>>,
+    config: Arc<Config>,
+    http: reqwest::Client,
+}
+
+/// What [`DescriptorClient::list`] asks for: the listing's filters, the page
+/// size, and where to start. The default lists every live descriptor from
+/// the start, 1,000 a page.
+#[derive(Clone, Debug)]
+pub struct ListFilter {
+    /// Only descriptors of this kind.
+    pub kind: Option<DescriptorKind>,
+    /// Only descriptors crafted by this user.
+    pub crafted_by: Option<UserId>,
+    /// Only descriptors created at or after this time (ms since the epoch).
+    pub since: Option<u64>,
+    /// Only descriptors created before this time (ms since the epoch).
+    pub until: Option<u64>,
+    /// Burned ids too (the service refuses it with the other filters).
+    pub include_burned: bool,
+    /// Records a page, 1 to [`protocol::MAX_LIST_LIMIT`].
+    pub limit: usize,
+    /// Resume after this cursor (a page's `next_cursor`, same filters).
+    pub cursor: Option<String>,
+}
+
+impl Default for ListFilter {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            crafted_by: None,
+            since: None,
+            until: None,
+            include_burned: false,
+            limit: protocol::MAX_LIST_LIMIT,
+            cursor: None,
+        }
+    }
+}
+
+impl ListFilter {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = vec![("limit", self.limit.to_string())];
+        if let Some(kind) = self.kind {
+            let kind = match kind {
+                DescriptorKind::Catalog => "catalog",
+                DescriptorKind::Crafted => "crafted",
+            };
+            query.push(("kind", kind.to_owned()));
+        }
+        if let Some(user) = &self.crafted_by {
+            query.push(("crafted_by", user.as_str().to_owned()));
+        }
+        if let Some(since) = self.since {
+            query.push(("since", since.to_string()));
+        }
+        if let Some(until) = self.until {
+            query.push(("until", until.to_string()));
+        }
+        if self.include_burned {
+            query.push(("include_burned", "true".to_owned()));
+        }
+        if let Some(cursor) = &self.cursor {
+            query.push(("cursor", cursor.clone()));
+        }
+        query
+    }
 }
 
 impl DescriptorClient {
@@ -155,6 +254,9 @@ impl DescriptorClient {
             base_url: base_url.into(),
             config: Config {
                 endpoint: reqwest::Url::parse("http://unset.invalid/").expect("a valid URL"),
+                list_endpoint: reqwest::Url::parse("http://unset.invalid/").expect("a valid URL"),
+                bearer_token: None,
+                max_in_flight: 4,
                 batch_window: Duration::from_millis(5),
                 max_batch: MAX_BATCH_IDS,
                 max_retries: 4,
@@ -216,6 +318,67 @@ impl DescriptorClient {
         Ok(response)
     }
 
+    /// Streams the state of every id of `ids`, in the order given (an id
+    /// given twice is answered twice): chunks of up to
+    /// [`DescriptorClientBuilder::with_max_batch`] ids posted straight to the
+    /// service, at most [`DescriptorClientBuilder::with_max_in_flight`]
+    /// chunks in flight, each retried as [`DescriptorClientBuilder::with_retries`]
+    /// says. A chunk that still fails answers `Err((id, error))` for each of
+    /// its ids and the stream goes on. Memory stays bounded by the chunks in
+    /// flight, whatever the number of ids; `ids` is read as the stream is
+    /// polled.
+    pub fn stream_many<I>(
+        &self,
+        ids: I,
+    ) -> impl Stream<Item = Result<(ItemId, DescriptorState), (ItemId, Error)>> + Send + Unpin + 'static
+    where
+        I: IntoIterator<Item = ItemId>,
+        I::IntoIter: Send + 'static,
+    {
+        let (config, http) = (self.config.clone(), self.http.clone());
+        let in_flight = config.max_in_flight;
+        futures::stream::iter(ids)
+            .chunks(config.max_batch)
+            .map(move |chunk| {
+                let (config, http) = (config.clone(), http.clone());
+                async move {
+                    let result = fetch(&config, &http, &chunk).await;
+                    futures::stream::iter(answers_of(chunk, result))
+                }
+            })
+            .buffered(in_flight)
+            .flatten()
+            .boxed()
+    }
+
+    /// Streams the listing's pages for `filter`, following each page's
+    /// cursor until the last; each page is retried as
+    /// [`DescriptorClientBuilder::with_retries`] says, and an error ends the
+    /// stream. A page's `next_cursor` resumes the listing after it (set it
+    /// as [`ListFilter::cursor`]).
+    pub fn list(
+        &self,
+        filter: ListFilter,
+    ) -> impl Stream<Item = Result<ListResponse, Error>> + Send + Unpin + 'static {
+        let (config, http) = (self.config.clone(), self.http.clone());
+        futures::stream::try_unfold(Some(filter), move |state| {
+            let (config, http) = (config.clone(), http.clone());
+            async move {
+                let Some(filter) = state else {
+                    return Ok(None);
+                };
+                let page = list_page(&config, &http, &filter).await?;
+                let next = page.next_cursor.clone().map(|cursor| ListFilter {
+                    cursor: Some(cursor),
+                    ..filter
+                });
+                Ok(Some((page, next)))
+            }
+        })
+        .into_stream()
+        .boxed()
+    }
+
     /// Fetches one descriptor; batched with the ids other callers request at
     /// about the same time.
     pub async fn get(&self, id: ItemId) -> Result<DescriptorState, Error> {
@@ -244,13 +407,13 @@ struct Batcher {
 
 impl Batcher {
     fn new(
-        config: Config,
+        config: Arc<Config>,
         http: reqwest::Client,
         inbox: mpsc::UnboundedReceiver<Vec<(ItemId, Reply)>>,
     ) -> Self {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
-            config: Arc::new(config),
+            config,
             http,
             inbox,
             waiting: HashMap::new(),
@@ -313,35 +476,11 @@ impl Batcher {
     }
 
     fn answer(&mut self, ids: &[ItemId], result: Result<BatchGetResponse, Error>) {
-        let mut answers: HashMap<ItemId, DescriptorState> = HashMap::new();
-        let result = result.map(|response| {
-            answers.extend(
-                response
-                    .descriptors
-                    .into_iter()
-                    .map(|d| (d.id.clone(), DescriptorState::Ready(Arc::new(d)))),
-            );
-            answers.extend(
-                response
-                    .missing
-                    .into_iter()
-                    .map(|id| (id, DescriptorState::NotFound)),
-            );
-            answers.extend(
-                response
-                    .burned
-                    .into_iter()
-                    .map(|id| (id, DescriptorState::Burned)),
-            );
-        });
+        let result = result.map(states_of);
         for id in ids {
             let answer = match &result {
                 Err(error) => Err(error.clone()),
-                Ok(()) => answers.get(id).cloned().ok_or_else(|| {
-                    Error::Protocol(protocol::Error::MalformedMessage(format!(
-                        "the descriptor service left {id} out of its answer"
-                    )))
-                }),
+                Ok(answers) => answers.get(id).cloned().ok_or_else(|| left_out(id)),
             };
             for reply in self.waiting.remove(id).unwrap_or_default() {
                 // A caller that stopped waiting does not need the answer.
@@ -349,6 +488,63 @@ impl Batcher {
             }
         }
     }
+}
+
+/// Each id of `chunk` with its state from `result`, in chunk order; a failed
+/// chunk answers its error for each of its ids.
+fn answers_of(
+    chunk: Vec<ItemId>,
+    result: Result<BatchGetResponse, Error>,
+) -> Vec<Result<(ItemId, DescriptorState), (ItemId, Error)>> {
+    let states = match result {
+        Err(error) => {
+            return chunk
+                .into_iter()
+                .map(|id| Err((id, error.clone())))
+                .collect();
+        }
+        Ok(response) => states_of(response),
+    };
+    chunk
+        .into_iter()
+        .map(|id| match states.get(&id) {
+            Some(state) => Ok((id, state.clone())),
+            None => {
+                let error = left_out(&id);
+                Err((id, error))
+            }
+        })
+        .collect()
+}
+
+/// The state of every id a batch answer names.
+fn states_of(response: BatchGetResponse) -> HashMap<ItemId, DescriptorState> {
+    let mut states = HashMap::new();
+    states.extend(
+        response
+            .descriptors
+            .into_iter()
+            .map(|d| (d.id.clone(), DescriptorState::Ready(Arc::new(d)))),
+    );
+    states.extend(
+        response
+            .missing
+            .into_iter()
+            .map(|id| (id, DescriptorState::NotFound)),
+    );
+    states.extend(
+        response
+            .burned
+            .into_iter()
+            .map(|id| (id, DescriptorState::Burned)),
+    );
+    states
+}
+
+fn left_out(id: &ItemId) -> Error {
+    Error::Protocol(protocol::Error::MalformedMessage(format!(
+        "the descriptor service left {id} out of its answer"
+    )))
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -384,21 +580,53 @@ async fn post(
     ids: &[ItemId],
 ) -> Result<BatchGetResponse, Error> {
     let request = BatchGetRequest { ids: ids.to_vec() };
-    let response = http
-        .post(config.endpoint.clone())
-        .json(&request)
-        .send()
+    let post = http.post(config.endpoint.clone()).json(&request);
+    send(authorized(config, post))
+        .await?
+        .json()
         .await
-        .map_err(Error::transport)?;
+        .map_err(unreadable)
+}
+
+/// One page of the listing, retried like a batch POST.
+async fn list_page(
+    config: &Config,
+    http: &reqwest::Client,
+    filter: &ListFilter,
+) -> Result<ListResponse, Error> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(config.retry_min_delay)
+        .with_max_delay(config.retry_max_delay)
+        .with_max_times(config.max_retries)
+        .with_jitter();
+    let mut url = config.list_endpoint.clone();
+    url.query_pairs_mut().extend_pairs(filter.query());
+    (|| async {
+        let get = http.get(url.clone());
+        send(authorized(config, get))
+            .await?
+            .json()
+            .await
+            .map_err(unreadable)
+    })
+    .retry(backoff)
+    .when(Error::is_retryable)
+    .await
+}
+
+fn authorized(config: &Config, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match &config.bearer_token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
+/// Sends `request`: the response when it succeeded, else its error body.
+async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+    let response = request.send().await.map_err(Error::transport)?;
     let status = response.status();
     if status.is_success() {
-        return response.json().await.map_err(|e| {
-            if e.is_decode() {
-                Error::Protocol(protocol::Error::MalformedMessage(e.to_string()))
-            } else {
-                Error::transport(e)
-            }
-        });
+        return Ok(response);
     }
     // A 5xx keeps its body only when the body's code is a 5xx one too, so that
     // whatever the body says, a server failure stays retryable.
@@ -409,5 +637,14 @@ async fn post(
         _ => Err(Error::HttpStatus {
             status: status.as_u16(),
         }),
+    }
+}
+
+/// A successful answer's body that could not be read.
+fn unreadable(e: reqwest::Error) -> Error {
+    if e.is_decode() {
+        Error::Protocol(protocol::Error::MalformedMessage(e.to_string()))
+    } else {
+        Error::transport(e)
     }
 }
