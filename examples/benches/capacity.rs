@@ -312,17 +312,6 @@ fn ws_url(node: &testkit::NodeProcess) -> String {
     format!("{}/v1/ws", node.base().replacen("http", "ws", 1))
 }
 
-/// Resident memory of a process now (`VmRSS`).
-fn rss_of(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 fn cpu_of(pid: u32) -> f64 {
     process_usage_of(&pid.to_string()).0
 }
@@ -376,12 +365,18 @@ impl Sessions<'_> {
     }
 }
 
-fn merged(reports: impl IntoIterator<Item = Report>) -> Report {
-    let mut total = Report::default();
-    for report in reports {
-        total.merge(&report);
-    }
-    total
+/// Waits for loadgen processes to finish (off the runtime's threads); their
+/// reports added up.
+async fn finish_all(processes: Vec<Loadgen>) -> Report {
+    tokio::task::spawn_blocking(move || {
+        let mut total = Report::default();
+        for process in processes {
+            total.merge(&process.finish());
+        }
+        total
+    })
+    .await
+    .expect("loadgen processes")
 }
 
 /// The sessions' versions against the store's, and the audit: `(sessions
@@ -434,7 +429,7 @@ async fn one_node(scale: f64) -> Vec<Goal> {
     };
     traffic::seed(&seed).await.expect("seed the players");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = rss_of(pid);
+    let idle = testkit::bench::rss_of(pid).unwrap_or(0);
     let hold = Duration::from_secs_f64(secs + 6.0);
     let mut sessions = Sessions {
         url: &ws_url(&node),
@@ -448,7 +443,7 @@ async fn one_node(scale: f64) -> Vec<Goal> {
     .start(dir.path(), "one");
     let welcomed: u64 = sessions.iter_mut().map(Loadgen::ready).sum();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let held_rss = rss_of(pid);
+    let held_rss = testkit::bench::rss_of(pid).unwrap_or(0);
     let cpu_before = cpu_of(pid);
     let load = Loadgen::start(&Role::Traffic {
         url: node.base().to_owned(),
@@ -460,20 +455,9 @@ async fn one_node(scale: f64) -> Vec<Goal> {
         seed: 7,
         report: dir.path().join("one-traffic.json"),
     });
-    let sent = tokio::task::spawn_blocking(move || load.finish())
-        .await
-        .expect("traffic");
+    let sent = finish_all(vec![load]).await;
     let cpu_traffic = cpu_of(pid) - cpu_before;
-    let held = merged(
-        tokio::task::spawn_blocking(move || {
-            sessions
-                .into_iter()
-                .map(Loadgen::finish)
-                .collect::<Vec<_>>()
-        })
-        .await
-        .expect("sessions"),
-    );
+    let held = finish_all(sessions).await;
     let summary = held.summary();
     let rss_per_player = held_rss.saturating_sub(idle) as f64 / welcomed.max(1) as f64;
     let cpu_per_delta = cpu_traffic * 1e6 / held.deltas.max(1) as f64;
@@ -598,13 +582,8 @@ async fn machine(scale: f64) -> Vec<Goal> {
             })
         })
         .collect();
-    let (sent, held) = tokio::task::spawn_blocking(move || {
-        let sent = merged(loads.into_iter().map(Loadgen::finish));
-        let held = merged(sessions.into_iter().map(Loadgen::finish));
-        (sent, held)
-    })
-    .await
-    .expect("loadgen");
+    let sent = finish_all(loads).await;
+    let held = finish_all(sessions).await;
     let summary = held.summary();
     println!(
         "  traffic: {} applied ({:.0}/s), {} refused by guards, errors {:?}, http p99 {:.1} ms",
@@ -721,9 +700,9 @@ async fn fan_out_ratio(players: u64, per_player: u64, secs: f64) -> f64 {
         players,
         per_player,
         processes,
-        hold: Duration::from_secs_f64(secs + 4.0),
+        hold: Duration::from_secs_f64(secs),
     };
-    let node_rate = fan_out_run(&plan, secs, dir.path(), "node", || {
+    let node_rate = fan_out_run(&plan, dir.path(), "node", || {
         publish_events(client.clone(), users.clone(), secs)
     })
     .await;
@@ -733,7 +712,7 @@ async fn fan_out_ratio(players: u64, per_player: u64, secs: f64) -> f64 {
         url: &raw.url,
         ..plan
     };
-    let raw_rate = fan_out_run(&plan, secs, dir.path(), "raw", || {
+    let raw_rate = fan_out_run(&plan, dir.path(), "raw", || {
         let go = Arc::clone(&raw.go);
         async move {
             go.store(true, Ordering::Release);
@@ -790,14 +769,7 @@ async fn publish_events(client: redis::Client, users: Vec<String>, secs: f64) ->
                                 published,
                             ),
                             kind: ChangeKind::Adjust,
-                            owners: vec![OwnerDelta {
-                                owner: owner.clone(),
-                                version: Version::new(versions[next]),
-                                deltas: vec![ItemDelta {
-                                    item: gold.clone(),
-                                    change: 1,
-                                }],
-                            }],
+                            owners: vec![one_gold(owner, &gold, versions[next])],
                         };
                         pipe.publish(channel, serde_json::to_string(&event).expect("json"))
                             .ignore();
@@ -817,9 +789,11 @@ async fn publish_events(client: redis::Client, users: Vec<String>, secs: f64) ->
     published
 }
 
-/// The sessions of `plan`, `drive` run while they are held; deltas per
-/// second the sessions received during the drive.
-async fn fan_out_run<F, Fut>(plan: &Sessions<'_>, secs: f64, dir: &Path, tag: &str, drive: F) -> f64
+/// The sessions of `plan`, `drive` run once they are all welcomed; deltas
+/// per second the sessions received while they were held (`plan.hold`, the
+/// drive's length: a backlog delivered after it does not count). `drive`
+/// answers how many events it fed the server (the raw server makes its own).
+async fn fan_out_run<F, Fut>(plan: &Sessions<'_>, dir: &Path, tag: &str, drive: F) -> f64
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = u64>,
@@ -828,29 +802,13 @@ where
     for session in &mut sessions {
         session.ready();
     }
-    let applied = drive().await;
-    let held = merged(
-        tokio::task::spawn_blocking(move || {
-            sessions
-                .into_iter()
-                .map(Loadgen::finish)
-                .collect::<Vec<_>>()
-        })
-        .await
-        .expect("sessions"),
+    let fed = drive().await;
+    let held = finish_all(sessions).await;
+    println!(
+        "    {tag}: {fed} events fed, {} deltas, {} gaps, {} repeats, errors {:?}",
+        held.deltas, held.gaps, held.duplicates, held.errors
     );
-    if applied > 0 {
-        println!(
-            "    {tag}: {applied} events published, {} deltas, {} gaps, {} repeats, errors {:?}",
-            held.deltas, held.gaps, held.duplicates, held.errors
-        );
-    } else {
-        println!(
-            "    {tag}: {} deltas, {} gaps, errors {:?}",
-            held.deltas, held.gaps, held.errors
-        );
-    }
-    (held.deltas + held.gaps) as f64 / secs
+    (held.deltas + held.gaps) as f64 / plan.hold.as_secs_f64()
 }
 
 /// The baseline: a tokio-tungstenite server that welcomes each session as a
@@ -921,18 +879,24 @@ async fn raw_session(stream: tokio::net::TcpStream, go: Arc<AtomicBool>) {
         let delta = send(&ServerMessage::Delta {
             change_id: loadgen::stamp::stamped(loadgen::stamp::now_micros(), version),
             kind: ChangeKind::Adjust,
-            owner: OwnerDelta {
-                owner: owner.clone(),
-                version: Version::new(version),
-                deltas: vec![ItemDelta {
-                    item: gold.clone(),
-                    change: 1,
-                }],
-            },
+            owner: one_gold(&owner, &gold, version),
         });
         if socket.send(delta).await.is_err() {
             return;
         }
+    }
+}
+
+/// What both fan-out servers send: `owner` gained one gold, reaching
+/// `version`.
+fn one_gold(owner: &OwnerId, gold: &ItemId, version: u64) -> OwnerDelta {
+    OwnerDelta {
+        owner: owner.clone(),
+        version: Version::new(version),
+        deltas: vec![ItemDelta {
+            item: gold.clone(),
+            change: 1,
+        }],
     }
 }
 

@@ -314,16 +314,6 @@ async fn figure_2() -> Vec<Goal> {
     ]
 }
 
-/// Resident memory of a process, from `/proc`.
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Raises this process's open-file limit (children inherit it); returns it.
 fn raise_open_files(wanted: u64) -> u64 {
     use rlimit::Resource;
@@ -414,15 +404,15 @@ async fn figure_3() -> Vec<Goal> {
     // subscription come with it), then a second connection for each of the
     // same players (the socket and session alone).
     let players = clients / 2;
-    let before = rss_of(pid);
+    let before = testkit::bench::rss_of(pid).unwrap_or(0);
     let connecting = Instant::now();
     let mut idle = connect_many(&url, 0..players, 1).await;
     let connect_secs = connecting.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let first = rss_of(pid);
+    let first = testkit::bench::rss_of(pid).unwrap_or(0);
     idle.extend(connect_many(&url, 0..players, 2).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let second = rss_of(pid);
+    let second = testkit::bench::rss_of(pid).unwrap_or(0);
     let per_client = first.saturating_sub(before) as f64 / players as f64;
     let per_connection = second.saturating_sub(first) as f64 / players as f64;
     println!(

@@ -117,6 +117,7 @@ pub async fn run(config: ClientsConfig, ready: impl FnOnce(u64)) -> anyhow::Resu
         let _ = task.await;
     }
     let mut report = std::mem::take(&mut *shared.report());
+    report.sessions = shared.welcomed.load(Ordering::Relaxed);
     report.elapsed_secs = elapsed.as_secs_f64();
     report.record_process();
     Ok(report)
@@ -187,14 +188,10 @@ async fn connection<S>(
         token: token.to_owned(),
         resume,
     };
-    let Ok(frame) = protocol::encode_client(Encoding::Json, &hello) else {
+    let Some(frame) = text_frame(&hello) else {
         return;
     };
-    if sink
-        .send(Message::text(String::from_utf8_lossy(&frame).into_owned()))
-        .await
-        .is_err()
-    {
+    if sink.send(frame).await.is_err() {
         shared.report().error("send");
         return;
     }
@@ -203,25 +200,25 @@ async fn connection<S>(
     loop {
         tokio::select! {
             frame = stream.next() => {
-                let bytes = match frame {
-                    Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
-                    Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
+                let decoded = match &frame {
+                    Some(Ok(Message::Text(text))) => protocol::decode_server(Encoding::Json, text.as_bytes()),
+                    Some(Ok(Message::Binary(bytes))) => protocol::decode_server(Encoding::Json, bytes),
                     Some(Ok(Message::Close(_))) | None => return,
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {
-                        shared.report().error(format!("receive: {}", kind(&e)));
+                        shared.report().error(format!("receive: {}", kind(e)));
                         return;
                     }
                 };
-                match protocol::decode_server(Encoding::Json, &bytes) {
+                match decoded {
                     Ok(message) => on_message(shared, message, versions, welcomed_once),
                     Err(_) => shared.report().error("undecodable frame"),
                 }
             }
             _ = ping.tick() => {
                 nonce += 1;
-                if let Ok(frame) = protocol::encode_client(Encoding::Json, &ClientMessage::Ping { nonce }) {
-                    let _ = sink.send(Message::text(String::from_utf8_lossy(&frame).into_owned())).await;
+                if let Some(frame) = text_frame(&ClientMessage::Ping { nonce }) {
+                    let _ = sink.send(frame).await;
                 }
             }
             _ = stopped.changed() => {
@@ -230,6 +227,12 @@ async fn connection<S>(
             }
         }
     }
+}
+
+/// A client message as the JSON text frame the node reads.
+fn text_frame(message: &ClientMessage) -> Option<Message> {
+    let json = protocol::encode_client(Encoding::Json, message).ok()?;
+    String::from_utf8(json).ok().map(Message::text)
 }
 
 fn on_message(
@@ -244,7 +247,6 @@ fn on_message(
             if !*welcomed_once {
                 *welcomed_once = true;
                 shared.welcomed.fetch_add(1, Ordering::Relaxed);
-                shared.report().sessions += 1;
             }
         }
         ServerMessage::Snapshot { owners } => {

@@ -54,8 +54,7 @@ pub struct TrafficConfig {
 
 struct Ids {
     gold: ItemId,
-    wood: ItemId,
-    herb: ItemId,
+    /// What heroes gather: wood, ore, herb.
     gathered: [ItemId; 3],
     hero: CharacterId,
 }
@@ -65,11 +64,17 @@ impl Ids {
         let item = |name: &str| ItemId::parse(name);
         Ok(Self {
             gold: item("gold")?,
-            wood: item("wood")?,
-            herb: item("herb")?,
             gathered: [item("wood")?, item("ore")?, item("herb")?],
             hero: CharacterId::parse("hero")?,
         })
+    }
+
+    fn wood(&self) -> &ItemId {
+        &self.gathered[0]
+    }
+
+    fn herb(&self) -> &ItemId {
+        &self.gathered[2]
     }
 }
 
@@ -194,7 +199,7 @@ impl Node {
                 Change::new(self.id_at(due)).grant(hero, item, Self::qty(rng.random_range(1..=3)))
             }
             35..60 => {
-                Change::new(self.id_at(due)).consume(hero, self.ids.herb.clone(), Self::qty(1))
+                Change::new(self.id_at(due)).consume(hero, self.ids.herb().clone(), Self::qty(1))
             }
             60..75 => Change::new(self.id_at(due))
                 .consume(account, self.ids.gold.clone(), Self::qty(5))
@@ -205,7 +210,7 @@ impl Node {
                 let partner = OwnerId::character(self.user(other)?, self.ids.hero.clone());
                 Change::trade(
                     self.id_at(due),
-                    (hero, &[(self.ids.wood.clone(), Self::qty(1))]),
+                    (hero, &[(self.ids.wood().clone(), Self::qty(1))]),
                     (partner, &[(self.ids.gold.clone(), Self::qty(2))]),
                 )
             }
@@ -250,8 +255,8 @@ pub async fn seed(config: &TrafficConfig) -> anyhow::Result<()> {
                     node.ids.gold.clone(),
                     Node::qty(1000),
                 )
-                .grant(hero.clone(), node.ids.wood.clone(), Node::qty(50))
-                .grant(hero, node.ids.herb.clone(), Node::qty(50));
+                .grant(hero.clone(), node.ids.wood().clone(), Node::qty(50))
+                .grant(hero, node.ids.herb().clone(), Node::qty(50));
             anyhow::ensure!(
                 node.post(&change).await,
                 "seeding player {n} failed: {:?}",

@@ -96,6 +96,13 @@ pub fn rss_bytes() -> Option<u64> {
     parse_vm_rss(&status)
 }
 
+/// The resident set size of process `pid` (`VmRSS` in `/proc/<pid>/status`),
+/// or `None` if it is gone or that file does not exist.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vm_rss(&status)
+}
+
 fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status
         .lines()
@@ -234,6 +241,7 @@ mod tests {
         );
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
         assert!(rss_bytes().is_some_and(|rss| rss > 0));
+        assert_eq!(rss_of(std::process::id()).map(|rss| rss > 0), Some(true));
     }
 
     #[test]

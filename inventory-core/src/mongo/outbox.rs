@@ -32,7 +32,6 @@
 //! and [`Inventory`](crate::Inventory) publishes inline.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -79,6 +78,17 @@ impl Position {
     }
 }
 
+/// Where this store instance stands with the publishing lease.
+enum Lease {
+    /// It held the lease and still does.
+    Held,
+    /// It has just taken the lease (the first time, or from a node that
+    /// died): its reads start again from the mark.
+    TakenOver,
+    /// Another instance holds it.
+    Elsewhere,
+}
+
 /// Where a new stream starts.
 enum Start {
     After(ResumeToken),
@@ -94,8 +104,6 @@ pub(crate) struct ChangeFeed {
     signal: Arc<Notify>,
     /// When this instance last renewed the lease, if it holds it.
     leased: Mutex<Option<Instant>>,
-    /// Whether the last read found this instance without the lease.
-    idle: AtomicBool,
     /// Open streams, keyed by the position they reached (`None`: the mark,
     /// for a stream that has returned nothing yet).
     streams: Mutex<Vec<(Option<OutboxPosition>, JournalStream)>>,
@@ -150,7 +158,6 @@ impl ChangeFeed {
             lease,
             signal: Arc::new(Notify::new()),
             leased: Mutex::new(None),
-            idle: AtomicBool::new(false),
             streams: Mutex::new(Vec::new()),
         })
     }
@@ -160,14 +167,14 @@ impl ChangeFeed {
         self.signal.notify_waiters();
     }
 
-    /// Takes or renews the lease when a third of it has passed; whether this
-    /// instance holds it. Losing it closes this instance's streams.
-    async fn hold_lease(&self) -> Result<bool, Error> {
+    /// Takes or renews the lease when a third of it has passed. Losing it
+    /// closes this instance's streams.
+    async fn hold_lease(&self) -> Result<Lease, Error> {
         let mut leased = self.leased.lock().await;
         if let Some(at) = *leased
             && at.elapsed() < self.lease / 3
         {
-            return Ok(true);
+            return Ok(Lease::Held);
         }
         let now = bson::DateTime::now();
         let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
@@ -194,7 +201,11 @@ impl ChangeFeed {
                 self.streams.lock().await.clear();
             }
         }
-        Ok(held)
+        Ok(match (held, was_held) {
+            (false, _) => Lease::Elsewhere,
+            (true, true) => Lease::Held,
+            (true, false) => Lease::TakenOver,
+        })
     }
 
     /// Where reading starts when no position is given: the mark.
@@ -263,14 +274,15 @@ impl Outbox for ChangeFeed {
         after: Option<&OutboxPosition>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, Error> {
-        if !self.hold_lease().await? {
-            self.idle.store(true, Ordering::Relaxed);
-            // Nothing to do: wait as a read would have.
-            tokio::time::sleep(AWAIT).await;
-            return Ok(Vec::new());
-        }
-        let taken_over = self.idle.swap(false, Ordering::Relaxed);
-        let after = if taken_over { None } else { after };
+        let after = match self.hold_lease().await? {
+            Lease::Held => after,
+            Lease::TakenOver => None,
+            Lease::Elsewhere => {
+                // Nothing to do: wait as a read would have.
+                tokio::time::sleep(AWAIT).await;
+                return Ok(Vec::new());
+            }
+        };
         let kept = {
             let mut streams = self.streams.lock().await;
             streams

@@ -1,6 +1,7 @@
-//! The node binary SIGKILLed right after acknowledged commits: after a
-//! restart on the same store, every acknowledged change's event reaches a
-//! Redis subscriber (the outbox publishes what the killed node had not): on
+//! The node binary SIGKILLed right after acknowledged commits made while
+//! Redis was down: after a restart on the same store (and Redis back), every
+//! acknowledged change's event reaches a Redis subscriber (the outbox
+//! publishes what the killed node could not): on
 //! SQLite (the journal) and on a MongoDB replica set (the journal's change
 //! stream, the publishing lease taken over by the restarted node).
 
@@ -75,8 +76,17 @@ async fn sigkill_after_commits(node: impl Fn(&Path, &str) -> Command) {
     let redis_server = testkit::RedisServer::start();
     let url = redis_server.url();
     let dir = tempfile::tempdir().unwrap();
-    let seen = subscribe(&url).await;
     let mut first = testkit::NodeProcess::spawn(node(dir.path(), &url));
+    // Redis is down while the first node writes: none of its changes can be
+    // published before the kill, so every event must come from the
+    // restarted node's outbox.
+    let mut redis_server = tokio::task::spawn_blocking(move || {
+        let mut server = redis_server;
+        server.kill();
+        server
+    })
+    .await
+    .unwrap();
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
             let base = first.base().to_owned();
@@ -109,6 +119,13 @@ async fn sigkill_after_commits(node: impl Fn(&Path, &str) -> Command) {
     }
     // Right after the last acknowledgement: no drain, no shutdown.
     first.kill();
+    let _redis_server = tokio::task::spawn_blocking(move || {
+        redis_server.restart();
+        redis_server
+    })
+    .await
+    .unwrap();
+    let seen = subscribe(&url).await;
     let _second = testkit::NodeProcess::spawn(node(dir.path(), &url));
     let missing = || {
         let seen = seen.lock().unwrap();
