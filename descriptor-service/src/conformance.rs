@@ -72,6 +72,9 @@ pub async fn check_store(store: &dyn DescriptorStore, prefix: &str) {
     let name = |s: &str| format!("{prefix}-{s}");
     store.ping().await.expect("ping");
     assert!(store.get_many(&[]).await.expect("empty get").is_empty());
+    let identity = store.identity().await.expect("identity");
+    assert!(!identity.is_empty());
+    assert_eq!(store.identity().await.expect("identity again"), identity);
 
     // Create, idempotent by content.
     let sword = crafted(&name("sword"));
@@ -293,6 +296,11 @@ pub async fn check_scan(store: &dyn DescriptorStore) {
             let got = scan_all(store, filter, limit, async |_| {}).await;
             assert_eq!(got, expected, "{filter:?}, {limit} a page");
         }
+        assert_eq!(
+            store.count(filter).await.expect("count"),
+            expected.len() as u64,
+            "{filter:?}"
+        );
     }
     let burned_too = scan_all(store, &filters[6], 4, async |_| {}).await;
     assert!(burned_too.contains(&Record::Burned(id("s-05"))));
@@ -381,7 +389,13 @@ impl<S: DescriptorStore> DescriptorStore for CountingStore<S> {
     ) -> Result<Vec<Record>, Error> {
         self.inner.scan(filter, after, limit).await
     }
+    async fn count(&self, filter: &ScanFilter) -> Result<u64, Error> {
+        self.inner.count(filter).await
+    }
     async fn ping(&self) -> Result<(), Error> {
         self.inner.ping().await
+    }
+    async fn identity(&self) -> Result<String, Error> {
+        self.inner.identity().await
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use protocol::{BurnOutcome, Descriptor, DescriptorKind, ItemId};
+use tokio::sync::OnceCell;
 
 use crate::cache::{Absence, CachedDescriptor, Lookup};
 use crate::invalidation::{Invalidation, InvalidationBus, InvalidationKind, NoInvalidation};
@@ -25,6 +26,8 @@ pub struct Descriptors {
     bus: Arc<dyn InvalidationBus>,
     metrics: Metrics,
     origin: String,
+    /// The store's [`identity`](DescriptorStore::identity), asked once.
+    store_identity: Arc<OnceCell<String>>,
 }
 
 impl Descriptors {
@@ -137,15 +140,31 @@ impl Descriptors {
     ) -> Result<Page, Error> {
         filter.validate()?;
         listing::check_limit(limit)?;
+        let store = self
+            .store_identity
+            .get_or_try_init(|| self.store.identity())
+            .await?;
         let after = cursor
-            .map(|cursor| listing::decode_cursor(filter, cursor))
+            .map(|cursor| listing::decode_cursor(store, filter, cursor))
             .transpose()?;
         self.metrics
             .store_queries
             .with_label_values(&["scan"])
             .inc();
         let records = self.store.scan(filter, after.as_ref(), limit).await?;
-        Ok(listing::page(filter, records, limit))
+        Ok(listing::page(store, filter, records, limit))
+    }
+
+    /// How many records `filter` selects now (the store's
+    /// [`count`](DescriptorStore::count)): a listing's progress total.
+    /// Contradictory filters are [`Error::Unprocessable`].
+    pub async fn count(&self, filter: &ScanFilter) -> Result<u64, Error> {
+        filter.validate()?;
+        self.metrics
+            .store_queries
+            .with_label_values(&["count"])
+            .inc();
+        self.store.count(filter).await
     }
 
     /// Checks that the store answers (readiness).
@@ -233,6 +252,7 @@ impl DescriptorsBuilder {
             bus,
             metrics: self.metrics,
             origin: self.origin,
+            store_identity: Arc::new(OnceCell::new()),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! | method and path | what |
 //! |---|---|
 //! | `POST /v1/descriptors/batch` | batch get, body `{"ids": [...]}` (the item whose id is `batch` is still served by the other methods on that path) |
-//! | `GET /v1/descriptors?kind=&crafted_by=&since=&until=&include_burned=&limit=&cursor=` | one page of the listing in id order (limit 1..=1,000, default 100), with `next_cursor` |
+//! | `GET /v1/descriptors?kind=&crafted_by=&since=&until=&include_burned=&limit=&cursor=&with_total=` | one page of the listing in id order (limit 1..=1,000, default 100), with `next_cursor`, and `total` when asked |
 //! | `GET /v1/descriptors/{id}` | one descriptor, with `ETag` and `Cache-Control` |
 //! | `POST /v1/descriptors` | create (crafting), idempotent by id and content |
 //! | `PUT /v1/descriptors/{id}` | next revision of a catalog descriptor |

@@ -145,6 +145,15 @@ pub const MAX_SCAN_LIMIT: usize = protocol::MAX_LIST_LIMIT;
 ///   selected for the whole paging, whatever is created and burned
 ///   meanwhile. Fewer than `limit` records means the end was reached. The
 ///   filter was validated ([`ScanFilter::validate`]) by the caller.
+/// - [`count`](Self::count) answers, in **one store query**, how many
+///   records `filter` selects now: what a scan from the start would page
+///   through if nothing changed meanwhile (a progress total, not a
+///   snapshot).
+/// - [`identity`](Self::identity) answers the store's name: made once, when
+///   the store (file, database) was first opened, and the same afterwards
+///   for every replica and restart that uses it; two stores never share one.
+///   Listing cursors carry it, so that a cursor is refused by a service over
+///   another store.
 /// - Unreachable backends answer [`Error::Unavailable`]; the same call may be
 ///   retried.
 #[async_trait]
@@ -164,8 +173,12 @@ pub trait DescriptorStore: Send + Sync + fmt::Debug + 'static {
         after: Option<&ItemId>,
         limit: usize,
     ) -> Result<Vec<Record>, Error>;
+    /// How many records `filter` selects now.
+    async fn count(&self, filter: &ScanFilter) -> Result<u64, Error>;
     /// Checks that the backend answers (readiness).
     async fn ping(&self) -> Result<(), Error>;
+    /// The store's name, made when it was first opened.
+    async fn identity(&self) -> Result<String, Error>;
 }
 
 /// Decides a revise from what is stored, for stores whose conditional update

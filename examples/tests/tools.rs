@@ -55,11 +55,14 @@ async fn list_follows_the_cursor_to_the_end_with_the_bearer_token() {
     let pages: Vec<_> = client
         .list(ListFilter {
             limit: 3,
+            with_total: true,
             ..ListFilter::default()
         })
         .try_collect()
         .await
         .expect("list");
+    assert_eq!(pages[0].total, Some(9), "the first page counts the listing");
+    assert!(pages[1..].iter().all(|page| page.total.is_none()));
     let ids: Vec<String> = pages
         .iter()
         .flat_map(|page| page.descriptors.iter().map(|d| d.id.to_string()))

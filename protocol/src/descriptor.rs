@@ -277,6 +277,11 @@ pub struct ListResponse {
     /// The opaque cursor of the next page, valid only with the same filters;
     /// `null` on the last page.
     pub next_cursor: Option<String>,
+    /// With `with_total=true` only: how many records the filters select
+    /// now, over the whole listing (not only after the cursor). A progress
+    /// total, not a snapshot: creates and burns change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// What a burn did.

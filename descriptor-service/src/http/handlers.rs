@@ -165,6 +165,9 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
     /// The previous page's `next_cursor`, with the same filters.
     cursor: Option<String>,
+    /// Also answer `total`, the number of records the filters select (one
+    /// more store query); default false.
+    with_total: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -172,6 +175,8 @@ struct ListBody<'a> {
     descriptors: Vec<&'a Descriptor>,
     burned: Vec<&'a ItemId>,
     next_cursor: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
 }
 
 #[utoipa::path(
@@ -179,7 +184,7 @@ struct ListBody<'a> {
     path = "/v1/descriptors",
     params(ListQuery),
     responses(
-        (status = 200, description = "one page in ascending id order; `next_cursor` resumes it, and paging never skips a descriptor that stays live nor repeats one, whatever is created and burned meanwhile", body = ListResponse),
+        (status = 200, description = "one page in ascending id order; `next_cursor` resumes it, and paging never skips a descriptor that stays live nor repeats one, whatever is created and burned meanwhile; `total` only when asked with `with_total=true`", body = ListResponse),
         (status = 400, description = "an unknown or unparsable parameter (malformed_request), a crafted_by breaking the id grammar", body = ErrorBodySchema),
         (status = 401, description = "reads need a token", body = ErrorBodySchema),
         (status = 422, description = "limit outside 1..=1000, since >= until, include_burned with other filters, or a cursor issued for other filters or not by this service (unprocessable)", body = ErrorBodySchema),
@@ -209,10 +214,16 @@ pub(super) async fn list(
             query.limit.unwrap_or(DEFAULT_LIST_LIMIT),
         )
         .await?;
+    let total = if query.with_total.unwrap_or(false) {
+        Some(state.descriptors.count(&filter).await?)
+    } else {
+        None
+    };
     let mut answer = ListBody {
         descriptors: Vec::with_capacity(page.records.len()),
         burned: Vec::new(),
         next_cursor: page.next_cursor.as_deref(),
+        total,
     };
     for record in &page.records {
         match record {

@@ -217,34 +217,10 @@ impl DescriptorStore for MongoStore {
         after: Option<&ItemId>,
         limit: usize,
     ) -> Result<Vec<Record>, Error> {
-        let mut query = doc! {};
-        if let Some(after) = after {
-            query.insert("_id", doc! { "$gt": after.as_str() });
-        }
-        if !filter.include_burned {
-            query.insert("burned", doc! { "$ne": true });
-        }
-        if let Some(kind) = filter.kind {
-            query.insert("body.kind", kind_name(kind));
-        }
-        if let Some(user) = &filter.crafted_by {
-            query.insert("body.crafted_by", user.as_str());
-        }
-        let time = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
-        let mut created = doc! {};
-        if let Some(since) = filter.since {
-            created.insert("$gte", time(since));
-        }
-        if let Some(until) = filter.until {
-            created.insert("$lt", time(until));
-        }
-        if !created.is_empty() {
-            query.insert("body.created_at", created);
-        }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let documents: Vec<Document> = self
             .collection
-            .find(query)
+            .find(selection(filter, after))
             .sort(doc! { "_id": 1 })
             .limit(limit)
             .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
@@ -252,6 +228,13 @@ impl DescriptorStore for MongoStore {
             .try_collect()
             .await?;
         documents.into_iter().map(Document::into_record).collect()
+    }
+
+    async fn count(&self, filter: &ScanFilter) -> Result<u64, Error> {
+        Ok(self
+            .collection
+            .count_documents(selection(filter, None))
+            .await?)
     }
 
     async fn ping(&self) -> Result<(), Error> {
@@ -262,4 +245,64 @@ impl DescriptorStore for MongoStore {
             .await?;
         Ok(())
     }
+
+    /// Kept in `<database>.descriptors_meta` under `_id: "identity"`: the
+    /// first caller's insert makes it (a racing second insert hits the
+    /// unique `_id`), and everyone reads the one stored.
+    async fn identity(&self) -> Result<String, Error> {
+        let meta = self
+            .collection
+            .client()
+            .database(self.collection.namespace().db.as_str())
+            .collection::<bson::Document>("descriptors_meta");
+        let read = async || -> Result<Option<String>, Error> {
+            let stored = meta.find_one(doc! { "_id": "identity" }).await?;
+            Ok(stored.and_then(|meta| meta.get_str("value").ok().map(str::to_owned)))
+        };
+        if let Some(identity) = read().await? {
+            return Ok(identity);
+        }
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        match meta
+            .insert_one(doc! { "_id": "identity", "value": fresh })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if matches!(*e.kind, ErrorKind::Write(WriteFailure::WriteError(ref w)) if w.code == DUPLICATE_KEY) =>
+                {}
+            Err(e) => return Err(e.into()),
+        }
+        read()
+            .await?
+            .ok_or_else(|| Error::Internal("the store's identity was not stored".into()))
+    }
+}
+
+/// The query selecting what `filter` selects after the id `after`.
+fn selection(filter: &ScanFilter, after: Option<&ItemId>) -> bson::Document {
+    let mut query = doc! {};
+    if let Some(after) = after {
+        query.insert("_id", doc! { "$gt": after.as_str() });
+    }
+    if !filter.include_burned {
+        query.insert("burned", doc! { "$ne": true });
+    }
+    if let Some(kind) = filter.kind {
+        query.insert("body.kind", kind_name(kind));
+    }
+    if let Some(user) = &filter.crafted_by {
+        query.insert("body.crafted_by", user.as_str());
+    }
+    let time = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+    let mut created = doc! {};
+    if let Some(since) = filter.since {
+        created.insert("$gte", time(since));
+    }
+    if let Some(until) = filter.until {
+        created.insert("$lt", time(until));
+    }
+    if !created.is_empty() {
+        query.insert("body.created_at", created);
+    }
+    query
 }

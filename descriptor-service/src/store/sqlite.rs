@@ -40,15 +40,75 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS descriptors_crafter
         ON descriptors (json_extract(body, '$.crafted_by'), id);
 ",
+    "
+    CREATE TABLE IF NOT EXISTS store_meta (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO store_meta (key, value)
+        VALUES ('identity', lower(hex(randomblob(16))));
+",
 ];
 
-/// The scan's conditions after the id and crafter ones; `?2` .. `?6` are
-/// include_burned, kind, since, until and limit.
-const SCAN_REST: &str = "AND (body IS NOT NULL OR ?2) \
+/// The scan's and the count's conditions after the id and crafter ones;
+/// `?2` .. `?5` are include_burned, kind, since and until.
+const SELECTED: &str = "AND (body IS NOT NULL OR ?2) \
      AND (?3 IS NULL OR json_extract(body, '$.kind') = ?3) \
      AND (?4 IS NULL OR json_extract(body, '$.created_at') >= ?4) \
-     AND (?5 IS NULL OR json_extract(body, '$.created_at') < ?5) \
-     ORDER BY id LIMIT ?6";
+     AND (?5 IS NULL OR json_extract(body, '$.created_at') < ?5)";
+
+/// A scan's or count's statement: `what` of the rows after the id `?1`
+/// that `filter` selects (by crafter `?7` when it names one), then `tail`.
+fn selection_sql(filter: &ScanFilter, what: &str, tail: &str) -> String {
+    let crafter = if filter.crafted_by.is_some() {
+        "json_extract(body, '$.crafted_by') = ?7 AND"
+    } else {
+        ""
+    };
+    format!("SELECT {what} FROM descriptors WHERE {crafter} id > ?1 {SELECTED} {tail}")
+}
+
+/// The parameters of [`selection_sql`].
+struct Selection {
+    after: String,
+    include_burned: bool,
+    kind: Option<&'static str>,
+    since: Option<i64>,
+    until: Option<i64>,
+    crafter: Option<String>,
+    limit: i64,
+}
+
+impl Selection {
+    fn of(filter: &ScanFilter, after: Option<&ItemId>, limit: usize) -> Self {
+        let time = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
+        Self {
+            after: after.map_or_else(String::new, |id| id.as_str().to_owned()),
+            include_burned: filter.include_burned,
+            kind: filter.kind.map(kind_name),
+            since: filter.since.map(time),
+            until: filter.until.map(time),
+            crafter: filter.crafted_by.as_ref().map(|u| u.as_str().to_owned()),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// The parameters `?1` .. `?7`, `?7` only when a crafter is named.
+    fn params(&self) -> Vec<&dyn rusqlite::ToSql> {
+        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![
+            &self.after,
+            &self.include_burned,
+            &self.kind,
+            &self.since,
+            &self.until,
+            &self.limit,
+        ];
+        if let Some(crafter) = &self.crafter {
+            bound.push(crafter);
+        }
+        bound
+    }
+}
 
 /// Descriptors in a SQLite file.
 #[derive(Clone, Debug)]
@@ -295,28 +355,12 @@ impl DescriptorStore for SqliteStore {
         after: Option<&ItemId>,
         limit: usize,
     ) -> Result<Vec<Record>, Error> {
-        let after = after.map_or_else(String::new, |id| id.as_str().to_owned());
-        let crafter = filter.crafted_by.as_ref().map(|u| u.as_str().to_owned());
-        let kind = filter.kind.map(kind_name);
-        let time = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
-        let (since, until) = (filter.since.map(time), filter.until.map(time));
-        let include_burned = filter.include_burned;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let selection = Selection::of(filter, after, limit);
+        let sql = selection_sql(filter, "id, body", "ORDER BY id LIMIT ?6");
         self.db
             .read(move |conn| {
-                let sql = if crafter.is_some() {
-                    format!(
-                        "SELECT id, body FROM descriptors \
-                         WHERE json_extract(body, '$.crafted_by') = ?7 AND id > ?1 {SCAN_REST}"
-                    )
-                } else {
-                    format!("SELECT id, body FROM descriptors WHERE id > ?1 {SCAN_REST}")
-                };
                 let mut select = conn.prepare_cached(&sql)?;
-                let mut bound = params![after, include_burned, kind, since, until, limit].to_vec();
-                if let Some(crafter) = &crafter {
-                    bound.push(crafter);
-                }
+                let bound = selection.params();
                 let rows = select.query_map(&bound[..], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 let mut records = Vec::new();
                 for row in rows {
@@ -328,9 +372,35 @@ impl DescriptorStore for SqliteStore {
             .await
     }
 
+    async fn count(&self, filter: &ScanFilter) -> Result<u64, Error> {
+        let selection = Selection::of(filter, None, 0);
+        // `?6` (the scan's limit) is bound but unused: the parameters stay
+        // numbered alike.
+        let sql = selection_sql(filter, "count(*)", "AND ?6 IS NOT NULL");
+        self.db
+            .read(move |conn| {
+                let mut select = conn.prepare_cached(&sql)?;
+                let count: i64 = select.query_row(&selection.params()[..], |row| row.get(0))?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+            .await
+    }
+
     async fn ping(&self) -> Result<(), Error> {
         self.db
             .read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    async fn identity(&self) -> Result<String, Error> {
+        self.db
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT value FROM store_meta WHERE key = 'identity'",
+                    [],
+                    |row| row.get(0),
+                )?)
+            })
             .await
     }
 }

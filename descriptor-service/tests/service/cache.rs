@@ -47,8 +47,14 @@ impl DescriptorStore for GatedStore {
     ) -> Result<Vec<Record>, Error> {
         self.inner.scan(filter, after, limit).await
     }
+    async fn count(&self, filter: &ScanFilter) -> Result<u64, Error> {
+        self.inner.count(filter).await
+    }
     async fn ping(&self) -> Result<(), Error> {
         self.inner.ping().await
+    }
+    async fn identity(&self) -> Result<String, Error> {
+        self.inner.identity().await
     }
 }
 

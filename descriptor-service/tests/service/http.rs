@@ -640,6 +640,12 @@ async fn the_listing_pages_in_id_order_with_its_filters() {
         cursor = page.json["next_cursor"].as_str().map(str::to_owned);
     }
     assert_eq!(ids, ["sword-0", "sword-1", "sword-2", "sword-3"]);
+    assert_eq!(first.json.get("total"), None, "counted only when asked");
+    let counted = app
+        .get("/v1/descriptors?kind=crafted&limit=2&with_total=true")
+        .await;
+    assert_eq!(counted.json["total"], 4, "{counted:?}");
+    assert_eq!(counted.ids("descriptors"), ["sword-0", "sword-1"]);
 
     let window = app
         .get("/v1/descriptors?crafted_by=alice&since=1700000001000&until=1700000003000")
@@ -683,6 +689,7 @@ async fn bad_listing_queries_are_refused_with_codes() {
         ("/v1/descriptors?owner=alice", "malformed_request"),
         ("/v1/descriptors?kind=weapon", "malformed_request"),
         ("/v1/descriptors?limit=-3", "malformed_request"),
+        ("/v1/descriptors?with_total=maybe", "malformed_request"),
         ("/v1/descriptors?crafted_by=no%20spaces", "invalid_id"),
     ];
     for (path, code) in cases {
@@ -690,6 +697,39 @@ async fn bad_listing_queries_are_refused_with_codes() {
         assert_eq!(answer.code(), code, "{path}: {answer:?}");
         assert!(answer.status.is_client_error(), "{path}");
     }
+}
+
+/// A cursor names the store it was issued over: a replica over the same
+/// store (or the service restarted) resumes it, a service over another store
+/// refuses it rather than paging its own descriptors from that id.
+#[tokio::test]
+async fn a_cursor_from_a_service_over_another_store_is_refused() {
+    let app = TestApp::new();
+    let other = TestApp::new();
+    for n in 0..3 {
+        app.create(&crafted(&format!("sword-{n}"))).await;
+        other.create(&crafted(&format!("sword-{n}"))).await;
+    }
+    let page = app.get("/v1/descriptors?limit=1").await;
+    let cursor = page.json["next_cursor"].as_str().expect("a cursor");
+    let resume = format!("/v1/descriptors?limit=1&cursor={cursor}");
+
+    let replica = descriptor_service::app(
+        Descriptors::builder(app.store.clone()).build(),
+        crate::common::auth(),
+    );
+    let resumed = crate::common::send(&replica, Method::GET, &resume, None, &[]).await;
+    assert_eq!(resumed.status, StatusCode::OK, "{resumed:?}");
+    assert_eq!(resumed.ids("descriptors"), ["sword-1"]);
+
+    let refused = other.get(&resume).await;
+    assert_eq!(refused.code(), "unprocessable", "{refused:?}");
+    assert!(
+        refused.json["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another store")),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]

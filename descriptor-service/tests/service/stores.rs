@@ -25,9 +25,32 @@ async fn sqlite_store_honours_the_contract() {
 async fn sqlite_store_reopens_with_its_data() {
     let (dir, store) = sqlite_store();
     check_store(&store, "a").await;
+    let identity = store.identity().await.expect("identity");
     drop(store);
     let reopened = SqliteStore::open(dir.path().join("descriptors.db")).expect("reopen");
     check_store(&reopened, "b").await;
+    assert_eq!(reopened.identity().await.expect("identity"), identity);
+    let (_other_dir, other) = sqlite_store();
+    assert_ne!(other.identity().await.expect("identity"), identity);
+}
+
+/// Every connection to one database, even racing on first use, agrees on its
+/// identity; another database has another.
+#[tokio::test]
+async fn mongodb_stores_share_the_identity_of_their_database() {
+    let (uri, database) = (mongodb_uri(), unique_name("descriptors"));
+    let (a, b) = tokio::join!(
+        MongoStore::connect(&uri, &database),
+        MongoStore::connect(&uri, &database)
+    );
+    let (a, b) = (a.expect("connect"), b.expect("connect"));
+    let (first, second) = tokio::join!(a.identity(), b.identity());
+    let identity = first.expect("identity");
+    assert_eq!(second.expect("identity"), identity);
+    let other = MongoStore::connect(&mongodb_uri(), &unique_name("descriptors"))
+        .await
+        .expect("connect");
+    assert_ne!(other.identity().await.expect("identity"), identity);
 }
 
 #[tokio::test]

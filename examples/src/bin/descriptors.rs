@@ -174,7 +174,13 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 include_burned,
                 limit: page,
                 cursor,
+                with_total: true,
             };
+            if resume && let Some(path) = &out {
+                // What the interrupted run wrote, so that the bar and its
+                // ETA start from there.
+                progress.set_position(count_lines(path)?);
+            }
             let out = open_out(out.as_deref(), resume)?;
             export(
                 &builder.build()?,
@@ -226,6 +232,12 @@ async fn export(
 ) -> anyhow::Result<()> {
     let mut pages = client.list(filter);
     while let Some(page) = pages.try_next().await? {
+        if let Some(total) = page.total {
+            progress.set_length(total);
+            progress.set_style(ProgressStyle::with_template(
+                "{bar:30} {human_pos}/{human_len} descriptors, {per_sec}, eta {eta}",
+            )?);
+        }
         for descriptor in &page.descriptors {
             serde_json::to_writer(&mut out, descriptor)?;
             out.write_all(b"\n")?;
@@ -245,6 +257,21 @@ async fn export(
     }
     progress.finish();
     Ok(())
+}
+
+/// The lines of the file at `path` (none if it does not exist).
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
+    };
+    let mut lines = 0;
+    for line in std::io::BufReader::new(file).split(b'\n') {
+        line?;
+        lines += 1;
+    }
+    Ok(lines)
 }
 
 /// Replaces the cursor file whole (write, then rename), so that an

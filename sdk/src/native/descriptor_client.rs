@@ -200,6 +200,10 @@ pub struct ListFilter {
     pub limit: usize,
     /// Resume after this cursor (a page's `next_cursor`, same filters).
     pub cursor: Option<String>,
+    /// Ask the first page for [`ListResponse::total`] (one more store query
+    /// on the service); [`DescriptorClient::list`] does not ask again for
+    /// the pages after it.
+    pub with_total: bool,
 }
 
 impl Default for ListFilter {
@@ -212,6 +216,7 @@ impl Default for ListFilter {
             include_burned: false,
             limit: protocol::MAX_LIST_LIMIT,
             cursor: None,
+            with_total: false,
         }
     }
 }
@@ -240,6 +245,9 @@ impl ListFilter {
         }
         if let Some(cursor) = &self.cursor {
             query.push(("cursor", cursor.clone()));
+        }
+        if self.with_total {
+            query.push(("with_total", "true".to_owned()));
         }
         query
     }
@@ -279,40 +287,34 @@ impl DescriptorClient {
 
     /// Fetches the descriptors of `ids`: any number of ids, duplicates
     /// allowed. The answer lists every distinct id once, in first-requested
-    /// order, as found, missing or burned.
+    /// order, as found, missing or burned. Built on
+    /// [`stream_many`](Self::stream_many) (same chunks, concurrency and
+    /// retries); unlike the stream it holds every answer, and it fails with
+    /// the first chunk that still fails after its retries.
     pub async fn get_many(
         &self,
         ids: impl IntoIterator<Item = ItemId>,
     ) -> Result<BatchGetResponse, Error> {
         let mut seen = std::collections::HashSet::new();
-        let (replies, answers): (Vec<_>, Vec<_>) = ids
+        let distinct: Vec<ItemId> = ids
             .into_iter()
             .filter(|id| seen.insert(id.clone()))
-            .map(|id| {
-                let (tx, rx) = oneshot::channel();
-                ((id.clone(), tx), (id, rx))
-            })
-            .unzip();
-        if replies.is_empty() {
-            return Ok(BatchGetResponse {
-                descriptors: Vec::new(),
-                missing: Vec::new(),
-                burned: Vec::new(),
-            });
-        }
-        self.requests.send(replies).map_err(|_| Error::Closed)?;
+            .collect();
         let mut response = BatchGetResponse {
             descriptors: Vec::new(),
             missing: Vec::new(),
             burned: Vec::new(),
         };
-        for (id, answer) in answers {
-            match answer.await.map_err(|_| Error::Closed)?? {
-                DescriptorState::Ready(descriptor) => {
+        let mut answers = self.stream_many(distinct);
+        while let Some(answer) = answers.next().await {
+            match answer.map_err(|(_, error)| error)? {
+                (_, DescriptorState::Ready(descriptor)) => {
                     response.descriptors.push(Descriptor::clone(&descriptor));
                 }
-                DescriptorState::Burned => response.burned.push(id),
-                DescriptorState::NotFound | DescriptorState::Loading => response.missing.push(id),
+                (id, DescriptorState::Burned) => response.burned.push(id),
+                (id, DescriptorState::NotFound | DescriptorState::Loading) => {
+                    response.missing.push(id);
+                }
             }
         }
         Ok(response)
@@ -370,6 +372,7 @@ impl DescriptorClient {
                 let page = list_page(&config, &http, &filter).await?;
                 let next = page.next_cursor.clone().map(|cursor| ListFilter {
                     cursor: Some(cursor),
+                    with_total: false,
                     ..filter
                 });
                 Ok(Some((page, next)))
