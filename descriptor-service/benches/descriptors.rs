@@ -21,7 +21,6 @@
 // A benchmark's report is its standard output.
 #![allow(clippy::print_stdout)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use axum::body::Bytes;
 use axum::http::{Method, Request, StatusCode};
+use descriptor_service::conformance::{reference_crafted, reference_id};
 use descriptor_service::{
     AuthConfig, CacheConfig, DescriptorStore, Descriptors, MongoStore, SqliteStore, run,
 };
@@ -41,9 +41,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mongodb::bson::{Bson, Document, doc};
-use protocol::{
-    AttributeValue, CraftInput, Descriptor, DescriptorKind, ItemId, Quantity, Stacking, UserId,
-};
+use protocol::{Descriptor, ItemId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
@@ -62,69 +60,6 @@ fn env_count(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn item_id(n: usize) -> ItemId {
-    ItemId::parse(format!("it{n:07}")).expect("valid id")
-}
-
-/// A crafted descriptor of realistic size (about 450 bytes of JSON).
-fn descriptor(n: usize) -> Descriptor {
-    let id = |s: String| ItemId::parse(s).expect("valid id");
-    let stat = |k: usize| i64::try_from(n % k).expect("small");
-    Descriptor {
-        id: item_id(n),
-        kind: DescriptorKind::Crafted,
-        template: Some(id(format!("tpl-{}", n % 512))),
-        name: format!(
-            "Runed Blade of the {} Moon #{n}",
-            ["Red", "Pale", "Hollow"][n % 3]
-        ),
-        stacking: Stacking::Unique,
-        revision: 1,
-        created_at: 1_600_000_000_000 + n as u64,
-        crafted_by: Some(UserId::parse(format!("user-{}", n % 74_774)).expect("valid id")),
-        inputs: vec![
-            CraftInput {
-                item: id("iron-ingot".into()),
-                qty: Quantity::new(3).expect("valid"),
-            },
-            CraftInput {
-                item: id(format!("gem-{}", n % 12)),
-                qty: Quantity::new(1).expect("valid"),
-            },
-        ],
-        attributes: BTreeMap::from([
-            ("attack".to_owned(), AttributeValue::Int(stat(97))),
-            ("defense".to_owned(), AttributeValue::Int(stat(89))),
-            (
-                "speed".to_owned(),
-                AttributeValue::Float(1.0 + stat(50) as f64 / 100.0),
-            ),
-            (
-                "rarity".to_owned(),
-                AttributeValue::Text(["common", "rare", "epic"][n % 3].into()),
-            ),
-            (
-                "soulbound".to_owned(),
-                AttributeValue::Bool(n.is_multiple_of(2)),
-            ),
-            (
-                "lore".to_owned(),
-                AttributeValue::Text(
-                    "Forged in the last light of the old sun, it hums near water.".into(),
-                ),
-            ),
-            (
-                "model".to_owned(),
-                AttributeValue::Text(format!("models/blades/{}.glb", n % 64)),
-            ),
-            (
-                "icon".to_owned(),
-                AttributeValue::Text(format!("icons/blades/{}.png", n % 64)),
-            ),
-        ]),
-    }
 }
 
 /// An HTTP/1.1 client with keep-alive to one service.
@@ -230,10 +165,10 @@ async fn warm() -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(dir.path().join("warm.db"))?;
     store
-        .insert_many((0..STORED).map(descriptor).collect::<Vec<_>>())
+        .insert_many((0..STORED).map(reference_crafted).collect::<Vec<_>>())
         .await?;
     let service = in_process(Arc::new(store)).await?;
-    let all: Vec<ItemId> = (0..STORED).map(item_id).collect();
+    let all: Vec<ItemId> = (0..STORED).map(reference_id).collect();
     for chunk in all.chunks(1_000) {
         service.http.batch(chunk).await?;
     }
@@ -241,7 +176,7 @@ async fn warm() -> Result<f64> {
     let batches: Vec<Vec<ItemId>> = (0..BATCHES)
         .map(|_| {
             let mut ids: Vec<ItemId> = (0..BATCH)
-                .map(|_| item_id(rng.random_range(0..STORED)))
+                .map(|_| reference_id(rng.random_range(0..STORED)))
                 .collect();
             ids.sort();
             ids.dedup();
@@ -254,7 +189,9 @@ async fn warm() -> Result<f64> {
         .max_capacity(STORED as u64)
         .build();
     for n in 0..STORED {
-        raw_cache.insert(item_id(n), descriptor(n)).await;
+        raw_cache
+            .insert(reference_id(n), reference_crafted(n))
+            .await;
     }
     let raw = || async {
         let started = Instant::now();
@@ -304,7 +241,7 @@ async fn cold(mongo: &MongoServer) -> Result<(f64, f64)> {
     for start in (0..BATCH * (ROUNDS + 1)).step_by(LOAD_CHUNK) {
         let end = (start + LOAD_CHUNK).min(BATCH * (ROUNDS + 1));
         store
-            .insert_many((start..end).map(descriptor).collect())
+            .insert_many((start..end).map(reference_crafted).collect())
             .await?;
     }
     let service = in_process(Arc::new(store)).await?;
@@ -326,7 +263,9 @@ async fn cold(mongo: &MongoServer) -> Result<(f64, f64)> {
     let (mut raw_total, mut http_total) = (Duration::ZERO, Duration::ZERO);
     // Round 0 warms connections on both paths and is not counted.
     for round in 0..=ROUNDS {
-        let ids: Vec<ItemId> = (round * BATCH..(round + 1) * BATCH).map(item_id).collect();
+        let ids: Vec<ItemId> = (round * BATCH..(round + 1) * BATCH)
+            .map(reference_id)
+            .collect();
         let strings: Vec<String> = ids.iter().map(ToString::to_string).collect();
         // Alternate the order so that neither path always finds the
         // server's own cache warm for the other.
@@ -429,7 +368,7 @@ fn spawn_readers(
                 let mut latencies = LatencyRecorder::new();
                 while !stop.load(Ordering::Relaxed) {
                     let ids: Vec<ItemId> = (0..100)
-                        .map(|_| item_id(zipf.sample(&mut rng) as usize - 1))
+                        .map(|_| reference_id(zipf.sample(&mut rng) as usize - 1))
                         .collect();
                     let started = Instant::now();
                     http.batch(&ids).await?;
@@ -476,7 +415,7 @@ async fn scale(
     let mut loaded = 0;
     for start in (0..count).step_by(LOAD_CHUNK) {
         let end = (start + LOAD_CHUNK).min(count);
-        loaded += load((start..end).map(descriptor).collect()).await?;
+        loaded += load((start..end).map(reference_crafted).collect()).await?;
     }
     let load_time = started.elapsed();
     ensure!(loaded == count, "loaded {loaded} of {count}");
@@ -507,7 +446,7 @@ async fn scale(
                 // Every other id from the hottest down: the reads keep
                 // meeting descriptors that are being burned.
                 for n in (burner..burns).step_by(BURNERS) {
-                    http.burn(&item_id(2 * n)).await?;
+                    http.burn(&reference_id(2 * n)).await?;
                 }
                 Ok::<(), anyhow::Error>(())
             })

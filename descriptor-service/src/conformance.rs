@@ -15,6 +15,75 @@ use protocol::{
 use crate::Error;
 use crate::store::{DescriptorStore, MAX_SCAN_LIMIT, Record, ScanFilter, WriteOutcome};
 
+/// The id of the `n`th descriptor of [`reference_crafted`]: `it` and seven
+/// digits, so that ids sort as their numbers do.
+#[must_use]
+pub fn reference_id(n: usize) -> ItemId {
+    ItemId::parse(format!("it{n:07}")).expect("valid id")
+}
+
+/// The `n`th of the reference game's crafted descriptors, as the benchmarks
+/// load them by the million: realistic size (about 450 bytes of JSON), 512
+/// templates, 74,774 crafters, created a millisecond apart.
+#[must_use]
+pub fn reference_crafted(n: usize) -> Descriptor {
+    let id = |s: String| ItemId::parse(s).expect("valid id");
+    let stat = |k: usize| i64::try_from(n % k).expect("small");
+    Descriptor {
+        id: reference_id(n),
+        kind: DescriptorKind::Crafted,
+        template: Some(id(format!("tpl-{}", n % 512))),
+        name: format!(
+            "Runed Blade of the {} Moon #{n}",
+            ["Red", "Pale", "Hollow"][n % 3]
+        ),
+        stacking: Stacking::Unique,
+        revision: 1,
+        created_at: 1_600_000_000_000 + n as u64,
+        crafted_by: Some(UserId::parse(format!("user-{}", n % 74_774)).expect("valid id")),
+        inputs: vec![
+            CraftInput {
+                item: id("iron-ingot".into()),
+                qty: Quantity::new(3).expect("valid"),
+            },
+            CraftInput {
+                item: id(format!("gem-{}", n % 12)),
+                qty: Quantity::new(1).expect("valid"),
+            },
+        ],
+        attributes: BTreeMap::from([
+            ("attack".to_owned(), AttributeValue::Int(stat(97))),
+            ("defense".to_owned(), AttributeValue::Int(stat(89))),
+            (
+                "speed".to_owned(),
+                AttributeValue::Float(1.0 + stat(50) as f64 / 100.0),
+            ),
+            (
+                "rarity".to_owned(),
+                AttributeValue::Text(["common", "rare", "epic"][n % 3].into()),
+            ),
+            (
+                "soulbound".to_owned(),
+                AttributeValue::Bool(n.is_multiple_of(2)),
+            ),
+            (
+                "lore".to_owned(),
+                AttributeValue::Text(
+                    "Forged in the last light of the old sun, it hums near water.".into(),
+                ),
+            ),
+            (
+                "model".to_owned(),
+                AttributeValue::Text(format!("models/blades/{}.glb", n % 64)),
+            ),
+            (
+                "icon".to_owned(),
+                AttributeValue::Text(format!("icons/blades/{}.png", n % 64)),
+            ),
+        ]),
+    }
+}
+
 /// A crafted descriptor named `id`, with a few attributes.
 #[must_use]
 pub fn crafted(id: &str) -> Descriptor {

@@ -233,22 +233,7 @@ impl Loadgen {
 }
 
 fn node_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("CAPACITY_NODE_BIN") {
-        return PathBuf::from(path);
-    }
-    // target/release/deps/capacity-… → target/release/inventory-service
-    let exe = std::env::current_exe().expect("this binary");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("inventory-service"))
-        .expect("a target dir");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --release -p inventory-service` (cargo xtask bench capacity does)",
-        path.display()
-    );
-    path
+    testkit::bench::release_binary("inventory-service", "CAPACITY_NODE_BIN")
 }
 
 /// A node process over `dir`'s files, with `env` (MongoDB, Redis).

@@ -94,7 +94,7 @@ pub use error::Error;
 #[cfg(feature = "native")]
 pub use native::{
     ClientHandle, ConnectionState, DescriptorClient, DescriptorClientBuilder, InventoryClient,
-    InventoryClientBuilder, ListFilter,
+    InventoryClientBuilder, ListFilter, RawListPage,
 };
 pub use protocol;
 pub use state::ClientState;

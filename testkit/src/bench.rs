@@ -9,6 +9,7 @@
 #![allow(clippy::print_stdout)]
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -103,12 +104,50 @@ pub fn rss_of(pid: u32) -> Option<u64> {
     parse_vm_rss(&status)
 }
 
+/// The peak resident set size of process `pid` so far (`VmHWM` in
+/// `/proc/<pid>/status`), or `None` if it is gone or that file does not
+/// exist. Poll it while the process runs: it is gone with the process.
+pub fn peak_rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_kib(&status, "VmHWM:")
+}
+
 fn parse_vm_rss(status: &str) -> Option<u64> {
-    let line = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?;
+    parse_status_kib(status, "VmRSS:")
+}
+
+/// A `<field> <n> kB` line of a `/proc` status file, in bytes.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find_map(|line| line.strip_prefix(field))?;
     let kib: u64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
     kib.checked_mul(1024)
+}
+
+/// The release binary `name` beside the running benchmark
+/// (`target/release/deps/<bench>-…` → `target/release/<name>`), or the path
+/// in the environment variable `override_var` when it is set.
+///
+/// # Panics
+///
+/// When the binary is missing: the message says how to build it (`cargo
+/// xtask bench` builds a benchmark's binaries first).
+#[must_use]
+pub fn release_binary(name: &str, override_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running benchmark's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join(name))
+        .expect("a target dir");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release --bin {name}` (cargo xtask bench does), or set {override_var}",
+        path.display()
+    );
+    path
 }
 
 /// Records latencies and reports p50, p99 and max.

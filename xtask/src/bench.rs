@@ -118,6 +118,14 @@ const BENCHES: &[Bench] = &[
         needs_wasm_bundle: false,
         binaries: &["inventory-service"],
     },
+    Bench {
+        name: "tools",
+        package: "examples",
+        target: "tools",
+        features: &[],
+        needs_wasm_bundle: false,
+        binaries: &["descriptor-service"],
+    },
 ];
 
 #[derive(Debug, Args)]

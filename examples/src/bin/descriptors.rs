@@ -230,7 +230,7 @@ async fn export(
     cursor_file: Option<&Path>,
     progress: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let mut pages = client.list(filter);
+    let mut pages = client.list_raw(filter);
     while let Some(page) = pages.try_next().await? {
         if let Some(total) = page.total {
             progress.set_length(total);
@@ -239,7 +239,7 @@ async fn export(
             )?);
         }
         for descriptor in &page.descriptors {
-            serde_json::to_writer(&mut out, descriptor)?;
+            out.write_all(descriptor.get().as_bytes())?;
             out.write_all(b"\n")?;
         }
         for id in &page.burned {

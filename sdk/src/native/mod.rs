@@ -5,4 +5,4 @@ mod connection;
 mod descriptor_client;
 
 pub use connection::{ClientHandle, ConnectionState, InventoryClient, InventoryClientBuilder};
-pub use descriptor_client::{DescriptorClient, DescriptorClientBuilder, ListFilter};
+pub use descriptor_client::{DescriptorClient, DescriptorClientBuilder, ListFilter, RawListPage};
