@@ -6,7 +6,7 @@ use std::sync::Arc;
 use descriptor_service::conformance::crafted;
 use descriptor_service::{AuthConfig, Descriptors, SqliteStore};
 use futures::{StreamExt, TryStreamExt};
-use protocol::ItemId;
+use protocol::{Descriptor, ItemId};
 use sdk::{DescriptorClient, DescriptorState, ListFilter};
 
 const READ_TOKEN: &str = "tools-read-token";
@@ -187,6 +187,9 @@ async fn the_cli_exports_resumes_gets_and_counts() {
     assert_eq!(code, 0);
     let full = std::fs::read_to_string(&out).expect("export");
     assert_eq!(full.lines().count(), 9);
+    // Written as the service sent them: each line is a whole descriptor.
+    let first_line: Descriptor = serde_json::from_str(full.lines().next().unwrap()).expect("json");
+    assert_eq!(first_line, crafted("sword-00"));
 
     // An export interrupted after its first page resumes from its cursor.
     let client = DescriptorClient::builder(&url)
