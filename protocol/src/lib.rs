@@ -27,6 +27,7 @@ mod change;
 mod descriptor;
 mod error;
 mod event;
+mod gameplay;
 mod ids;
 mod message;
 
@@ -42,6 +43,7 @@ pub use descriptor::{
 };
 pub use error::{Error, ErrorBody, ErrorCode};
 pub use event::{ChangeEvent, DeltaOutcome, ItemDelta, OwnerDelta, OwnerSnapshot, Version};
+pub use gameplay::{ChangeApplied, ChangeRecord, ChangeState, PlayerZones};
 pub use ids::{ChangeId, CharacterId, ID_MAX_LEN, ItemId, OwnerId, UserId, ZoneId};
 pub use message::{
     ClientMessage, Encoding, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, ServerMessage,

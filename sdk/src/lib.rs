@@ -96,6 +96,8 @@ pub use native::{
     ClientHandle, ConnectionState, DescriptorClient, DescriptorClientBuilder, InventoryClient,
     InventoryClientBuilder, ListFilter, RawListPage,
 };
+#[cfg(feature = "game-server")]
+pub use native::{GameServerClient, GameServerClientBuilder};
 pub use protocol;
 pub use state::ClientState;
 pub use view::{InventoryView, ItemView, OwnerView, ViewChange};

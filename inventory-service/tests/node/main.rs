@@ -5,6 +5,7 @@ mod common;
 mod config;
 mod crash;
 mod edge;
+mod game_server_client;
 mod gameplay;
 #[cfg(feature = "mongodb")]
 mod loadgen;

@@ -18,15 +18,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use futures::{Stream, StreamExt};
 use protocol::{
-    BatchGetRequest, BatchGetResponse, Descriptor, DescriptorKind, ErrorBody, ItemId, ListResponse,
+    BatchGetRequest, BatchGetResponse, Descriptor, DescriptorKind, ItemId, ListResponse,
     MAX_BATCH_IDS, UserId,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::http::{self, RetryPolicy, send, unreadable};
 use crate::{DescriptorState, Error};
 
 /// The path of the batch-get endpoint under the service's base URL.
@@ -45,9 +46,7 @@ struct Config {
     max_in_flight: usize,
     batch_window: Duration,
     max_batch: usize,
-    max_retries: usize,
-    retry_min_delay: Duration,
-    retry_max_delay: Duration,
+    retries: RetryPolicy,
     timeout: Duration,
     http: Option<reqwest::Client>,
 }
@@ -84,9 +83,11 @@ impl DescriptorClientBuilder {
         min_delay: Duration,
         max_delay: Duration,
     ) -> Self {
-        self.config.max_retries = max_retries;
-        self.config.retry_min_delay = min_delay;
-        self.config.retry_max_delay = max_delay;
+        self.config.retries = RetryPolicy {
+            max_retries,
+            min_delay,
+            max_delay,
+        };
         self
     }
 
@@ -123,21 +124,10 @@ impl DescriptorClientBuilder {
     ///
     /// Outside a tokio runtime.
     pub fn build(self) -> Result<DescriptorClient, Error> {
-        let invalid = |reason: String| Error::InvalidUrl {
-            url: self.base_url.clone(),
-            reason,
-        };
-        let base = reqwest::Url::parse(&self.base_url).map_err(|e| invalid(e.to_string()))?;
-        if base.cannot_be_a_base() {
-            return Err(invalid("not a base URL".into()));
-        }
+        let base = http::base_url(&self.base_url)?;
         let mut config = self.config.clone();
-        let under_base = |path: &str| {
-            base.join(&format!("{}{path}", base.path().trim_end_matches('/')))
-                .map_err(|e| invalid(e.to_string()))
-        };
-        config.endpoint = under_base(BATCH_PATH)?;
-        config.list_endpoint = under_base(LIST_PATH)?;
+        config.endpoint = http::under(&base, BATCH_PATH)?;
+        config.list_endpoint = http::under(&base, LIST_PATH)?;
         let http = match config.http.take() {
             Some(http) => http,
             None => reqwest::Client::builder()
@@ -284,9 +274,11 @@ impl DescriptorClient {
                 max_in_flight: 4,
                 batch_window: Duration::from_millis(5),
                 max_batch: MAX_BATCH_IDS,
-                max_retries: 4,
-                retry_min_delay: Duration::from_millis(50),
-                retry_max_delay: Duration::from_secs(2),
+                retries: RetryPolicy {
+                    max_retries: 4,
+                    min_delay: Duration::from_millis(50),
+                    max_delay: Duration::from_secs(2),
+                },
                 timeout: Duration::from_secs(10),
                 http: None,
             },
@@ -605,11 +597,7 @@ async fn fetch(
     http: &reqwest::Client,
     ids: &[ItemId],
 ) -> Result<BatchGetResponse, Error> {
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(config.retry_min_delay)
-        .with_max_delay(config.retry_max_delay)
-        .with_max_times(config.max_retries)
-        .with_jitter();
+    let backoff = config.retries.backoff();
     (|| post(config, http, ids))
         .retry(backoff)
         .when(Error::is_retryable)
@@ -656,11 +644,7 @@ async fn list_page<P: ListPage>(
     http: &reqwest::Client,
     filter: &ListFilter,
 ) -> Result<P, Error> {
-    let backoff = ExponentialBuilder::default()
-        .with_min_delay(config.retry_min_delay)
-        .with_max_delay(config.retry_max_delay)
-        .with_max_times(config.max_retries)
-        .with_jitter();
+    let backoff = config.retries.backoff();
     let mut url = config.list_endpoint.clone();
     url.query_pairs_mut().extend_pairs(filter.query());
     (|| async {
@@ -680,33 +664,5 @@ fn authorized(config: &Config, request: reqwest::RequestBuilder) -> reqwest::Req
     match &config.bearer_token {
         Some(token) => request.bearer_auth(token),
         None => request,
-    }
-}
-
-/// Sends `request`: the response when it succeeded, else its error body.
-async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
-    let response = request.send().await.map_err(Error::transport)?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    // A 5xx keeps its body only when the body's code is a 5xx one too, so that
-    // whatever the body says, a server failure stays retryable.
-    match response.json::<ErrorBody>().await {
-        Ok(body) if !status.is_server_error() || body.code.http_status() >= 500 => {
-            Err(Error::Server(body))
-        }
-        _ => Err(Error::HttpStatus {
-            status: status.as_u16(),
-        }),
-    }
-}
-
-/// A successful answer's body that could not be read.
-fn unreadable(e: reqwest::Error) -> Error {
-    if e.is_decode() {
-        Error::Protocol(protocol::Error::MalformedMessage(e.to_string()))
-    } else {
-        Error::transport(e)
     }
 }

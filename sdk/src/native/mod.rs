@@ -1,8 +1,14 @@
-//! Native transports: the WebSocket inventory client and the HTTP descriptor
-//! client, on tokio.
+//! Native transports: the WebSocket inventory client, the HTTP descriptor
+//! client and (feature `game-server`) the game servers' client of the zone
+//! node's gameplay API, on tokio.
 
 mod connection;
 mod descriptor_client;
+#[cfg(feature = "game-server")]
+mod game_server;
+mod http;
 
 pub use connection::{ClientHandle, ConnectionState, InventoryClient, InventoryClientBuilder};
 pub use descriptor_client::{DescriptorClient, DescriptorClientBuilder, ListFilter, RawListPage};
+#[cfg(feature = "game-server")]
+pub use game_server::{GameServerClient, GameServerClientBuilder};
