@@ -119,6 +119,14 @@ const BENCHES: &[Bench] = &[
         binaries: &["inventory-service"],
     },
     Bench {
+        name: "gameserver",
+        package: "inventory-service",
+        target: "gameserver",
+        features: &[],
+        needs_wasm_bundle: false,
+        binaries: &[],
+    },
+    Bench {
         name: "tools",
         package: "examples",
         target: "tools",
