@@ -39,10 +39,8 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use protocol::{
-    AttributeValue, Change, ChangeId, ChangeKind, CraftInput, Descriptor, DescriptorKind,
-    ErrorCode, ItemId, OwnerId, Quantity, Stacking, ValidChange,
-};
+pub use protocol::{BurnOrder, CraftOrder, crafted_item_id};
+use protocol::{Descriptor, ErrorCode, ItemId};
 
 use crate::{AppliedChange, Error, Inventory};
 
@@ -98,14 +96,6 @@ impl RegistryError {
     }
 }
 
-/// The id of the unique item a craft with change id `change` creates: the
-/// same for every retry of the order.
-#[must_use]
-pub fn crafted_item_id(change: ChangeId) -> ItemId {
-    let id = format!("x-{}", change.as_uuid().simple());
-    ItemId::parse(&id).expect("x- and 32 hex digits fit the id grammar")
-}
-
 /// The wall clock in milliseconds since the Unix epoch: a crafted item's
 /// creation time.
 #[must_use]
@@ -115,120 +105,6 @@ pub fn unix_millis() -> u64 {
         .map_or(0, |elapsed| {
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
         })
-}
-
-/// One craft: `owner` consumes the descriptor's `inputs` and receives the one
-/// item the descriptor describes.
-#[derive(Clone, Debug)]
-pub struct CraftOrder {
-    /// The change id; retries of this order reuse it.
-    pub change: ChangeId,
-    /// Whose inventory gives the inputs and receives the item.
-    pub owner: OwnerId,
-    /// The new item: kind crafted, unique, `crafted_by` the owner's user,
-    /// revision 1, with the inputs the craft consumes.
-    pub descriptor: Descriptor,
-}
-
-impl CraftOrder {
-    /// A craft by `owner` with change id `change` of the item named `name`
-    /// from `inputs`, created at `created_at` (ms since the Unix epoch, see
-    /// [`unix_millis`]; fixed here so that retries carry the same
-    /// descriptor). Everything a craft's descriptor must be is derived: the id
-    /// from the change ([`crafted_item_id`]), `crafted_by` from the owner,
-    /// kind crafted, unique, revision 1. Add a template and attributes with
-    /// [`with_template`](Self::with_template) and
-    /// [`with_attribute`](Self::with_attribute).
-    #[must_use]
-    pub fn new(
-        change: ChangeId,
-        owner: OwnerId,
-        name: impl Into<String>,
-        inputs: impl IntoIterator<Item = (ItemId, Quantity)>,
-        created_at: u64,
-    ) -> Self {
-        let mut descriptor = Descriptor::catalog(crafted_item_id(change), name);
-        descriptor.kind = DescriptorKind::Crafted;
-        descriptor.stacking = Stacking::Unique;
-        descriptor.created_at = created_at;
-        descriptor.crafted_by = Some(owner.user().clone());
-        descriptor.inputs = inputs
-            .into_iter()
-            .map(|(item, qty)| CraftInput { item, qty })
-            .collect();
-        Self {
-            change,
-            owner,
-            descriptor,
-        }
-    }
-
-    /// The catalog template the crafted item instantiates.
-    #[must_use]
-    pub fn with_template(mut self, template: ItemId) -> Self {
-        self.descriptor.template = Some(template);
-        self
-    }
-
-    /// One attribute of the crafted item (a stat, its quality…).
-    #[must_use]
-    pub fn with_attribute(mut self, key: impl Into<String>, value: AttributeValue) -> Self {
-        self.descriptor.attributes.insert(key.into(), value);
-        self
-    }
-
-    /// The validated change this order applies, after checking that the
-    /// descriptor is one a craft by this owner can create.
-    pub fn change(&self) -> Result<ValidChange, protocol::Error> {
-        let descriptor = &self.descriptor;
-        descriptor.validate()?;
-        let invalid = |why: &str| Err(protocol::Error::InvalidDescriptor(why.to_owned()));
-        if descriptor.kind != DescriptorKind::Crafted || descriptor.stacking != Stacking::Unique {
-            return invalid("a craft creates a crafted, unique descriptor");
-        }
-        if descriptor.revision != 1 {
-            return invalid("a crafted descriptor has revision 1");
-        }
-        if descriptor.crafted_by.as_ref() != Some(self.owner.user()) {
-            return invalid("a crafted descriptor names the crafting owner's user as crafted_by");
-        }
-        if descriptor.inputs.is_empty() {
-            return invalid("a craft consumes at least one input");
-        }
-        let mut change = Change::new(self.change).with_kind(ChangeKind::Craft);
-        for input in &descriptor.inputs {
-            change = change.consume(self.owner.clone(), input.item.clone(), input.qty);
-        }
-        change
-            .grant(self.owner.clone(), descriptor.id.clone(), Quantity::ONE)
-            .validate()
-    }
-}
-
-/// One burn: `owner` gives up the unique `item` and receives `recovered`.
-#[derive(Clone, Debug)]
-pub struct BurnOrder {
-    /// The change id; retries of this order reuse it.
-    pub change: ChangeId,
-    /// Who holds the item and receives the resources.
-    pub owner: OwnerId,
-    /// The crafted item to burn.
-    pub item: ItemId,
-    /// The resources recovered (may be empty).
-    pub recovered: Vec<(ItemId, Quantity)>,
-}
-
-impl BurnOrder {
-    /// The validated change this order applies.
-    pub fn change(&self) -> Result<ValidChange, protocol::Error> {
-        let mut change = Change::new(self.change)
-            .with_kind(ChangeKind::Burn)
-            .consume(self.owner.clone(), self.item.clone(), Quantity::ONE);
-        for (item, qty) in &self.recovered {
-            change = change.grant(self.owner.clone(), item.clone(), *qty);
-        }
-        change.validate()
-    }
 }
 
 /// Crafts: creates the descriptor, then applies the craft change; burns the

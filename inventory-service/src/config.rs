@@ -69,6 +69,14 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_DESCRIPTOR_SQLITE_PATH")]
     pub descriptor_sqlite_path: Option<PathBuf>,
 
+    /// The write token this node presents to the descriptor service at
+    /// `--descriptor-url` to create and burn crafted descriptors
+    /// (`POST /v1/crafts`, `POST /v1/burns`). Without it, with
+    /// `--descriptor-url`, the node does not craft. The embedded service
+    /// needs none.
+    #[arg(long, env = "INVENTORY_DESCRIPTOR_WRITE_TOKEN", hide_env_values = true)]
+    pub descriptor_write_token: Option<String>,
+
     /// Client messages per second (sustained).
     #[arg(long, env = "INVENTORY_CLIENT_RATE", default_value_t = 10.0)]
     pub client_rate: f64,
@@ -149,6 +157,9 @@ impl Config {
                 return Err(
                     "INVENTORY_DESCRIPTOR_URL must start with http:// or https://".to_owned(),
                 );
+            }
+            if self.descriptor_write_token.as_deref() == Some("") {
+                return Err("INVENTORY_DESCRIPTOR_WRITE_TOKEN is empty".to_owned());
             }
             if self.descriptor_sqlite_path.is_some() {
                 return Err(

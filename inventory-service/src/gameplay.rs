@@ -1,5 +1,6 @@
-//! The gameplay API game servers call: apply a change, read inventories, and
-//! join or leave a player into a zone of this node.
+//! The gameplay API game servers call: apply a change, craft and burn
+//! unique items, read inventories, and join or leave a player into a zone of
+//! this node.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -8,35 +9,21 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use inventory_core::Holder;
-use protocol::{Change, ChangeEvent, ChangeId, ErrorCode, OwnerId, OwnerSnapshot, UserId, ZoneId};
-use serde::Serialize;
+use inventory_core::crafting::{self, DescriptorRegistry};
+use inventory_core::{AppliedChange, Holder};
+use protocol::{
+    BurnOrder, Change, ChangeApplied, ChangeId, ChangeRecord, ChangeState, CraftOrder, ErrorCode,
+    OwnerId, OwnerSnapshot, PlayerZones, UserId, ZoneId,
+};
 
 use crate::{ApiError, AppState};
-
-/// The answer to an applied change.
-#[derive(Debug, Serialize)]
-struct Applied {
-    /// True if this change id had been applied before (a retry).
-    already_applied: bool,
-    /// The change's event, with the versions it produced.
-    event: ChangeEvent,
-}
-
-/// What the store recorded of a change id: `GET /v1/changes/{id}`.
-#[derive(Debug, Serialize)]
-struct Recorded {
-    /// Always `"applied"`: an id never applied, or refused, is `404
-    /// unknown_change`.
-    state: &'static str,
-    /// The change's event as it was applied.
-    event: ChangeEvent,
-}
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/changes", post(apply_change))
         .route("/v1/changes/{id}", get(lookup_change))
+        .route("/v1/crafts", post(craft))
+        .route("/v1/burns", post(burn))
         .route("/v1/owners/{owner}", get(load_owner))
         .route("/v1/users/{user}", get(load_user))
         .route(
@@ -49,25 +36,78 @@ async fn apply_change(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Applied>), ApiError> {
-    state.service_token().check(&headers)?;
-    json_content(&headers)?;
+) -> Result<(StatusCode, Json<ChangeApplied>), ApiError> {
+    let change: Change = order(&state, &headers, body)?;
+    Ok(answer(state.inventory().apply(change).await?))
+}
+
+/// Crafts an item (see `inventory_core::crafting`): the same order retried
+/// after an unknown outcome completes what the first attempt started; a
+/// refused craft burns its descriptor.
+async fn craft(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ChangeApplied>), ApiError> {
+    let order: CraftOrder = order(&state, &headers, body)?;
+    let registry = registry(&state)?;
+    Ok(answer(
+        crafting::craft(state.inventory(), registry, &order).await?,
+    ))
+}
+
+/// Burns a crafted item: consumes it, grants what it gives back, burns its
+/// descriptor.
+async fn burn(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<ChangeApplied>), ApiError> {
+    let order: BurnOrder = order(&state, &headers, body)?;
+    let registry = registry(&state)?;
+    Ok(answer(
+        crafting::burn(state.inventory(), registry, &order).await?,
+    ))
+}
+
+/// The checks every write shares: the service token, a JSON body within
+/// the size limit, its decoding.
+fn order<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    state.service_token().check(headers)?;
+    json_content(headers)?;
     let body =
         body.map_err(|rejection| ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
-    let change: Change = ApiError::decode_json(&body)?;
-    let applied = state.inventory().apply(change).await?;
+    ApiError::decode_json(&body)
+}
+
+/// 201 for a change applied now, 200 for a retry of one applied before.
+fn answer(applied: AppliedChange) -> (StatusCode, Json<ChangeApplied>) {
     let status = if applied.already_applied {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    Ok((
+    (
         status,
-        Json(Applied {
+        Json(ChangeApplied {
             already_applied: applied.already_applied,
             event: applied.event,
         }),
-    ))
+    )
+}
+
+fn registry(state: &AppState) -> Result<&dyn DescriptorRegistry, ApiError> {
+    state.registry().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unprocessable,
+            "this node cannot craft: its descriptor service is elsewhere and it has no \
+             --descriptor-write-token",
+        )
+    })
 }
 
 /// Was change `id` applied, and with what result? Read-only: what a game
@@ -93,12 +133,12 @@ async fn lookup_change(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Recorded>, ApiError> {
+) -> Result<Json<ChangeRecord>, ApiError> {
     state.service_token().check(&headers)?;
     let id = ChangeId::parse(&id)?;
     match state.inventory().lookup(id).await? {
-        Some(event) => Ok(Json(Recorded {
-            state: "applied",
+        Some(event) => Ok(Json(ChangeRecord {
+            state: ChangeState::Applied,
             event,
         })),
         None => Err(ApiError::new(
@@ -141,17 +181,11 @@ fn zone(state: &AppState, name: String) -> Result<ZoneId, ApiError> {
     Ok(zone)
 }
 
-/// The answer to a join or leave: the zones of this node now holding the player.
-#[derive(Debug, Serialize)]
-struct Zones {
-    zones: Vec<ZoneId>,
-}
-
 async fn join_zone(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,
-) -> Result<Json<Zones>, ApiError> {
+) -> Result<Json<PlayerZones>, ApiError> {
     let (zone, user) = zone_request(&state, &headers, zone_name, user)?;
     state.hub().join(zone, &user).await?;
     Ok(Json(zones_of(&state, &user)))
@@ -161,7 +195,7 @@ async fn leave_zone(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,
-) -> Result<Json<Zones>, ApiError> {
+) -> Result<Json<PlayerZones>, ApiError> {
     let (zone, user) = zone_request(&state, &headers, zone_name, user)?;
     state.hub().leave(zone, &user).await?;
     Ok(Json(zones_of(&state, &user)))
@@ -179,8 +213,8 @@ fn zone_request(
 }
 
 /// The game zones holding `user` (the node's client feeds are not listed).
-fn zones_of(state: &AppState, user: &UserId) -> Zones {
-    Zones {
+fn zones_of(state: &AppState, user: &UserId) -> PlayerZones {
+    PlayerZones {
         zones: state
             .hub()
             .holders_of(user)

@@ -17,6 +17,7 @@
 //! | `GET /v1/ws` | game clients | the client WebSocket (`protocol::ClientMessage` / `ServerMessage`) |
 //! | `POST /v1/changes` | game servers | apply a change (idempotent by change id; the same id with other content is `change_conflict`) |
 //! | `GET /v1/changes/{id}` | game servers | the recorded event of an applied change, or `unknown_change` |
+//! | `POST /v1/crafts`, `POST /v1/burns` | game servers | craft a unique item from inputs / burn one for resources (`protocol::CraftOrder`, `BurnOrder`; the same order retried completes what the first attempt started) |
 //! | `GET /v1/owners/{owner}`, `GET /v1/users/{user}` | game servers | read inventories |
 //! | `POST`/`DELETE /v1/zones/{zone}/players/{user}` | game servers | join / leave a zone |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operators | liveness, readiness, Prometheus |

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use inventory_core::crafting::DescriptorRegistry;
 use inventory_core::{
     Error, EventBus, Inventory, InventoryStore, LocalBus, PlayerHub, PlayerHubConfig,
     PropagationMetrics, RedisBus, RedisBusConfig,
@@ -68,6 +69,7 @@ struct Shared {
     metrics: Metrics,
     draining: watch::Sender<bool>,
     extra: axum::Router,
+    registry: Option<Arc<dyn DescriptorRegistry>>,
 }
 
 /// Builds an [`AppState`].
@@ -81,9 +83,17 @@ pub struct AppStateBuilder {
     zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
     extra: axum::Router,
+    registry: Option<Arc<dyn DescriptorRegistry>>,
 }
 
 impl AppStateBuilder {
+    /// Where crafted descriptors are created and burned: without one, the
+    /// node refuses crafts and burns (`unprocessable`).
+    pub fn with_registry(mut self, registry: Arc<dyn DescriptorRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// Only these zones may be joined (default: any zone name).
     pub fn with_zones(mut self, zones: impl IntoIterator<Item = ZoneId>) -> Self {
         let zones: BTreeSet<ZoneId> = zones.into_iter().collect();
@@ -128,6 +138,7 @@ impl AppStateBuilder {
                 metrics,
                 draining,
                 extra: self.extra,
+                registry: self.registry,
             }),
         }
     }
@@ -150,6 +161,7 @@ impl AppState {
             zones: None,
             edge: EdgeConfig::default(),
             extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
+            registry: None,
         }
     }
 
@@ -191,6 +203,10 @@ impl AppState {
 
     pub(crate) fn feeds(&self) -> &Feeds {
         &self.shared.feeds
+    }
+
+    pub(crate) fn registry(&self) -> Option<&dyn DescriptorRegistry> {
+        self.shared.registry.as_deref()
     }
 
     pub(crate) fn extra_routes(&self) -> axum::Router {

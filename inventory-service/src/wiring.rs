@@ -9,6 +9,7 @@ use inventory_core::{
     InventoryStore, LocalBus, PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore,
 };
 
+use crate::registry::{HttpRegistry, InProcessRegistry};
 use crate::{ApiError, AppState, AppStateBuilder, BusChoice, ClientTokens, Config, ServiceToken};
 
 /// Why a node could not be wired from its configuration.
@@ -123,10 +124,22 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
         .with_zones(config.zones.clone())
         .with_edge_config(config.edge());
     if let Some(descriptors) = &descriptors {
-        state = state.with_fallback(descriptor_service::app(
-            descriptors.clone(),
-            descriptor_auth,
-        ));
+        state = state
+            .with_fallback(descriptor_service::app(
+                descriptors.clone(),
+                descriptor_auth,
+            ))
+            .with_registry(Arc::new(InProcessRegistry(descriptors.clone())));
+    }
+    if let (Some(url), Some(write_token)) = (&config.descriptor_url, &config.descriptor_write_token)
+    {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| {
+                StartError::Refused(format!("no HTTP client for the descriptor service: {e}"))
+            })?;
+        state = state.with_registry(Arc::new(HttpRegistry::new(http, url, write_token.clone())));
     }
     Ok(Wired { state, descriptors })
 }

@@ -24,6 +24,7 @@
 //! ```
 
 mod change;
+mod crafting;
 mod descriptor;
 mod error;
 mod event;
@@ -35,6 +36,7 @@ pub use change::{
     Change, ChangeKind, MAX_BALANCE, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY,
     Operation, Quantity, ValidChange,
 };
+pub use crafting::{BurnOrder, CraftOrder, crafted_item_id};
 pub use descriptor::{
     AttributeValue, BatchGetRequest, BatchGetResponse, BurnOutcome, BurnResponse, CraftInput,
     Descriptor, DescriptorKind, ListResponse, MAX_ATTRIBUTE_TEXT_LEN, MAX_ATTRIBUTES,

@@ -3,6 +3,7 @@
 mod cluster;
 mod common;
 mod config;
+mod crafts;
 mod crash;
 mod edge;
 mod game_server_client;

@@ -1,5 +1,6 @@
 //! The game servers' client of the zone node's gameplay API: apply changes,
-//! read inventories, move players between zones, with the core contract
+//! craft and burn unique items, read inventories, move players between
+//! zones, with the core contract
 //! built in: a change whose outcome is unknown is retried with the same
 //! change id until the node answers.
 
@@ -7,8 +8,8 @@ use std::time::Duration;
 
 use backon::Retryable;
 use protocol::{
-    Change, ChangeApplied, ChangeEvent, ChangeId, ChangeRecord, ErrorCode, OwnerId, OwnerSnapshot,
-    PlayerZones, UserId, ZoneId,
+    BurnOrder, Change, ChangeApplied, ChangeEvent, ChangeId, ChangeRecord, CraftOrder, ErrorCode,
+    OwnerId, OwnerSnapshot, PlayerZones, UserId, ZoneId,
 };
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -148,6 +149,26 @@ impl GameServerClient {
     pub async fn apply(&self, change: &Change) -> Result<ChangeApplied, Error> {
         change.clone().validate()?;
         self.call(Method::POST, "/v1/changes", Some(change)).await
+    }
+
+    /// Crafts a unique item (`POST /v1/crafts`): the owner's inputs are
+    /// consumed and the item granted, atomically, and its descriptor created
+    /// in the descriptor service. The order is checked here first (the
+    /// node's own [`CraftOrder::change`]). An unknown outcome is retried with
+    /// the same order, which completes what the first attempt started; a
+    /// refused craft (`insufficient_balance`) burns its descriptor, so the
+    /// same order is refused again (`burned`): make a new one.
+    pub async fn craft(&self, order: &CraftOrder) -> Result<ChangeApplied, Error> {
+        order.change()?;
+        self.call(Method::POST, "/v1/crafts", Some(order)).await
+    }
+
+    /// Burns a crafted item (`POST /v1/burns`): consumes it, grants what it
+    /// gives back, and burns its descriptor; retried like
+    /// [`craft`](Self::craft).
+    pub async fn burn(&self, order: &BurnOrder) -> Result<ChangeApplied, Error> {
+        order.change()?;
+        self.call(Method::POST, "/v1/burns", Some(order)).await
     }
 
     /// What became of change `id` (`GET /v1/changes/{id}`): its event if it
