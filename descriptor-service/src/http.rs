@@ -38,11 +38,10 @@ mod auth;
 mod handlers;
 mod openapi;
 mod request;
-mod schema;
 
 pub use auth::AuthConfig;
 pub use handlers::{MAX_BATCH_BODY_BYTES, MAX_DESCRIPTOR_BODY_BYTES};
-pub use openapi::openapi_json;
+pub use openapi::{openapi, openapi_json};
 pub use request::{decode_batch_request, decode_descriptor};
 
 use handlers::HttpState;

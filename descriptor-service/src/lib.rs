@@ -48,7 +48,7 @@ pub use error::Error;
 #[cfg(feature = "http")]
 pub use http::{
     AuthConfig, MAX_BATCH_BODY_BYTES, MAX_DESCRIPTOR_BODY_BYTES, app, decode_batch_request,
-    decode_descriptor, openapi_json, run,
+    decode_descriptor, openapi, openapi_json, run,
 };
 #[cfg(feature = "redis")]
 pub use invalidation::RedisInvalidation;

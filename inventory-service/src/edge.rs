@@ -163,6 +163,18 @@ impl TokenBucket {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    description = "Upgrades to the client WebSocket: the first message is `hello` with the \
+        player's session token (a JWT); then the player's snapshot and deltas stream. Frames \
+        are `protocol::ClientMessage` / `ServerMessage` in JSON or MessagePack.",
+    responses(
+        (status = 101, description = "switched to the WebSocket protocol"),
+        (status = 400, description = "not a WebSocket upgrade (malformed_request)", body = ErrorBody),
+        (status = 503, description = "the node is draining (unavailable)", body = ErrorBody)
+    )
+)]
 pub(crate) async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
     if state.is_draining() {
         return ApiError::new(ErrorCode::Unavailable, "the node is shutting down").into_response();

@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use inventory_core::crafting::{self, DescriptorRegistry};
 use inventory_core::{AppliedChange, Holder};
 use protocol::{
-    BurnOrder, Change, ChangeApplied, ChangeId, ChangeRecord, ChangeState, CraftOrder, ErrorCode,
-    OwnerId, OwnerSnapshot, PlayerZones, UserId, ZoneId,
+    BurnOrder, Change, ChangeApplied, ChangeId, ChangeRecord, ChangeState, CraftOrder, ErrorBody,
+    ErrorCode, OwnerId, OwnerSnapshot, PlayerZones, UserId, ZoneId,
 };
 
 use crate::{ApiError, AppState};
@@ -32,7 +32,23 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-async fn apply_change(
+#[utoipa::path(
+    post,
+    path = "/v1/changes",
+    request_body = Change,
+    responses(
+        (status = 201, description = "applied now", body = ChangeApplied),
+        (status = 200, description = "applied before: a retry of the same id", body = ChangeApplied),
+        (status = 400, description = "a body that is not JSON or not a change (malformed_request), an id or a quantity breaking its grammar (invalid_id, invalid_quantity), a change breaking a structural rule (empty_change, too_many_operations, too_many_owners, duplicate_item, trade_*)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 409, description = "refused by the balances or the id (insufficient_balance, balance_overflow, change_conflict)", body = ErrorBody),
+        (status = 413, description = "a body above 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the bus is unreachable: the outcome is unknown; retry with the same id (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn apply_change(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -44,7 +60,25 @@ async fn apply_change(
 /// Crafts an item (see `inventory_core::crafting`): the same order retried
 /// after an unknown outcome completes what the first attempt started; a
 /// refused craft burns its descriptor.
-async fn craft(
+#[utoipa::path(
+    post,
+    path = "/v1/crafts",
+    request_body = CraftOrder,
+    responses(
+        (status = 201, description = "applied now", body = ChangeApplied),
+        (status = 200, description = "applied before: a retry of the same id", body = ChangeApplied),
+        (status = 400, description = "a body that is not JSON or not a craft order (malformed_request), an id or a quantity breaking its grammar (invalid_id, invalid_quantity), a change breaking a structural rule (empty_change, too_many_operations, too_many_owners, duplicate_item, trade_*)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 409, description = "refused by the balances or the id (insufficient_balance, balance_overflow, change_conflict)", body = ErrorBody),
+        (status = 410, description = "the order was refused before and its descriptor burned: make a new order (burned)", body = ErrorBody),
+        (status = 413, description = "a body above 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 422, description = "a descriptor a craft cannot create (invalid_descriptor), or a node without a descriptor write token (unprocessable)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the descriptor service is unreachable: the outcome is unknown; retry the same order (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn craft(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -58,7 +92,24 @@ async fn craft(
 
 /// Burns a crafted item: consumes it, grants what it gives back, burns its
 /// descriptor.
-async fn burn(
+#[utoipa::path(
+    post,
+    path = "/v1/burns",
+    request_body = BurnOrder,
+    responses(
+        (status = 201, description = "applied now", body = ChangeApplied),
+        (status = 200, description = "applied before: a retry of the same id", body = ChangeApplied),
+        (status = 400, description = "a body that is not JSON or not a burn order (malformed_request), an id or a quantity breaking its grammar (invalid_id, invalid_quantity), a change breaking a structural rule (empty_change, too_many_operations, too_many_owners, duplicate_item, trade_*)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 409, description = "the owner does not hold the item, or a grant overflows (insufficient_balance, balance_overflow, change_conflict)", body = ErrorBody),
+        (status = 413, description = "a body above 64 KiB (payload_too_large)", body = ErrorBody),
+        (status = 422, description = "a node without a descriptor write token (unprocessable)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the descriptor service is unreachable: retry the same order (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn burn(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -129,7 +180,21 @@ fn json_content(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn lookup_change(
+#[utoipa::path(
+    get,
+    path = "/v1/changes/{id}",
+    params(("id" = String, Path, description = "the change id (a UUID)")),
+    responses(
+        (status = 200, description = "the change was applied; its event", body = ChangeRecord),
+        (status = 400, description = "not a change id (invalid_id)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 404, description = "no change with this id was applied (unknown_change)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the bus is unreachable: the outcome is unknown; retry with the same id (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn lookup_change(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -148,7 +213,20 @@ async fn lookup_change(
     }
 }
 
-async fn load_owner(
+#[utoipa::path(
+    get,
+    path = "/v1/owners/{owner}",
+    params(("owner" = String, Path, description = "`a:<user>` (the account) or `c:<user>:<character>`")),
+    responses(
+        (status = 200, description = "the inventory; an owner never written is empty at version 0", body = OwnerSnapshot),
+        (status = 400, description = "not an owner id (invalid_id)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the bus is unreachable: the outcome is unknown; retry with the same id (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn load_owner(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(owner): Path<String>,
@@ -158,7 +236,20 @@ async fn load_owner(
     Ok(Json(state.inventory().load(&owner).await?))
 }
 
-async fn load_user(
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user}",
+    params(("user" = String, Path, description = "the user id")),
+    responses(
+        (status = 200, description = "every inventory of the user: the account's and each character's", body = Vec<OwnerSnapshot>),
+        (status = 400, description = "not a user id (invalid_id)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the bus is unreachable: the outcome is unknown; retry with the same id (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn load_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(user): Path<String>,
@@ -181,7 +272,21 @@ fn zone(state: &AppState, name: String) -> Result<ZoneId, ApiError> {
     Ok(zone)
 }
 
-async fn join_zone(
+#[utoipa::path(
+    post,
+    path = "/v1/zones/{zone}/players/{user}",
+    params(("zone" = String, Path, description = "the zone"), ("user" = String, Path, description = "the player's user id")),
+    responses(
+        (status = 200, description = "the zones of this node now holding the player", body = PlayerZones),
+        (status = 400, description = "a zone or user id breaking the grammar (invalid_id)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 404, description = "a zone this node does not host (not_found)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the bus is unreachable: the outcome is unknown; retry with the same id (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn join_zone(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,
@@ -191,7 +296,21 @@ async fn join_zone(
     Ok(Json(zones_of(&state, &user)))
 }
 
-async fn leave_zone(
+#[utoipa::path(
+    delete,
+    path = "/v1/zones/{zone}/players/{user}",
+    params(("zone" = String, Path, description = "the zone"), ("user" = String, Path, description = "the player's user id")),
+    responses(
+        (status = 200, description = "the zones of this node now holding the player", body = PlayerZones),
+        (status = 400, description = "a zone or user id breaking the grammar (invalid_id)", body = ErrorBody),
+        (status = 401, description = "no or a wrong service token (unauthorized)", body = ErrorBody),
+        (status = 404, description = "a zone this node does not host (not_found)", body = ErrorBody),
+        (status = 500, description = "a failing backend (internal); retryable", body = ErrorBody),
+        (status = 503, description = "the store or the bus is unreachable: the outcome is unknown; retry with the same id (unavailable)", body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn leave_zone(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path((zone_name, user)): Path<(String, String)>,

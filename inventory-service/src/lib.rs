@@ -21,6 +21,7 @@
 //! | `GET /v1/owners/{owner}`, `GET /v1/users/{user}` | game servers | read inventories |
 //! | `POST`/`DELETE /v1/zones/{zone}/players/{user}` | game servers | join / leave a zone |
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics` | operators | liveness, readiness, Prometheus |
+//! | `GET /v1/openapi.json` | everyone | this API (with the embedded descriptor API) as an OpenAPI 3.1 document |
 //! | anything else | | the fallback router: in the embedded mode, the descriptor service (`/v1/descriptors…`); else a JSON `not_found` |
 //!
 //! ```no_run
@@ -55,6 +56,7 @@ mod error;
 mod feed;
 mod gameplay;
 mod metrics;
+mod openapi;
 pub mod registry;
 mod state;
 mod wiring;
@@ -63,10 +65,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get};
 
 pub use auth::{ClientTokens, ServiceToken};
@@ -88,9 +87,10 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn app(state: AppState) -> Router {
     let extra = state.extra_routes();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/healthz", get(openapi::health))
+        .route("/readyz", get(openapi::ready))
+        .route("/metrics", get(openapi::metrics))
+        .route("/v1/openapi.json", get(openapi::openapi_document))
         .route("/v1/ws", any(edge::upgrade))
         .merge(gameplay::routes())
         .method_not_allowed_fallback(|| async {
@@ -102,21 +102,6 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
         .fallback_service(extra)
-}
-
-async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else {
-        (StatusCode::OK, "ready")
-    }
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(),
-    )
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes; then refuses new

@@ -13,6 +13,7 @@ use protocol::ZoneId;
 use tokio::sync::watch;
 
 use crate::feed::{FeedConfig, Feeds};
+use crate::registry::InProcessRegistry;
 use crate::{ApiError, ClientTokens, EdgeConfig, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
@@ -70,6 +71,7 @@ struct Shared {
     draining: watch::Sender<bool>,
     extra: axum::Router,
     registry: Option<Arc<dyn DescriptorRegistry>>,
+    openapi_json: String,
 }
 
 /// Builds an [`AppState`].
@@ -84,9 +86,24 @@ pub struct AppStateBuilder {
     edge: EdgeConfig,
     extra: axum::Router,
     registry: Option<Arc<dyn DescriptorRegistry>>,
+    embedded_descriptors: bool,
 }
 
 impl AppStateBuilder {
+    /// Embeds the descriptor service: its API on this node's listener (the
+    /// fallback router, guarded by `auth`), in the node's OpenAPI document,
+    /// and as the registry crafts and burns write to.
+    pub fn with_embedded_descriptors(
+        mut self,
+        descriptors: descriptor_service::Descriptors,
+        auth: descriptor_service::AuthConfig,
+    ) -> Self {
+        self.extra = descriptor_service::app(descriptors.clone(), auth);
+        self.registry = Some(Arc::new(InProcessRegistry(descriptors)));
+        self.embedded_descriptors = true;
+        self
+    }
+
     /// Where crafted descriptors are created and burned: without one, the
     /// node refuses crafts and burns (`unprocessable`).
     pub fn with_registry(mut self, registry: Arc<dyn DescriptorRegistry>) -> Self {
@@ -139,6 +156,7 @@ impl AppStateBuilder {
                 draining,
                 extra: self.extra,
                 registry: self.registry,
+                openapi_json: crate::openapi::document(self.embedded_descriptors),
             }),
         }
     }
@@ -162,6 +180,7 @@ impl AppState {
             edge: EdgeConfig::default(),
             extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
             registry: None,
+            embedded_descriptors: false,
         }
     }
 
@@ -203,6 +222,10 @@ impl AppState {
 
     pub(crate) fn feeds(&self) -> &Feeds {
         &self.shared.feeds
+    }
+
+    pub(crate) fn openapi_json(&self) -> &str {
+        &self.shared.openapi_json
     }
 
     pub(crate) fn registry(&self) -> Option<&dyn DescriptorRegistry> {

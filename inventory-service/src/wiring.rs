@@ -9,7 +9,7 @@ use inventory_core::{
     InventoryStore, LocalBus, PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore,
 };
 
-use crate::registry::{HttpRegistry, InProcessRegistry};
+use crate::registry::HttpRegistry;
 use crate::{ApiError, AppState, AppStateBuilder, BusChoice, ClientTokens, Config, ServiceToken};
 
 /// Why a node could not be wired from its configuration.
@@ -124,12 +124,7 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
         .with_zones(config.zones.clone())
         .with_edge_config(config.edge());
     if let Some(descriptors) = &descriptors {
-        state = state
-            .with_fallback(descriptor_service::app(
-                descriptors.clone(),
-                descriptor_auth,
-            ))
-            .with_registry(Arc::new(InProcessRegistry(descriptors.clone())));
+        state = state.with_embedded_descriptors(descriptors.clone(), descriptor_auth);
     }
     if let (Some(url), Some(write_token)) = (&config.descriptor_url, &config.descriptor_write_token)
     {

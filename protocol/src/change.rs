@@ -87,6 +87,7 @@ pub enum Operation {
 }
 
 /// Which way an operation moves items.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum OperationKind {
@@ -98,12 +99,16 @@ enum OperationKind {
 /// internally tagged enum, so that decoding needs no buffering and a bad
 /// field is reported at its path (`ops[0].qty`), which is how the edge tells
 /// `invalid_quantity` and `invalid_id` from a malformed body.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Operation))]
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireOperation {
     op: OperationKind,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     owner: OwnerId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     item: ItemId,
+    #[cfg_attr(feature = "openapi", schema(value_type = u64, minimum = 1))]
     qty: Quantity,
 }
 
@@ -179,6 +184,7 @@ impl Operation {
 }
 
 /// What a change means, for the audit. A trade must conserve items.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
@@ -196,15 +202,18 @@ pub enum ChangeKind {
 /// A change as requested: an id chosen by the caller and one or more operations.
 ///
 /// Use the builder methods, then [`Change::validate`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Change {
     /// The caller's id for this change; a retry must reuse it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub id: ChangeId,
     /// What the change means.
     #[serde(default)]
     pub kind: ChangeKind,
     /// The operations, applied together or not at all.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<WireOperation>))]
     pub ops: Vec<Operation>,
 }
 

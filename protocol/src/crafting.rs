@@ -20,12 +20,15 @@ pub fn crafted_item_id(change: ChangeId) -> ItemId {
 
 /// One craft: `owner` consumes the descriptor's `inputs` and receives the one
 /// item the descriptor describes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CraftOrder {
     /// The change id; retries of this order reuse it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub change: ChangeId,
     /// Whose inventory gives the inputs and receives the item.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner: OwnerId,
     /// The new item: kind crafted, unique, `crafted_by` the owner's user,
     /// revision 1, with the inputs the craft consumes.
@@ -108,18 +111,23 @@ impl CraftOrder {
 }
 
 /// One burn: `owner` gives up the unique `item` and receives `recovered`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BurnOrder {
     /// The change id; retries of this order reuse it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub change: ChangeId,
     /// Who holds the item and receives the resources.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner: OwnerId,
     /// The crafted item to burn.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub item: ItemId,
     /// The resources recovered (may be empty); on the wire a list of
     /// `{"item": .., "qty": ..}`.
     #[serde(default, with = "stacks")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<CraftInput>))]
     pub recovered: Vec<(ItemId, Quantity)>,
 }
 

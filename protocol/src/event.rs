@@ -50,29 +50,36 @@ impl fmt::Debug for Version {
 }
 
 /// A signed change to one stack.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ItemDelta {
     /// The item.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub item: ItemId,
     /// How the balance moved: positive for a grant, negative for a consume.
     pub change: i64,
 }
 
 /// What one change did to one owner, and the version it produced.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct OwnerDelta {
     /// The inventory.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner: OwnerId,
     /// The owner's version after this change.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub version: Version,
     /// The stacks that moved.
     pub deltas: Vec<ItemDelta>,
 }
 
 /// The event published for one applied change.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ChangeEvent {
     /// The change that was applied.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub change_id: ChangeId,
     /// What the change meant.
     #[serde(default)]
@@ -121,13 +128,17 @@ impl ChangeEvent {
 }
 
 /// One owner's whole inventory as of one version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct OwnerSnapshot {
     /// The inventory.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub owner: OwnerId,
     /// The version the items are as of.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub version: Version,
     /// Every stack with a positive balance; empty stacks are absent.
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, u64>))]
     pub items: BTreeMap<ItemId, u64>,
 }
 

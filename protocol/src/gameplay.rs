@@ -15,7 +15,6 @@ pub struct ChangeApplied {
     /// True if this change id had been applied before (a retry).
     pub already_applied: bool,
     /// The change's event, with the versions it produced.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub event: ChangeEvent,
 }
 
@@ -28,7 +27,6 @@ pub struct ChangeRecord {
     /// Always [`ChangeState::Applied`].
     pub state: ChangeState,
     /// The change's event as it was applied.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub event: ChangeEvent,
 }
 

@@ -31,6 +31,8 @@ mod event;
 mod gameplay;
 mod ids;
 mod message;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 
 pub use change::{
     Change, ChangeKind, MAX_BALANCE, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY,

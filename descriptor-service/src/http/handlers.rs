@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::{
-    BatchGetRequest, BatchGetResponse, BurnResponse, Descriptor, DescriptorKind, ItemId,
+    BatchGetRequest, BatchGetResponse, BurnResponse, Descriptor, DescriptorKind, ErrorBody, ItemId,
     ListResponse, MAX_BATCH_IDS, MAX_DESCRIPTOR_BYTES, UserId,
 };
 use serde::{Deserialize, Serialize};
@@ -22,7 +22,6 @@ use serde_json::value::RawValue;
 
 use super::auth::{Access, AuthConfig};
 use super::request::{decode_batch_request, decode_descriptor};
-use super::schema::ErrorBodySchema;
 use crate::cache::{Absence, Lookup};
 use crate::store::{Record, ScanFilter, WriteOutcome};
 use crate::{Descriptors, Error};
@@ -111,10 +110,10 @@ struct BatchBody<'a> {
     request_body = BatchGetRequest,
     responses(
         (status = 200, description = "every distinct id in exactly one list", body = BatchGetResponse),
-        (status = 400, description = "malformed body or an id breaking the grammar", body = ErrorBodySchema),
-        (status = 401, description = "reads need a token", body = ErrorBodySchema),
-        (status = 413, description = "more ids than allowed (batch_too_large) or too large a body (payload_too_large)", body = ErrorBodySchema),
-        (status = 503, description = "store unavailable", body = ErrorBodySchema)
+        (status = 400, description = "malformed body or an id breaking the grammar", body = ErrorBody),
+        (status = 401, description = "reads need a token", body = ErrorBody),
+        (status = 413, description = "more ids than allowed (batch_too_large) or too large a body (payload_too_large)", body = ErrorBody),
+        (status = 503, description = "store unavailable", body = ErrorBody)
     ),
     security((), ("bearer" = []))
 )]
@@ -185,10 +184,10 @@ struct ListBody<'a> {
     params(ListQuery),
     responses(
         (status = 200, description = "one page in ascending id order; `next_cursor` resumes it, and paging never skips a descriptor that stays live nor repeats one, whatever is created and burned meanwhile; `total` only when asked with `with_total=true`", body = ListResponse),
-        (status = 400, description = "an unknown or unparsable parameter (malformed_request), a crafted_by breaking the id grammar", body = ErrorBodySchema),
-        (status = 401, description = "reads need a token", body = ErrorBodySchema),
-        (status = 422, description = "limit outside 1..=1000, since >= until, include_burned with other filters, or a cursor issued for other filters or not by this service (unprocessable)", body = ErrorBodySchema),
-        (status = 503, description = "store unavailable", body = ErrorBodySchema)
+        (status = 400, description = "an unknown or unparsable parameter (malformed_request), a crafted_by breaking the id grammar", body = ErrorBody),
+        (status = 401, description = "reads need a token", body = ErrorBody),
+        (status = 422, description = "limit outside 1..=1000, since >= until, include_burned with other filters, or a cursor issued for other filters or not by this service (unprocessable)", body = ErrorBody),
+        (status = 503, description = "store unavailable", body = ErrorBody)
     ),
     security((), ("bearer" = []))
 )]
@@ -242,11 +241,11 @@ pub(super) async fn list(
     responses(
         (status = 200, description = "the descriptor; `ETag` is its revision, crafted descriptors are `immutable`", body = Descriptor),
         (status = 304, description = "`If-None-Match` matched the current revision"),
-        (status = 400, description = "an id breaking the grammar", body = ErrorBodySchema),
-        (status = 401, description = "reads need a token", body = ErrorBodySchema),
-        (status = 404, description = "never existed", body = ErrorBodySchema),
-        (status = 410, description = "burned", body = ErrorBodySchema),
-        (status = 503, description = "store unavailable", body = ErrorBodySchema)
+        (status = 400, description = "an id breaking the grammar", body = ErrorBody),
+        (status = 401, description = "reads need a token", body = ErrorBody),
+        (status = 404, description = "never existed", body = ErrorBody),
+        (status = 410, description = "burned", body = ErrorBody),
+        (status = 503, description = "store unavailable", body = ErrorBody)
     ),
     security((), ("bearer" = []))
 )]
@@ -290,14 +289,14 @@ pub(super) async fn get_one(
     responses(
         (status = 201, description = "created", body = Descriptor),
         (status = 200, description = "the identical descriptor already existed (a retried create)", body = Descriptor),
-        (status = 400, description = "malformed body or unknown fields", body = ErrorBodySchema),
-        (status = 401, description = "no or an unknown token", body = ErrorBodySchema),
-        (status = 403, description = "a read-only token", body = ErrorBodySchema),
-        (status = 409, description = "the id holds different content", body = ErrorBodySchema),
-        (status = 410, description = "the id was burned", body = ErrorBodySchema),
-        (status = 413, description = "descriptor or body too large", body = ErrorBodySchema),
-        (status = 422, description = "the descriptor breaks a rule of the model", body = ErrorBodySchema),
-        (status = 503, description = "store or bus unavailable; retry", body = ErrorBodySchema)
+        (status = 400, description = "malformed body or unknown fields", body = ErrorBody),
+        (status = 401, description = "no or an unknown token", body = ErrorBody),
+        (status = 403, description = "a read-only token", body = ErrorBody),
+        (status = 409, description = "the id holds different content", body = ErrorBody),
+        (status = 410, description = "the id was burned", body = ErrorBody),
+        (status = 413, description = "descriptor or body too large", body = ErrorBody),
+        (status = 422, description = "the descriptor breaks a rule of the model", body = ErrorBody),
+        (status = 503, description = "store or bus unavailable; retry", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -323,15 +322,15 @@ pub(super) async fn create(
     request_body = Descriptor,
     responses(
         (status = 200, description = "revised, or this revision was already stored", body = Descriptor),
-        (status = 400, description = "malformed body or invalid id", body = ErrorBodySchema),
-        (status = 401, description = "no or an unknown token", body = ErrorBodySchema),
-        (status = 403, description = "a read-only token", body = ErrorBodySchema),
-        (status = 404, description = "never existed", body = ErrorBodySchema),
-        (status = 409, description = "not the next revision (conflict) or a crafted descriptor (descriptor_immutable)", body = ErrorBodySchema),
-        (status = 410, description = "burned", body = ErrorBodySchema),
-        (status = 413, description = "descriptor or body too large", body = ErrorBodySchema),
-        (status = 422, description = "the descriptor breaks a rule of the model", body = ErrorBodySchema),
-        (status = 503, description = "store or bus unavailable; retry", body = ErrorBodySchema)
+        (status = 400, description = "malformed body or invalid id", body = ErrorBody),
+        (status = 401, description = "no or an unknown token", body = ErrorBody),
+        (status = 403, description = "a read-only token", body = ErrorBody),
+        (status = 404, description = "never existed", body = ErrorBody),
+        (status = 409, description = "not the next revision (conflict) or a crafted descriptor (descriptor_immutable)", body = ErrorBody),
+        (status = 410, description = "burned", body = ErrorBody),
+        (status = 413, description = "descriptor or body too large", body = ErrorBody),
+        (status = 422, description = "the descriptor breaks a rule of the model", body = ErrorBody),
+        (status = 503, description = "store or bus unavailable; retry", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -360,11 +359,11 @@ pub(super) async fn revise(
     params(("id" = String, Path, description = "the item id")),
     responses(
         (status = 200, description = "burned now or earlier", body = BurnResponse),
-        (status = 400, description = "invalid id", body = ErrorBodySchema),
-        (status = 401, description = "no or an unknown token", body = ErrorBodySchema),
-        (status = 403, description = "a read-only token", body = ErrorBodySchema),
-        (status = 404, description = "never existed; nothing written", body = ErrorBodySchema),
-        (status = 503, description = "store or bus unavailable; retry", body = ErrorBodySchema)
+        (status = 400, description = "invalid id", body = ErrorBody),
+        (status = 401, description = "no or an unknown token", body = ErrorBody),
+        (status = 403, description = "a read-only token", body = ErrorBody),
+        (status = 404, description = "never existed; nothing written", body = ErrorBody),
+        (status = 503, description = "store or bus unavailable; retry", body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -392,7 +391,7 @@ pub(super) async fn health() -> &'static str {
     path = "/readyz",
     responses(
         (status = 200, description = "the store answers", body = String),
-        (status = 503, description = "the store does not answer", body = ErrorBodySchema)
+        (status = 503, description = "the store does not answer", body = ErrorBody)
     )
 )]
 pub(super) async fn ready(State(state): State<HttpState>) -> Result<&'static str, Error> {

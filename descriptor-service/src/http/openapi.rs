@@ -10,27 +10,11 @@ use std::sync::OnceLock;
 use axum::http::HeaderValue;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use protocol::{BatchGetResponse, Descriptor, ListResponse};
-use utoipa::openapi::ComponentsBuilder;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use protocol::openapi::BearerToken;
+use protocol::{BatchGetResponse, Descriptor, ErrorBody, ListResponse};
+use utoipa::OpenApi;
 
 use super::handlers;
-use super::schema::ErrorBodySchema;
-
-struct BearerToken;
-
-impl Modify for BearerToken {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi
-            .components
-            .get_or_insert_with(|| ComponentsBuilder::new().build());
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,10 +35,17 @@ impl Modify for BearerToken {
         handlers::ready,
         handlers::metrics,
     ),
-    components(schemas(ErrorBodySchema, Descriptor, BatchGetResponse, ListResponse)),
+    components(schemas(ErrorBody, Descriptor, BatchGetResponse, ListResponse)),
     modifiers(&BearerToken)
 )]
 struct ApiDoc;
+
+/// The document, for services that serve these routes among their own
+/// (a zone node embedding the descriptor service merges it into its own).
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
 
 /// The document, as JSON.
 #[must_use]

@@ -61,3 +61,51 @@ fn what_cannot_be_honoured_is_refused_at_startup() {
         assert!(!dir.path().join("inventory.db").exists(), "{env:?}");
     }
 }
+
+/// The node serves its OpenAPI document, with the embedded descriptor
+/// service's paths, and every route it answers is in it.
+#[tokio::test]
+async fn the_node_serves_an_openapi_document_of_every_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = testkit::NodeProcess::spawn(node_command(dir.path(), &[]));
+    let base = node.base().to_owned();
+    let doc: serde_json::Value = reqwest::get(format!("{base}/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = doc["paths"].as_object().unwrap();
+    // Every route of the node's router and of the embedded descriptor API,
+    // with the methods it serves.
+    let served = [
+        ("/v1/changes", "post"),
+        ("/v1/changes/{id}", "get"),
+        ("/v1/crafts", "post"),
+        ("/v1/burns", "post"),
+        ("/v1/owners/{owner}", "get"),
+        ("/v1/users/{user}", "get"),
+        ("/v1/zones/{zone}/players/{user}", "post"),
+        ("/v1/zones/{zone}/players/{user}", "delete"),
+        ("/v1/ws", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/v1/openapi.json", "get"),
+        ("/v1/descriptors", "get"),
+        ("/v1/descriptors", "post"),
+        ("/v1/descriptors/batch", "post"),
+        ("/v1/descriptors/{id}", "get"),
+        ("/v1/descriptors/{id}", "put"),
+        ("/v1/descriptors/{id}", "delete"),
+    ];
+    for (path, method) in served {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+    let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, served.len(), "every documented route is served");
+}
