@@ -143,6 +143,7 @@ pub async fn craft(
 /// - an invalid order: nothing was written;
 /// - `insufficient_balance`: the owner does not hold the item; nothing was
 ///   written and the descriptor is untouched;
+/// - `invalid_descriptor`: the item is not a crafted item's id;
 /// - `unavailable`: the outcome is unknown; retry the same order.
 pub async fn burn(
     inventory: &Inventory,
@@ -151,7 +152,14 @@ pub async fn burn(
 ) -> Result<AppliedChange, Error> {
     let change = order.change()?;
     let applied = inventory.apply_valid(&change).await?;
-    registry.burn(&order.item).await?;
+    match registry.burn(&order.item).await {
+        // An item granted by a plain change has no descriptor: it is gone
+        // all the same, and the burn is applied.
+        Err(err) if err.code() == ErrorCode::NotFound => {
+            tracing::warn!(item = %order.item, "burned an item that had no descriptor");
+        }
+        other => other?,
+    }
     Ok(applied)
 }
 

@@ -104,9 +104,9 @@ enum OperationKind {
 #[serde(deny_unknown_fields)]
 struct WireOperation {
     op: OperationKind,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(a:[A-Za-z0-9_-]{1,64}|c:[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64})$"))]
     owner: OwnerId,
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     item: ItemId,
     #[cfg_attr(feature = "openapi", schema(value_type = u64, minimum = 1))]
     qty: Quantity,

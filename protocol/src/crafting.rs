@@ -28,7 +28,7 @@ pub struct CraftOrder {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub change: ChangeId,
     /// Whose inventory gives the inputs and receives the item.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(a:[A-Za-z0-9_-]{1,64}|c:[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64})$"))]
     pub owner: OwnerId,
     /// The new item: kind crafted, unique, `crafted_by` the owner's user,
     /// revision 1, with the inputs the craft consumes.
@@ -91,6 +91,11 @@ impl CraftOrder {
         if descriptor.kind != DescriptorKind::Crafted || descriptor.stacking != Stacking::Unique {
             return invalid("a craft creates a crafted, unique descriptor");
         }
+        if descriptor.id != crafted_item_id(self.change) {
+            return invalid(
+                "a crafted item's id is x- and the 32 hex digits of its craft's change id",
+            );
+        }
         if descriptor.revision != 1 {
             return invalid("a crafted descriptor has revision 1");
         }
@@ -119,10 +124,10 @@ pub struct BurnOrder {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
     pub change: ChangeId,
     /// Who holds the item and receives the resources.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(a:[A-Za-z0-9_-]{1,64}|c:[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64})$"))]
     pub owner: OwnerId,
     /// The crafted item to burn.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub item: ItemId,
     /// The resources recovered (may be empty); on the wire a list of
     /// `{"item": .., "qty": ..}`.
@@ -132,8 +137,15 @@ pub struct BurnOrder {
 }
 
 impl BurnOrder {
-    /// The validated change this order applies.
+    /// The validated change this order applies, after checking that `item`
+    /// is a crafted item's id (see [`crafted_item_id`]).
     pub fn change(&self) -> Result<ValidChange, Error> {
+        if !is_crafted_item_id(&self.item) {
+            return Err(Error::InvalidDescriptor(
+                "a burn takes a crafted item: x- and the 32 hex digits of its craft's change id"
+                    .to_owned(),
+            ));
+        }
         let mut change = Change::new(self.change)
             .with_kind(ChangeKind::Burn)
             .consume(self.owner.clone(), self.item.clone(), Quantity::ONE);
@@ -142,6 +154,16 @@ impl BurnOrder {
         }
         change.validate()
     }
+}
+
+/// Whether `item` has the form of [`crafted_item_id`]'s ids.
+fn is_crafted_item_id(item: &ItemId) -> bool {
+    item.as_str().strip_prefix("x-").is_some_and(|hex| {
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// `(item, qty)` pairs as `{"item": .., "qty": ..}` objects.

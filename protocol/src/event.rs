@@ -54,7 +54,7 @@ impl fmt::Debug for Version {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ItemDelta {
     /// The item.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub item: ItemId,
     /// How the balance moved: positive for a grant, negative for a consume.
     pub change: i64,
@@ -65,7 +65,7 @@ pub struct ItemDelta {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct OwnerDelta {
     /// The inventory.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(a:[A-Za-z0-9_-]{1,64}|c:[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64})$"))]
     pub owner: OwnerId,
     /// The owner's version after this change.
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]
@@ -132,7 +132,7 @@ impl ChangeEvent {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct OwnerSnapshot {
     /// The inventory.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^(a:[A-Za-z0-9_-]{1,64}|c:[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64})$"))]
     pub owner: OwnerId,
     /// The version the items are as of.
     #[cfg_attr(feature = "openapi", schema(value_type = u64))]

@@ -52,7 +52,46 @@ pub fn ensure_test_tools(root: &Path) -> Result<()> {
     ensure_apt_packages(APT_TOOLS)?;
     ensure_secantus()?;
     ensure_rustup_components(RUSTUP_COMPONENTS)?;
+    ensure_schemathesis(root)?;
     ensure_wasm_tools(root)
+}
+
+/// The API fuzzer of the test job, pinned, in a virtualenv of its own under
+/// the target directory.
+const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// Where [`ensure_schemathesis`] installs the `schemathesis` command.
+pub fn schemathesis_binary(root: &Path) -> std::path::PathBuf {
+    crate::target_dir(root).join("schemathesis-venv/bin/schemathesis")
+}
+
+/// Installs schemathesis into `target/schemathesis-venv` unless the pinned
+/// version is there; Debian's `python3-venv` first if `venv` cannot make a
+/// virtualenv with pip.
+pub fn ensure_schemathesis(root: &Path) -> Result<()> {
+    let binary = schemathesis_binary(root);
+    let installed = probe(Command::new(&binary).arg("--version"));
+    if installed.is_some_and(|version| version.trim().ends_with(SCHEMATHESIS_VERSION)) {
+        return Ok(());
+    }
+    if probe(Command::new("python3").args(["-c", "import venv, ensurepip"])).is_none() {
+        if testkit::find_binary("apt-get").is_none() {
+            bail!("python3 with venv and ensurepip is missing (Debian: python3-venv)");
+        }
+        job::run(apt_get().arg("update"))?;
+        job::run(apt_get().args(["install", "-y", "python3", "python3-venv"]))?;
+    }
+    let venv = crate::target_dir(root).join("schemathesis-venv");
+    job::run(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )?;
+    job::run(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")),
+    )
 }
 
 /// What building and testing the wasm SDK needs: the target, the

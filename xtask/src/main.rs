@@ -6,6 +6,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod fuzz;
 mod install;
 mod job;
 mod node;
@@ -35,6 +36,8 @@ enum Command {
     Wasm(wasm::WasmArgs),
     /// Build the browser SDK's web package and run the zone node with its live page (the demo binary).
     Node(node::NodeArgs),
+    /// Fuzz the node's and the descriptor service's HTTP APIs from their OpenAPI documents (schemathesis), as `test` does.
+    FuzzApi,
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&root, &args),
         Command::Wasm(args) => wasm::run(&root, &args),
         Command::Node(args) => node::run(&root, &args),
+        Command::FuzzApi => install::ensure_schemathesis(&root).and_then(|()| fuzz::run(&root)),
     };
     // The error chain is the message; a backtrace of xtask itself never helps.
     match result {

@@ -10,7 +10,7 @@ use testkit::{MongoServer, RedisServer, Topology};
 
 use crate::install::{self, JS_TOOLS_DIR, WASM_TARGET};
 use crate::job::{Job, cargo};
-use crate::{tidy, wasm};
+use crate::{fuzz, tidy, wasm};
 
 /// Crates that must build for `wasm32-unknown-unknown`, proving they do no
 /// native IO: the wire contract and the SDK's IO-free core (its native
@@ -96,6 +96,7 @@ fn steps(job: &mut Job, args: &TestArgs) -> Result<()> {
         .env("PATH", path_with_cargo_bin()?);
     job.command("cargo test", test)?;
     drop(servers);
+    job.step("API fuzzing (schemathesis)", fuzz::run)?;
     if !args.no_wasm {
         wasm_steps(job)?;
     }

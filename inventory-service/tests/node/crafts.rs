@@ -7,6 +7,7 @@ use std::time::Duration;
 use descriptor_service::AuthConfig;
 use protocol::{
     BurnOrder, Change, ChangeId, CraftOrder, ErrorCode, ItemId, OwnerId, Quantity, UserId,
+    crafted_item_id,
 };
 use reqwest::StatusCode;
 use sdk::GameServerClient;
@@ -136,6 +137,9 @@ async fn bad_craft_and_burn_requests_get_codes_and_write_nothing() {
     };
     let mut catalog = order.clone();
     catalog["descriptor"]["kind"] = json!("catalog");
+    // The item's id is derived from the change id, so that every retry
+    // crafts the same item.
+    let renamed = with("change", json!(ChangeId::random()));
     let mut stranger = order.clone();
     stranger["descriptor"]["crafted_by"] = json!("someone-else");
     let cases = [
@@ -151,9 +155,15 @@ async fn bad_craft_and_burn_requests_get_codes_and_write_nothing() {
         ),
         (
             "/v1/burns",
-            json!({"change": ChangeId::random(), "owner": "a:smith", "item": "no-such-sword"}),
+            json!({"change": ChangeId::random(), "owner": "a:smith", "item": "ore"}),
+            "invalid_descriptor",
+        ),
+        (
+            "/v1/burns",
+            json!({"change": ChangeId::random(), "owner": "a:smith", "item": crafted_item_id(ChangeId::random())}),
             "insufficient_balance",
         ),
+        ("/v1/crafts", renamed, "invalid_descriptor"),
     ];
     for (path, body, code) in cases {
         let response = http
