@@ -8,8 +8,14 @@
 //!    pooled client settings and only checking the status
 //!    (`client_over_raw_http`). The two alternate in rounds so that neither
 //!    gets the quieter half of the run.
+//! 2. **craft**: crafts per second through `POST /v1/crafts` (the node
+//!    process, its embedded descriptor service; `GameServerClient::craft`)
+//!    against `inventory_core::crafting::craft` in this process over the same
+//!    kind of stack (an inventory on SQLite, the descriptor service in
+//!    process on SQLite), 32 callers each (`craft_http_over_inprocess`).
 //!
-//! Environment: `GAMESERVER_ROUND_SECONDS` (default 5; 4 rounds of each).
+//! Environment: `GAMESERVER_ROUND_SECONDS` (default 5; 4 rounds of each way
+//! for the client, 2 for crafts).
 
 // A benchmark's report is its standard output.
 #![allow(clippy::print_stdout)]
@@ -20,7 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+use inventory_core::crafting;
+use inventory_core::{Inventory, SqliteConfig, SqliteStore};
+use inventory_service::registry::InProcessRegistry;
+use protocol::{Change, ChangeId, CraftOrder, ItemId, OwnerId, Quantity, UserId};
 use sdk::GameServerClient;
 use testkit::NodeProcess;
 use testkit::bench::{GoalOp, goal, rate};
@@ -67,14 +76,64 @@ fn loot(n: usize) -> Change {
     )
 }
 
-/// How one caller sends a change.
+/// How one caller sends a change, or crafts.
 #[derive(Clone)]
 enum Way {
     Client(GameServerClient),
     Raw(reqwest::Client, String),
+    CraftHttp(GameServerClient),
+    CraftInProcess(Inventory, Arc<InProcessRegistry>),
+}
+
+/// Caller `n`'s next craft: a sword from 3 ore and 1 wood of its account.
+fn sword(n: usize) -> CraftOrder {
+    let owner = OwnerId::account(UserId::parse(format!("smith-{n}")).expect("valid id"));
+    CraftOrder::new(
+        ChangeId::random(),
+        owner,
+        "Sword",
+        [
+            (
+                ItemId::parse("ore").expect("valid id"),
+                Quantity::new(3).expect("valid"),
+            ),
+            (
+                ItemId::parse("wood").expect("valid id"),
+                Quantity::new(1).expect("valid"),
+            ),
+        ],
+        1_700_000_000_000,
+    )
+}
+
+/// Enough ore and wood for every craft caller `n` can make in a run.
+fn stock(n: usize) -> Change {
+    let owner = OwnerId::account(UserId::parse(format!("smith-{n}")).expect("valid id"));
+    let plenty = Quantity::new(100_000_000).expect("valid");
+    Change::new(ChangeId::random())
+        .grant(
+            owner.clone(),
+            ItemId::parse("ore").expect("valid id"),
+            plenty,
+        )
+        .grant(owner, ItemId::parse("wood").expect("valid id"), plenty)
 }
 
 impl Way {
+    async fn act(&self, n: usize) {
+        match self {
+            Self::CraftHttp(client) => {
+                client.craft(&sword(n)).await.expect("crafted");
+            }
+            Self::CraftInProcess(inventory, registry) => {
+                crafting::craft(inventory, registry.as_ref(), &sword(n))
+                    .await
+                    .expect("crafted");
+            }
+            _ => self.apply(&loot(n)).await,
+        }
+    }
+
     async fn apply(&self, change: &Change) {
         match self {
             Self::Client(client) => {
@@ -91,6 +150,12 @@ impl Way {
                 assert!(response.status().is_success(), "{}", response.status());
                 response.bytes().await.expect("answered");
             }
+            Self::CraftHttp(client) => {
+                client.apply(change).await.expect("applied");
+            }
+            Self::CraftInProcess(inventory, _) => {
+                inventory.apply(change.clone()).await.expect("applied");
+            }
         }
     }
 }
@@ -104,7 +169,7 @@ async fn drive(way: &Way, length: Duration) -> f64 {
             let (way, stop, done) = (way.clone(), stop.clone(), done.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    way.apply(&loot(n)).await;
+                    way.act(n).await;
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -165,6 +230,48 @@ async fn client_over_raw(base: &str) -> f64 {
     client_total / raw_total
 }
 
+async fn craft_http_over_inprocess(base: &str, dir: &Path) -> f64 {
+    let length = round_length();
+    let http = Way::CraftHttp(
+        GameServerClient::builder(base, SERVICE_TOKEN)
+            .build()
+            .expect("a client"),
+    );
+    let store = SqliteStore::open(SqliteConfig::new(dir.join("in-process.db"))).expect("a store");
+    let inventory = Inventory::from_arc(Arc::new(store));
+    let descriptors = descriptor_service::SqliteStore::open(dir.join("in-process-descriptors.db"))
+        .expect("a descriptor store");
+    let registry =
+        InProcessRegistry(descriptor_service::Descriptors::builder(Arc::new(descriptors)).build());
+    let in_process = Way::CraftInProcess(inventory, Arc::new(registry));
+    for way in [&http, &in_process] {
+        for n in 0..CALLERS {
+            way.apply(&stock(n)).await;
+        }
+        drive(way, Duration::from_secs(1)).await;
+    }
+    let (mut http_total, mut in_process_total) = (0.0, 0.0);
+    for round in 0..ROUNDS / 2 {
+        let order = if round % 2 == 0 {
+            [&http, &in_process]
+        } else {
+            [&in_process, &http]
+        };
+        let mut rates = [0.0; 2];
+        for way in order {
+            let slot = usize::from(matches!(way, Way::CraftInProcess(..)));
+            rates[slot] = drive(way, length).await;
+        }
+        println!(
+            "gameserver: round {round}: POST /v1/crafts {:.0} crafts/s, in-process crafting::craft {:.0} crafts/s",
+            rates[0], rates[1]
+        );
+        http_total += rates[0];
+        in_process_total += rates[1];
+    }
+    http_total / in_process_total
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -175,6 +282,8 @@ fn main() {
     let node = NodeProcess::spawn(node_command(dir.path()));
     println!("== client: {CALLERS} callers, GameServerClient vs raw reqwest, node on SQLite");
     let ratio = runtime.block_on(client_over_raw(node.base()));
+    println!("== craft: {CALLERS} callers, POST /v1/crafts vs crafting::craft in process");
+    let craft_ratio = runtime.block_on(craft_http_over_inprocess(node.base(), dir.path()));
     drop(node);
     goal(
         NAME,
@@ -183,5 +292,13 @@ fn main() {
         "x",
         GoalOp::AtLeast,
         0.9,
+    );
+    goal(
+        NAME,
+        "craft_http_over_inprocess",
+        craft_ratio,
+        "x",
+        GoalOp::AtLeast,
+        0.5,
     );
 }
