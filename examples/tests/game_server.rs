@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use inventory_core::{LocalBus, PlayerHubConfig, SqliteConfig, SqliteStore};
-use inventory_service::{AppState, BusChoice, ClientTokens, ServiceToken};
+use inventory_core::{LocalBus, SqliteConfig, SqliteStore};
+use inventory_service::{BusChoice, ClientTokens, Node, ServiceToken};
 
 const SERVICE_TOKEN: &str = "example-service-token-0123";
 
@@ -12,20 +12,16 @@ async fn the_game_server_example_plays_against_a_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store =
         SqliteStore::open(SqliteConfig::new(dir.path().join("inventory.db"))).expect("store");
-    let (inventory, hub) = inventory_service::start_node(
-        Arc::new(store),
-        BusChoice::Local(LocalBus::new()),
-        PlayerHubConfig::new(),
-    )
-    .await
-    .expect("node");
-    let state = AppState::builder(
-        inventory,
-        hub,
-        ServiceToken::new(SERVICE_TOKEN).expect("token"),
-        ClientTokens::hs256(b"example-jwt-secret-0123456").expect("secret"),
-    )
-    .build();
+    let state = Node::builder()
+        .store(Arc::new(store))
+        .bus(BusChoice::Local(LocalBus::new()))
+        .tokens(
+            ServiceToken::new(SERVICE_TOKEN).expect("token"),
+            ClientTokens::hs256(b"example-jwt-secret-0123456").expect("secret"),
+        )
+        .build()
+        .await
+        .expect("node");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
     inventory_demo::seed_demo_catalog(&descriptors)
         .await
         .context("seeding the demo catalog")?;
-    let state = wired.state.build();
+    let state = wired.node.build().await?;
     let demo = DemoConfig::new(descriptors);
     let demo = match &args.web_dir {
         Some(dir) => demo.with_web_dir(dir),

@@ -43,12 +43,13 @@ impl DemoNode {
             BusChoice::Local(LocalBus::new()),
             inventory_core::PlayerHubConfig::new(),
         )
-        .await
-        .with_fallback(descriptor_service::app(
+        .fallback(descriptor_service::app(
             descriptors.clone(),
             descriptor_service::AuthConfig::default().with_open_reads(true),
         ))
-        .build();
+        .build()
+        .await
+        .unwrap();
         let demo = Demo::new(configure(DemoConfig::new(descriptors).with_seed(7)), &state);
         let router = inventory_demo::app(state.clone(), demo);
         Self {

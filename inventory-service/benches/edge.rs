@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use inventory_core::{PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore};
-use inventory_service::{AppState, BusChoice, ClientTokens, ServiceToken};
+use inventory_core::{RedisBusConfig, SqliteConfig, SqliteStore};
+use inventory_service::{BusChoice, ClientTokens, Node, ServiceToken};
 use protocol::{
     ChangeId, ChangeKind, ClientMessage, Encoding, ItemDelta, ItemId, OwnerDelta, OwnerId,
     OwnerSnapshot, ServerMessage, UserId, Version,
@@ -230,20 +230,13 @@ async fn figure_2() -> Vec<Goal> {
         Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("inv.db"))).unwrap());
     let mut nodes = Vec::new();
     for _ in 0..2 {
-        let (inventory, hub) = inventory_service::start_node(
-            store.clone(),
-            BusChoice::Redis(RedisBusConfig::new(url.clone())),
-            PlayerHubConfig::new(),
-        )
-        .await
-        .unwrap();
-        let state = AppState::builder(
-            inventory,
-            hub,
-            ServiceToken::new(SERVICE_TOKEN).unwrap(),
-            tokens(),
-        )
-        .build();
+        let state = Node::builder()
+            .store(store.clone())
+            .bus(BusChoice::Redis(RedisBusConfig::new(url.clone())))
+            .tokens(ServiceToken::new(SERVICE_TOKEN).unwrap(), tokens())
+            .build()
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(inventory_service::run(

@@ -6,7 +6,7 @@ use axum::http::header::AUTHORIZATION;
 use protocol::ErrorCode;
 use subtle::ConstantTimeEq;
 
-use crate::ApiError;
+use crate::{ApiError, Error};
 
 /// The shortest service token accepted, so a typo'd empty or trivial secret
 /// cannot open the gameplay API.
@@ -24,13 +24,12 @@ impl std::fmt::Debug for ServiceToken {
 
 impl ServiceToken {
     /// Wraps a secret of at least [`MIN_TOKEN_LEN`] bytes.
-    pub fn new(secret: impl Into<String>) -> Result<Self, ApiError> {
+    pub fn new(secret: impl Into<String>) -> Result<Self, Error> {
         let secret = secret.into();
         if secret.len() < MIN_TOKEN_LEN {
-            return Err(ApiError::new(
-                ErrorCode::Unprocessable,
-                format!("a service token needs at least {MIN_TOKEN_LEN} bytes"),
-            ));
+            return Err(Error::WeakSecret(format!(
+                "a service token needs at least {MIN_TOKEN_LEN} bytes"
+            )));
         }
         Ok(Self(secret))
     }
@@ -103,12 +102,11 @@ impl ClientTokens {
 
     /// Tokens signed with HS256 under `secret` (at least [`MIN_TOKEN_LEN`]
     /// bytes), with [`Self::DEFAULT_LEEWAY_SECS`] of leeway.
-    pub fn hs256(secret: &[u8]) -> Result<Self, ApiError> {
+    pub fn hs256(secret: &[u8]) -> Result<Self, Error> {
         if secret.len() < MIN_TOKEN_LEN {
-            return Err(ApiError::new(
-                ErrorCode::Unprocessable,
-                format!("a JWT secret needs at least {MIN_TOKEN_LEN} bytes"),
-            ));
+            return Err(Error::WeakSecret(format!(
+                "a JWT secret needs at least {MIN_TOKEN_LEN} bytes"
+            )));
         }
         let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);

@@ -5,8 +5,11 @@
 //! The library exposes [`app`] (a `Router`, testable without a socket),
 //! [`run`] (serve a listener until a shutdown signal, then drain) and
 //! [`serve`] (the same for the node's router with more routes merged in);
-//! [`wire`] turns a [`Config`] into a node (tokens, store, bus, the embedded
-//! descriptor service), so `main.rs` only reads the configuration and wires.
+//! [`Node::builder`] assembles a node from its parts (store, bus, tokens,
+//! zones, the embedded descriptor service) and [`wire`] does it from a
+//! [`Config`], so `main.rs` only reads the configuration and wires. Setup
+//! fails with the crate's [`Error`]; requests are answered with
+//! [`ApiError`].
 //! [`registry`] holds the adapters of the core's crafting registry port (the
 //! descriptor service in process or over HTTP). The demo (the live page and
 //! its logins) is another crate, `inventory-demo`, that merges its routes
@@ -27,24 +30,20 @@
 //! ```no_run
 //! # async fn example() -> anyhow::Result<()> {
 //! use std::sync::Arc;
-//! use inventory_core::{LocalBus, MemoryStore, PlayerHubConfig};
-//! use inventory_service::{AppState, BusChoice, ClientTokens, ServiceToken};
+//! use inventory_core::{LocalBus, MemoryStore};
+//! use inventory_service::{BusChoice, ClientTokens, Node, ServiceToken};
 //!
-//! let (inventory, hub) = inventory_service::start_node(
-//!     Arc::new(MemoryStore::new()),
-//!     BusChoice::Local(LocalBus::new()),
-//!     PlayerHubConfig::new(),
-//! )
-//! .await?;
-//! let state = AppState::builder(
-//!     inventory,
-//!     hub,
-//!     ServiceToken::new("a-service-token-of-16+")?,
-//!     ClientTokens::hs256(b"a-jwt-secret-of-16-bytes+")?,
-//! )
-//! .build();
+//! let node = Node::builder()
+//!     .store(Arc::new(MemoryStore::new()))
+//!     .bus(BusChoice::Local(LocalBus::new()))
+//!     .tokens(
+//!         ServiceToken::new("a-service-token-of-16+")?,
+//!         ClientTokens::hs256(b"a-jwt-secret-of-16-bytes+")?,
+//!     )
+//!     .build()
+//!     .await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! inventory_service::run(listener, state, std::future::pending()).await?;
+//! inventory_service::run(listener, node, std::future::pending()).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -73,8 +72,12 @@ pub use config::Config;
 pub use edge::EdgeConfig;
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use state::{AppState, AppStateBuilder, BusChoice, start_node};
-pub use wiring::{StartError, Wired, stop_signal, wire};
+pub use state::{AppState, BusChoice, NodeBuilder};
+pub use wiring::{Error, Wired, stop_signal, wire};
+
+/// A zone node, as its handlers share it: [`Node::builder`] makes one,
+/// [`app`] routes it, [`run`] serves it.
+pub type Node = AppState;
 
 /// The largest request body the node accepts, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     if config.jwt_secret.is_none() {
         tracing::warn!("no INVENTORY_JWT_SECRET set; game clients cannot connect");
     }
-    let state = inventory_service::wire(&config).await?.state.build();
+    let state = inventory_service::wire(&config).await?.node.build().await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use inventory_core::crafting::DescriptorRegistry;
 use inventory_core::{
-    Error, EventBus, Inventory, InventoryStore, LocalBus, PlayerHub, PlayerHubConfig,
-    PropagationMetrics, RedisBus, RedisBusConfig,
+    EventBus, Inventory, InventoryStore, LocalBus, PlayerHub, PlayerHubConfig, PropagationMetrics,
+    RedisBus, RedisBusConfig,
 };
 use protocol::ZoneId;
 use tokio::sync::watch;
 
 use crate::feed::{FeedConfig, Feeds};
 use crate::registry::InProcessRegistry;
-use crate::{ApiError, ClientTokens, EdgeConfig, Metrics, ServiceToken};
+use crate::{ApiError, ClientTokens, EdgeConfig, Error, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
 #[derive(Clone, Debug)]
@@ -28,11 +28,11 @@ pub enum BusChoice {
 /// Opens a bus connection and starts a node's player hub over `store`: the
 /// returned [`Inventory`] publishes through the same connection the hub
 /// subscribes with, and both count in the same metrics.
-pub async fn start_node(
+async fn start_node(
     store: Arc<dyn InventoryStore>,
     bus: BusChoice,
     config: PlayerHubConfig,
-) -> Result<(Inventory, PlayerHub), Error> {
+) -> Result<(Inventory, PlayerHub), inventory_core::Error> {
     let metrics = PropagationMetrics::new();
     let config = config.with_metrics(metrics.clone());
     let (bus, receiver): (Arc<dyn EventBus>, _) = match bus {
@@ -74,14 +74,18 @@ struct Shared {
     openapi_json: String,
 }
 
-/// Builds an [`AppState`].
+/// Builds a zone node ([`Node`](crate::Node)): `Node::builder().store(..)
+/// .bus(..).tokens(..).zones(..)`, then [`build`](Self::build).
+///
+/// Needs a store (or parts started elsewhere, [`started`](Self::started))
+/// and the tokens; everything else has a default: the in-process bus, any
+/// zone name, [`EdgeConfig::default`], no descriptor registry (crafts and
+/// burns refused), a JSON `not_found` for routes the node does not serve.
 #[derive(Debug)]
 #[must_use]
-pub struct AppStateBuilder {
-    inventory: Inventory,
-    hub: PlayerHub,
-    service_token: ServiceToken,
-    client_tokens: ClientTokens,
+pub struct NodeBuilder {
+    parts: Parts,
+    tokens: Option<(ServiceToken, ClientTokens)>,
     zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
     extra: axum::Router,
@@ -89,11 +93,125 @@ pub struct AppStateBuilder {
     embedded_descriptors: bool,
 }
 
-impl AppStateBuilder {
+/// Where a node's inventory and player hub come from.
+enum Parts {
+    /// Started by [`NodeBuilder::build`].
+    ToStart {
+        store: Option<Arc<dyn InventoryStore>>,
+        bus: BusChoice,
+        hub: PlayerHubConfig,
+    },
+    /// Started by the caller.
+    Started(Inventory, PlayerHub),
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ToStart { store, bus, hub } => f
+                .debug_struct("ToStart")
+                .field("store", &store.as_ref().map(|_| ".."))
+                .field("bus", bus)
+                .field("hub", hub)
+                .finish(),
+            Self::Started(inventory, hub) => f
+                .debug_tuple("Started")
+                .field(inventory)
+                .field(hub)
+                .finish(),
+        }
+    }
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self {
+            parts: Parts::ToStart {
+                store: None,
+                bus: BusChoice::Local(LocalBus::new()),
+                hub: PlayerHubConfig::new(),
+            },
+            tokens: None,
+            zones: None,
+            edge: EdgeConfig::default(),
+            extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
+            registry: None,
+            embedded_descriptors: false,
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// The inventory store the node changes and reads.
+    pub fn store(mut self, store: Arc<dyn InventoryStore>) -> Self {
+        if let Parts::ToStart { store: slot, .. } = &mut self.parts {
+            *slot = Some(store);
+        }
+        self
+    }
+
+    /// The propagation fabric (default: a new in-process bus).
+    pub fn bus(mut self, bus: BusChoice) -> Self {
+        if let Parts::ToStart { bus: slot, .. } = &mut self.parts {
+            *slot = bus;
+        }
+        self
+    }
+
+    /// The player hub's settings (version checks, metrics).
+    pub fn hub_config(mut self, config: PlayerHubConfig) -> Self {
+        if let Parts::ToStart { hub, .. } = &mut self.parts {
+            *hub = config;
+        }
+        self
+    }
+
+    /// An inventory and a player hub the caller started (over a bus of its
+    /// own, say), instead of [`store`](Self::store), [`bus`](Self::bus) and
+    /// [`hub_config`](Self::hub_config).
+    pub fn started(mut self, inventory: Inventory, hub: PlayerHub) -> Self {
+        self.parts = Parts::Started(inventory, hub);
+        self
+    }
+
+    /// The service token guarding the gameplay API, and the verifier (and
+    /// issuer) of the clients' session tokens.
+    pub fn tokens(mut self, service: ServiceToken, clients: ClientTokens) -> Self {
+        self.tokens = Some((service, clients));
+        self
+    }
+
+    /// Only these zones may be joined (default: any zone name).
+    pub fn zones(mut self, zones: impl IntoIterator<Item = ZoneId>) -> Self {
+        let zones: BTreeSet<ZoneId> = zones.into_iter().collect();
+        self.zones = (!zones.is_empty()).then_some(zones);
+        self
+    }
+
+    /// The client WebSocket's limits.
+    pub fn edge(mut self, edge: EdgeConfig) -> Self {
+        self.edge = edge;
+        self
+    }
+
+    /// A router that answers every request the node itself does not route,
+    /// on the same listener.
+    pub fn fallback(mut self, routes: axum::Router) -> Self {
+        self.extra = routes;
+        self
+    }
+
+    /// Where crafted descriptors are created and burned: without one, the
+    /// node refuses crafts and burns (`unprocessable`).
+    pub fn registry(mut self, registry: Arc<dyn DescriptorRegistry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// Embeds the descriptor service: its API on this node's listener (the
     /// fallback router, guarded by `auth`), in the node's OpenAPI document,
     /// and as the registry crafts and burns write to.
-    pub fn with_embedded_descriptors(
+    pub fn embedded_descriptors(
         mut self,
         descriptors: descriptor_service::Descriptors,
         auth: descriptor_service::AuthConfig,
@@ -104,38 +222,26 @@ impl AppStateBuilder {
         self
     }
 
-    /// Where crafted descriptors are created and burned: without one, the
-    /// node refuses crafts and burns (`unprocessable`).
-    pub fn with_registry(mut self, registry: Arc<dyn DescriptorRegistry>) -> Self {
-        self.registry = Some(registry);
-        self
-    }
-
-    /// Only these zones may be joined (default: any zone name).
-    pub fn with_zones(mut self, zones: impl IntoIterator<Item = ZoneId>) -> Self {
-        let zones: BTreeSet<ZoneId> = zones.into_iter().collect();
-        self.zones = (!zones.is_empty()).then_some(zones);
-        self
-    }
-
-    /// The client WebSocket's limits.
-    pub fn with_edge_config(mut self, edge: EdgeConfig) -> Self {
-        self.edge = edge;
-        self
-    }
-
-    /// A router that answers every request the node itself does not route,
-    /// on the same listener: the embedded descriptor service, say.
-    pub fn with_fallback(mut self, routes: axum::Router) -> Self {
-        self.extra = routes;
-        self
-    }
-
-    /// The state.
-    pub fn build(self) -> AppState {
-        let metrics = Metrics::new(self.hub.metrics().clone());
+    /// Connects the bus and starts the player hub (unless
+    /// [`started`](Self::started)), then the node's state.
+    ///
+    /// # Errors
+    /// [`Error::Missing`] without a store or tokens; [`Error::Bus`] when the
+    /// bus cannot be reached.
+    pub async fn build(self) -> Result<AppState, Error> {
+        let (service_token, client_tokens) = self
+            .tokens
+            .ok_or(Error::Missing("tokens (NodeBuilder::tokens)"))?;
+        let (inventory, hub) = match self.parts {
+            Parts::Started(inventory, hub) => (inventory, hub),
+            Parts::ToStart { store, bus, hub } => {
+                let store = store.ok_or(Error::Missing("a store (NodeBuilder::store)"))?;
+                start_node(store, bus, hub).await.map_err(Error::Bus)?
+            }
+        };
+        let metrics = Metrics::new(hub.metrics().clone());
         let feeds = Feeds::new(
-            self.hub.clone(),
+            hub.clone(),
             FeedConfig {
                 resume_window: self.edge.resume_window,
                 linger: self.edge.linger,
@@ -143,12 +249,12 @@ impl AppStateBuilder {
             metrics.clone(),
         );
         let draining = watch::Sender::new(false);
-        AppState {
+        Ok(AppState {
             shared: Arc::new(Shared {
-                inventory: self.inventory,
-                hub: self.hub,
-                service_token: self.service_token,
-                client_tokens: self.client_tokens,
+                inventory,
+                hub,
+                service_token,
+                client_tokens,
                 zones: self.zones,
                 edge: self.edge,
                 feeds,
@@ -158,30 +264,14 @@ impl AppStateBuilder {
                 registry: self.registry,
                 openapi_json: crate::openapi::document(self.embedded_descriptors),
             }),
-        }
+        })
     }
 }
 
 impl AppState {
-    /// A state over a player hub and its inventory, the gameplay API guarded by
-    /// `service_token`, clients authenticated by `client_tokens`.
-    pub fn builder(
-        inventory: Inventory,
-        hub: PlayerHub,
-        service_token: ServiceToken,
-        client_tokens: ClientTokens,
-    ) -> AppStateBuilder {
-        AppStateBuilder {
-            inventory,
-            hub,
-            service_token,
-            client_tokens,
-            zones: None,
-            edge: EdgeConfig::default(),
-            extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
-            registry: None,
-            embedded_descriptors: false,
-        }
+    /// Starts building a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
     }
 
     /// The inventory facade.

@@ -5,17 +5,26 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use inventory_core::{
-    InventoryStore, LocalBus, PlayerHubConfig, RedisBusConfig, SqliteConfig, SqliteStore,
-};
+use inventory_core::{InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore};
 
+#[cfg(doc)]
+use crate::ApiError;
 use crate::registry::HttpRegistry;
-use crate::{ApiError, AppState, AppStateBuilder, BusChoice, ClientTokens, Config, ServiceToken};
+use crate::{BusChoice, ClientTokens, Config, Node, NodeBuilder, ServiceToken};
 
-/// Why a node could not be wired from its configuration.
+/// Why a node could not be built or wired from its configuration: the
+/// crate's one error type (requests are answered with [`ApiError`], the
+/// HTTP error body).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StartError {
+pub enum Error {
+    /// A secret is too short to be one.
+    #[error("{0}")]
+    WeakSecret(String),
+    /// A [`NodeBuilder`](crate::NodeBuilder) was built without a part it
+    /// needs.
+    #[error("a node needs {0}")]
+    Missing(&'static str),
     /// The configuration cannot be honoured by this build (see
     /// [`Config::check`]).
     #[error("{0}")]
@@ -26,7 +35,7 @@ pub enum StartError {
         /// The environment variable of the setting.
         setting: &'static str,
         /// Why it is unusable.
-        source: ApiError,
+        source: Box<Error>,
     },
     /// The inventory store could not be opened or reached.
     #[error("{what}: {source}")]
@@ -53,10 +62,10 @@ pub enum StartError {
 #[derive(Debug)]
 #[must_use]
 pub struct Wired {
-    /// The node's state: its inventory and zone node, the service and
-    /// client tokens, the configured zones and edge limits, and in the
-    /// embedded mode the descriptor API as the router's fallback.
-    pub state: AppStateBuilder,
+    /// The node, ready to build (which connects the bus): its store, bus,
+    /// tokens, zones and edge limits, and in the embedded mode the
+    /// descriptor API as the router's fallback and the crafting registry.
+    pub node: NodeBuilder,
     /// The embedded descriptor service, if this node runs one (no
     /// `--descriptor-url`).
     pub descriptors: Option<descriptor_service::Descriptors>,
@@ -72,15 +81,13 @@ pub struct Wired {
 /// # Errors
 /// A secret too short, or a store, bus or descriptor store that cannot be
 /// opened.
-pub async fn wire(config: &Config) -> Result<Wired, StartError> {
-    config.check().map_err(StartError::Refused)?;
+pub async fn wire(config: &Config) -> Result<Wired, Error> {
+    config.check().map_err(Error::Refused)?;
     let token = match &config.service_token {
-        Some(secret) => {
-            ServiceToken::new(secret.clone()).map_err(|source| StartError::Setting {
-                setting: "INVENTORY_SERVICE_TOKEN",
-                source,
-            })?
-        }
+        Some(secret) => ServiceToken::new(secret.clone()).map_err(|source| Error::Setting {
+            setting: "INVENTORY_SERVICE_TOKEN",
+            source: Box::new(source),
+        })?,
         None => {
             let token = ServiceToken::random();
             tracing::warn!(
@@ -92,9 +99,9 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
     };
     let client_tokens = match &config.jwt_secret {
         Some(secret) => {
-            ClientTokens::hs256(secret.as_bytes()).map_err(|source| StartError::Setting {
+            ClientTokens::hs256(secret.as_bytes()).map_err(|source| Error::Setting {
                 setting: "INVENTORY_JWT_SECRET",
-                source,
+                source: Box::new(source),
             })?
         }
         None => ClientTokens::random(),
@@ -105,9 +112,6 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
         Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
         None => BusChoice::Local(LocalBus::new()),
     };
-    let (inventory, hub) = crate::start_node(store, bus, PlayerHubConfig::new())
-        .await
-        .map_err(StartError::Bus)?;
     let descriptors = match &config.descriptor_url {
         Some(url) => {
             tracing::info!(%url, "descriptor service elsewhere");
@@ -120,11 +124,14 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
     let descriptor_auth = descriptor_service::AuthConfig::default()
         .with_write_token(token.secret())
         .with_open_reads(true);
-    let mut state = AppState::builder(inventory, hub, token, client_tokens)
-        .with_zones(config.zones.clone())
-        .with_edge_config(config.edge());
+    let mut node = Node::builder()
+        .store(store)
+        .bus(bus)
+        .tokens(token, client_tokens)
+        .zones(config.zones.clone())
+        .edge(config.edge());
     if let Some(descriptors) = &descriptors {
-        state = state.with_embedded_descriptors(descriptors.clone(), descriptor_auth);
+        node = node.embedded_descriptors(descriptors.clone(), descriptor_auth);
     }
     if let (Some(url), Some(write_token)) = (&config.descriptor_url, &config.descriptor_write_token)
     {
@@ -132,23 +139,23 @@ pub async fn wire(config: &Config) -> Result<Wired, StartError> {
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| {
-                StartError::Refused(format!("no HTTP client for the descriptor service: {e}"))
+                Error::Refused(format!("no HTTP client for the descriptor service: {e}"))
             })?;
-        state = state.with_registry(Arc::new(HttpRegistry::new(http, url, write_token.clone())));
+        node = node.registry(Arc::new(HttpRegistry::new(http, url, write_token.clone())));
     }
-    Ok(Wired { state, descriptors })
+    Ok(Wired { node, descriptors })
 }
 
 /// MongoDB if a URI is configured (feature `mongodb`), else the embedded
 /// SQLite file.
-async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, StartError> {
+async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, Error> {
     #[cfg(feature = "mongodb")]
     if let Some(uri) = &config.mongodb_uri {
         let store = inventory_core::MongoStore::connect(
             inventory_core::MongoConfig::new(uri).with_database(&config.mongodb_database),
         )
         .await
-        .map_err(|source| StartError::Store {
+        .map_err(|source| Error::Store {
             what: "connecting to MONGODB_URI".to_owned(),
             source,
         })?;
@@ -156,7 +163,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, StartErr
         return Ok(Arc::new(store));
     }
     let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path)).map_err(|source| {
-        StartError::Store {
+        Error::Store {
             what: format!("opening {}", config.sqlite_path.display()),
             source,
         }
@@ -166,10 +173,10 @@ async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, StartErr
 }
 
 /// The descriptor service over its own SQLite file.
-fn embedded_descriptors(config: &Config) -> Result<descriptor_service::Descriptors, StartError> {
+fn embedded_descriptors(config: &Config) -> Result<descriptor_service::Descriptors, Error> {
     let path = &config.descriptor_sqlite_path();
     let store =
-        descriptor_service::SqliteStore::open(path).map_err(|source| StartError::Descriptors {
+        descriptor_service::SqliteStore::open(path).map_err(|source| Error::Descriptors {
             path: path.clone(),
             source,
         })?;

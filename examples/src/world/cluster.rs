@@ -13,7 +13,7 @@ use inventory_core::{
     MongoConfig, PlayerHub, PlayerHubConfig, PropagationMetrics, RedisBus, RedisBusConfig,
     SqliteConfig, SqliteStore, StoreScan,
 };
-use inventory_service::{AppState, ClientTokens, EdgeConfig, ServiceToken};
+use inventory_service::{AppState, ClientTokens, EdgeConfig, Node, ServiceToken};
 use protocol::ZoneId;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -243,19 +243,17 @@ impl ZoneServer {
         let edge = EdgeConfig::new()
             .with_linger(Duration::from_secs(5))
             .with_send_queue(64, Duration::from_secs(2));
-        let state = AppState::builder(
-            inventory,
-            hub,
-            ServiceToken::random(),
-            backend.tokens.clone(),
-        )
-        .with_zones([self.name.clone()])
-        .with_edge_config(edge)
-        .with_fallback(descriptor_service::app(
-            backend.registry.clone(),
-            AuthConfig::default().with_open_reads(true),
-        ))
-        .build();
+        let state = Node::builder()
+            .started(inventory, hub)
+            .tokens(ServiceToken::random(), backend.tokens.clone())
+            .zones([self.name.clone()])
+            .edge(edge)
+            .fallback(descriptor_service::app(
+                backend.registry.clone(),
+                AuthConfig::default().with_open_reads(true),
+            ))
+            .build()
+            .await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(inventory_service::run(listener, state.clone(), async {
             let _ = stopped.await;

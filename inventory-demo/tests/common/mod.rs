@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use inventory_core::{InventoryStore, PlayerHubConfig, SqliteConfig, SqliteStore};
-use inventory_service::{AppState, AppStateBuilder, BusChoice, ClientTokens, ServiceToken};
+use inventory_service::{BusChoice, ClientTokens, Node, NodeBuilder, ServiceToken};
 use protocol::{OwnerSnapshot, UserId};
 
 pub const SERVICE_TOKEN: &str = "test-service-token-0123";
@@ -17,20 +17,16 @@ pub fn tokens() -> ClientTokens {
 
 /// A zone node over `store` and `bus`, with the tests' service token and
 /// client token secret, ready for the test's own settings.
-pub async fn state_builder(
+pub fn state_builder(
     store: Arc<dyn InventoryStore>,
     bus: BusChoice,
     config: PlayerHubConfig,
-) -> AppStateBuilder {
-    let (inventory, node) = inventory_service::start_node(store, bus, config)
-        .await
-        .unwrap();
-    AppState::builder(
-        inventory,
-        node,
-        ServiceToken::new(SERVICE_TOKEN).unwrap(),
-        tokens(),
-    )
+) -> NodeBuilder {
+    Node::builder()
+        .store(store)
+        .bus(bus)
+        .hub_config(config)
+        .tokens(ServiceToken::new(SERVICE_TOKEN).unwrap(), tokens())
 }
 
 /// A SQLite store in a temp dir that lives as long as the value.

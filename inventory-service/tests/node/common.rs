@@ -10,9 +10,7 @@ use axum::Json;
 use axum::routing::post;
 use futures::{SinkExt, StreamExt};
 use inventory_core::{InventoryStore, PlayerHubConfig, SqliteConfig, SqliteStore};
-use inventory_service::{
-    AppState, AppStateBuilder, BusChoice, ClientTokens, EdgeConfig, ServiceToken,
-};
+use inventory_service::{AppState, BusChoice, ClientTokens, EdgeConfig, NodeBuilder, ServiceToken};
 use protocol::{
     BatchGetRequest, BatchGetResponse, ChangeId, Descriptor, Encoding, ItemId, OwnerId,
     OwnerSnapshot, ServerMessage, UserId,
@@ -32,20 +30,16 @@ pub fn tokens() -> ClientTokens {
 
 /// A zone node over `store` and `bus`, with the tests' service token and
 /// client token secret, ready for the test's own settings.
-pub async fn state_builder(
+pub fn state_builder(
     store: Arc<dyn InventoryStore>,
     bus: BusChoice,
     config: PlayerHubConfig,
-) -> AppStateBuilder {
-    let (inventory, hub) = inventory_service::start_node(store, bus, config)
-        .await
-        .unwrap();
-    AppState::builder(
-        inventory,
-        hub,
-        ServiceToken::new(SERVICE_TOKEN).unwrap(),
-        tokens(),
-    )
+) -> NodeBuilder {
+    inventory_service::Node::builder()
+        .store(store)
+        .bus(bus)
+        .hub_config(config)
+        .tokens(ServiceToken::new(SERVICE_TOKEN).unwrap(), tokens())
 }
 
 /// A valid session token for `user`, for an hour.
@@ -126,10 +120,11 @@ impl Node {
         fallback: axum::Router,
     ) -> Self {
         let state = state_builder(store.store.clone(), bus, config)
+            .edge(edge)
+            .fallback(fallback)
+            .build()
             .await
-            .with_edge_config(edge)
-            .with_fallback(fallback)
-            .build();
+            .unwrap();
         let mut attempts = 0;
         let listener = loop {
             match tokio::net::TcpListener::bind(addr).await {

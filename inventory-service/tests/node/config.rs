@@ -109,3 +109,33 @@ async fn the_node_serves_an_openapi_document_of_every_route() {
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(documented, served.len(), "every documented route is served");
 }
+
+/// The builder says what a node lacks, and weak secrets are refused, with
+/// the crate's error type.
+#[tokio::test]
+async fn a_node_builder_names_what_is_missing() {
+    use inventory_service::{ClientTokens, Error, Node, ServiceToken};
+    let tokens = || {
+        (
+            ServiceToken::new("a-service-token-of-16+").unwrap(),
+            ClientTokens::hs256(b"a-jwt-secret-of-16-bytes+").unwrap(),
+        )
+    };
+    let no_tokens = Node::builder().build().await.expect_err("no tokens");
+    assert!(matches!(no_tokens, Error::Missing(_)), "{no_tokens}");
+    let (service, clients) = tokens();
+    let no_store = Node::builder()
+        .tokens(service, clients)
+        .build()
+        .await
+        .expect_err("no store");
+    assert!(no_store.to_string().contains("a store"), "{no_store}");
+    assert!(matches!(
+        ServiceToken::new("short"),
+        Err(Error::WeakSecret(_))
+    ));
+    assert!(matches!(
+        ClientTokens::hs256(b"short"),
+        Err(Error::WeakSecret(_))
+    ));
+}

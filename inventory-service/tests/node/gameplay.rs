@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use inventory_core::{LocalBus, MemoryStore, PlayerHubConfig};
-use inventory_service::{AppState, BusChoice, ServiceToken, app};
+use inventory_core::{LocalBus, MemoryStore};
+use inventory_service::{AppState, BusChoice, Node, ServiceToken, app};
 use protocol::{ChangeId, ErrorBody, ErrorCode, UserId, ZoneId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -13,16 +13,14 @@ use tower::ServiceExt;
 use crate::common::{SERVICE_TOKEN as TOKEN, tokens};
 
 async fn state() -> AppState {
-    let (inventory, hub) = inventory_service::start_node(
-        Arc::new(MemoryStore::new()),
-        BusChoice::Local(LocalBus::new()),
-        PlayerHubConfig::new(),
-    )
-    .await
-    .unwrap();
-    AppState::builder(inventory, hub, ServiceToken::new(TOKEN).unwrap(), tokens())
-        .with_zones(["forest", "town"].map(|z| ZoneId::parse(z).unwrap()))
+    Node::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .bus(BusChoice::Local(LocalBus::new()))
+        .tokens(ServiceToken::new(TOKEN).unwrap(), tokens())
+        .zones(["forest", "town"].map(|z| ZoneId::parse(z).unwrap()))
         .build()
+        .await
+        .unwrap()
 }
 
 async fn call(

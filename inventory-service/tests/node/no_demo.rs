@@ -19,8 +19,9 @@ async fn nothing_of_the_demo_is_served_without_it() {
         BusChoice::Local(LocalBus::new()),
         inventory_core::PlayerHubConfig::new(),
     )
+    .build()
     .await
-    .build();
+    .unwrap();
     for (method, uri) in [
         ("GET", "/"),
         ("GET", "/app.js"),
