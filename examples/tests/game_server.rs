@@ -12,8 +12,19 @@ async fn the_game_server_example_plays_against_a_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store =
         SqliteStore::open(SqliteConfig::new(dir.path().join("inventory.db"))).expect("store");
+    let descriptors = descriptor_service::Descriptors::builder(Arc::new(
+        descriptor_service::SqliteStore::open(dir.path().join("descriptors.db"))
+            .expect("descriptors"),
+    ))
+    .build();
     let state = Node::builder()
         .store(Arc::new(store))
+        .embedded_descriptors(
+            descriptors,
+            descriptor_service::AuthConfig::default()
+                .with_write_token(SERVICE_TOKEN)
+                .with_open_reads(true),
+        )
         .bus(BusChoice::Local(LocalBus::new()))
         .tokens(
             ServiceToken::new(SERVICE_TOKEN).expect("token"),
@@ -60,10 +71,12 @@ async fn the_game_server_example_plays_against_a_node() {
         3,
         "{stdout}"
     );
-    // Three ticks of loot (3 wood, 2 iron to bob) and trades (2 wood for 1
-    // iron): alice holds 3 wood and 3 iron, bob 6 wood and 3 iron.
+    assert_eq!(stdout.matches("alice crafts x-").count(), 3, "{stdout}");
+    // Three ticks of loot (3 wood, 2 iron to bob), trades (2 wood for 1
+    // iron) and crafts (1 wood): alice holds 3 iron and her 3 shields, bob 6
+    // wood and 3 iron.
     assert!(
-        stdout.contains("alice at version 9: iron 3, wood 3"),
+        stdout.contains("alice at version 12: iron 3, x-"),
         "{stdout}"
     );
     assert!(

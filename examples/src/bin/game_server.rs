@@ -1,5 +1,5 @@
 //! A tiny game server loop on `sdk::GameServerClient`: each tick, players
-//! loot, drink a potion and trade, against a zone node.
+//! loot, drink a potion, trade and craft, against a zone node.
 //!
 //! ```sh
 //! cargo xtask node -- --service-token dev-service-token-0123
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId, ZoneId};
+use protocol::{Change, ChangeId, CraftOrder, ItemId, OwnerId, Quantity, UserId, ZoneId};
 use sdk::GameServerClient;
 
 #[derive(Debug, Parser)]
@@ -34,6 +34,16 @@ struct Args {
     /// Pause between ticks, in milliseconds.
     #[arg(long, default_value_t = 200)]
     tick_ms: u64,
+}
+
+/// Now, in milliseconds since the Unix epoch: a crafted item's creation
+/// time.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 fn id(value: &str) -> anyhow::Result<ItemId> {
@@ -77,6 +87,17 @@ async fn main() -> anyhow::Result<()> {
             (bob.clone(), &[(id("iron")?, one)]),
         );
         node.apply(&trade).await.context("trade")?;
+        // Craft: alice turns her last wood into a unique shield; retried
+        // after an unknown outcome, the same order makes the same shield.
+        let shield = CraftOrder::new(
+            ChangeId::random(),
+            alice.clone(),
+            "Wooden Shield",
+            [(id("wood")?, one)],
+            unix_millis(),
+        );
+        node.craft(&shield).await.context("craft")?;
+        println!("tick {tick}: alice crafts {}", shield.descriptor.id);
         tokio::time::sleep(Duration::from_millis(args.tick_ms)).await;
     }
     for (name, owner) in [("alice", &alice), ("bob", &bob)] {
