@@ -45,7 +45,7 @@ use protocol::{Descriptor, ItemId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
-use testkit::bench::{GoalOp, LatencyRecorder, goal, rate};
+use testkit::bench::{GoalOp, LatencyRecorder, env_count, goal, rate};
 use testkit::{MongoServer, Topology, unique_name};
 
 const NAME: &str = "descriptors";
@@ -54,13 +54,6 @@ const WRITE_TOKEN: &str = "bench-writer";
 const LOAD_CHUNK: usize = 20_000;
 const READERS: usize = 2;
 const BURNERS: usize = 8;
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// An HTTP/1.1 client with keep-alive to one service.
 #[derive(Clone)]

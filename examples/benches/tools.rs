@@ -45,7 +45,7 @@ use descriptor_service::{DescriptorStore, ScanFilter, SqliteStore};
 use futures::StreamExt;
 use protocol::{DescriptorKind, ItemId, MAX_BATCH_IDS, MAX_LIST_LIMIT};
 use sdk::{DescriptorClient, DescriptorState};
-use testkit::bench::{GoalOp, goal, peak_rss_of, rate, release_binary};
+use testkit::bench::{GoalOp, env_count, goal, peak_rss_of, rate, release_binary};
 
 const NAME: &str = "tools";
 const REFERENCE_DESCRIPTORS: usize = 2_043_630;
@@ -55,13 +55,6 @@ const READ_TOKEN: &str = "tools-bench-reader";
 const STREAM_IN_FLIGHT: usize = 8;
 /// Concurrent writers of the churn.
 const CHURNERS: usize = 8;
-
-fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn crafted_only() -> ScanFilter {
     ScanFilter {

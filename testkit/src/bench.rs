@@ -84,6 +84,16 @@ pub fn format_figure(value: f64) -> String {
     format!("{value:.decimals$}")
 }
 
+/// A count from the environment variable `name` (a benchmark's scale), or
+/// `default` when it is unset or not a number.
+#[must_use]
+pub fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Operations per second.
 pub fn rate(ops: u64, elapsed: Duration) -> f64 {
     // Precision loss above 2^53 operations is irrelevant for a rate.

@@ -261,14 +261,41 @@ async fn a_craft_cut_off_from_the_descriptor_service_completes_when_retried() {
         "nothing is held without a live descriptor: {held:?}"
     );
 
-    let (_url, _service) = descriptor_service(dir.path(), port).await;
+    let (_url, service) = descriptor_service(dir.path(), port).await;
     let done = api.craft(&order).await.expect("the retry completes");
     assert!(!done.already_applied);
-    assert!(
-        balances(&api)
-            .await
-            .contains(&(order.descriptor.id.to_string(), 1))
+    let sword = order.descriptor.id.clone();
+    assert!(balances(&api).await.contains(&(sword.to_string(), 1)));
+
+    // A burn cut off from the descriptor service: the item is gone, its
+    // descriptor still lives (unheld, harmless), and the same order burns it
+    // once the service is back.
+    service.abort();
+    let _ = service.await;
+    let burn = BurnOrder {
+        change: ChangeId::random(),
+        owner: smith(),
+        item: sword.clone(),
+        recovered: vec![(item("ore"), qty(1))],
+    };
+    let unknown = api.burn(&burn).await.expect_err("the registry is down");
+    assert_eq!(unknown.code(), ErrorCode::Unavailable, "{unknown}");
+    assert!(!balances(&api).await.contains(&(sword.to_string(), 1)));
+    let (url, _service) = descriptor_service(dir.path(), port).await;
+    let (status, _) = status_of(&url, &format!("/v1/descriptors/{sword}")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "still live until the burn is retried"
     );
+    assert!(
+        api.burn(&burn)
+            .await
+            .expect("the retry completes")
+            .already_applied
+    );
+    let (status, _) = status_of(&url, &format!("/v1/descriptors/{sword}")).await;
+    assert_eq!(status, StatusCode::GONE);
 
     let other = tempfile::tempdir().unwrap();
     let without_token = NodeProcess::spawn(node_command(other.path(), &["--descriptor-url", &url]));
