@@ -238,13 +238,24 @@ fn node_binary() -> PathBuf {
 
 /// A node process over `dir`'s files, with `env` (MongoDB, Redis).
 fn start_node(dir: &Path, env: &[(&str, String)]) -> testkit::NodeProcess {
+    start_node_with_descriptors(dir, &dir.join("descriptors.db"), env)
+}
+
+/// A node process over `dir`'s inventory file and the descriptor file
+/// `descriptors` (one file that several nodes share, so that every crafted
+/// descriptor is where the audit looks), with `env`.
+fn start_node_with_descriptors(
+    dir: &Path,
+    descriptors: &Path,
+    env: &[(&str, String)],
+) -> testkit::NodeProcess {
     let mut command = Command::new(node_binary());
     command
         .args(["--listen", "127.0.0.1:0", "--client-idle-secs", "3600"])
         .arg("--sqlite-path")
         .arg(dir.join("inventory.db"))
         .arg("--descriptor-sqlite-path")
-        .arg(dir.join("descriptors.db"))
+        .arg(descriptors)
         .env("INVENTORY_SERVICE_TOKEN", SERVICE_TOKEN)
         .env("INVENTORY_JWT_SECRET", JWT_SECRET)
         .env_remove("MONGODB_URI")
@@ -521,7 +532,11 @@ async fn machine(scale: f64) -> Vec<Goal> {
         ("MONGODB_DATABASE", database.clone()),
         ("REDIS_URL", redis.url()),
     ];
-    let servers: Vec<_> = dirs.iter().map(|d| start_node(d.path(), &env)).collect();
+    let shared_descriptors = dirs[0].path().join("descriptors.db");
+    let servers: Vec<_> = dirs
+        .iter()
+        .map(|d| start_node_with_descriptors(d.path(), &shared_descriptors, &env))
+        .collect();
     create_catalog(servers[0].base()).await;
     let per = players.div_ceil(nodes);
     let hold = Duration::from_secs_f64(secs + 10.0);
@@ -596,10 +611,9 @@ async fn machine(scale: f64) -> Vec<Goal> {
     )
     .await
     .expect("connect to the store");
-    // No crafting in this traffic: the descriptors are the first node's
-    // (empty) embedded store.
-    let descriptors = descriptor_service::SqliteStore::open(dirs[0].path().join("descriptors.db"))
-        .expect("open the descriptors");
+    // Every node's embedded descriptor service wrote the one shared file.
+    let descriptors =
+        descriptor_service::SqliteStore::open(&shared_descriptors).expect("open the descriptors");
     let (mismatched, passed) = check_against_store(&store, &descriptors, &held).await;
     println!("  sessions whose versions differ from the store: {mismatched}");
     let complete = welcomed == players && passed && mismatched == 0;

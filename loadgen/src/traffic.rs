@@ -3,10 +3,12 @@
 //!
 //! | action | share | the change |
 //! |---|---|---|
-//! | gather | 35% | the hero gains 1–3 wood, ore or herb |
-//! | consume | 25% | the hero uses 1 herb (refused when it has none: expected) |
+//! | gather | 30% | the hero gains 1–3 wood, ore or herb |
+//! | consume | 20% | the hero uses 1 herb (refused when it has none: expected) |
 //! | move | 15% | 5 gold from the account to the hero |
 //! | trade | 20% | two players' heroes swap 1 wood for 2 gold |
+//! | craft | 7% | the hero crafts a unique knife from 2 wood (`POST /v1/crafts`) |
+//! | burn | 3% | the hero burns a knife this process crafted for 1 wood back (`POST /v1/burns`; a craft when it has none) |
 //! | travel | 5% | a game server hands the player to another zone (join, then leave the old) |
 //!
 //! Every change id is stamped with the moment the change was made
@@ -14,11 +16,14 @@
 //! Before the measured phase, [`seed`] gives every player a starting
 //! inventory.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use protocol::{Change, ChangeId, CharacterId, ItemId, OwnerId, Quantity, UserId};
+use protocol::{
+    BurnOrder, Change, ChangeId, CharacterId, CraftOrder, ItemId, OwnerId, Quantity, UserId,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Semaphore;
@@ -84,6 +89,8 @@ struct Node {
     ids: Ids,
     report: Mutex<Report>,
     random: AtomicU64,
+    /// The knives this process crafted, by player, not yet burned.
+    knives: Mutex<HashMap<u64, Vec<ItemId>>>,
 }
 
 impl Node {
@@ -98,6 +105,7 @@ impl Node {
             config,
             ids: Ids::new()?,
             report: Mutex::new(Report::default()),
+            knives: Mutex::new(HashMap::new()),
         })
     }
 
@@ -119,12 +127,18 @@ impl Node {
 
     /// Posts a change; counts its outcome; whether it was applied.
     async fn post(&self, change: &Change) -> bool {
+        self.send("/v1/changes", change).await
+    }
+
+    /// Posts a write (a change, a craft or a burn order) to `path`; counts
+    /// its outcome; whether it was applied.
+    async fn send(&self, path: &str, body: &impl serde::Serialize) -> bool {
         let sent = Instant::now();
         let answer = self
             .http
-            .post(format!("{}/v1/changes", self.config.url))
+            .post(format!("{}{path}", self.config.url))
             .bearer_auth(&self.config.service_token)
-            .json(change)
+            .json(body)
             .send()
             .await;
         let outcome = match answer {
@@ -178,6 +192,15 @@ impl Node {
         }
     }
 
+    /// One of the knives player `n` holds from this process's crafts.
+    fn take_knife(&self, n: u64) -> Option<ItemId> {
+        self.knives
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(&n)?
+            .pop()
+    }
+
     fn qty(n: u64) -> Quantity {
         Quantity::new(n).unwrap_or_else(|_| unreachable!("small positive quantities"))
     }
@@ -194,17 +217,17 @@ impl Node {
         let account = OwnerId::account(user.clone());
         let roll = rng.random_range(0..100);
         let change = match roll {
-            0..35 => {
+            0..30 => {
                 let item = self.ids.gathered[rng.random_range(0..3)].clone();
                 Change::new(self.id_at(due)).grant(hero, item, Self::qty(rng.random_range(1..=3)))
             }
-            35..60 => {
+            30..50 => {
                 Change::new(self.id_at(due)).consume(hero, self.ids.herb().clone(), Self::qty(1))
             }
-            60..75 => Change::new(self.id_at(due))
+            50..65 => Change::new(self.id_at(due))
                 .consume(account, self.ids.gold.clone(), Self::qty(5))
                 .grant(hero, self.ids.gold.clone(), Self::qty(5)),
-            75..95 if players > 1 => {
+            65..85 if players > 1 => {
                 let other = self.config.first
                     + (n - self.config.first + 1 + rng.random_range(0..players - 1)) % players;
                 let partner = OwnerId::character(self.user(other)?, self.ids.hero.clone());
@@ -214,9 +237,41 @@ impl Node {
                     (partner, &[(self.ids.gold.clone(), Self::qty(2))]),
                 )
             }
-            _ => {
+            95..100 => {
                 let from = rng.random_range(0..ZONES);
                 self.travel(&user, from, (from + 1) % ZONES).await;
+                return Ok(());
+            }
+            burn_or_craft => {
+                let knife = (burn_or_craft >= 92).then(|| self.take_knife(n)).flatten();
+                match knife {
+                    Some(knife) => {
+                        let order = BurnOrder {
+                            change: self.id_at(due),
+                            owner: hero,
+                            item: knife,
+                            recovered: vec![(self.ids.wood().clone(), Self::qty(1))],
+                        };
+                        self.send("/v1/burns", &order).await;
+                    }
+                    None => {
+                        let order = CraftOrder::new(
+                            self.id_at(due),
+                            hero,
+                            "Hunting Knife",
+                            [(self.ids.wood().clone(), Self::qty(2))],
+                            due / 1_000,
+                        );
+                        if self.send("/v1/crafts", &order).await {
+                            self.knives
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .entry(n)
+                                .or_default()
+                                .push(order.descriptor.id);
+                        }
+                    }
+                }
                 return Ok(());
             }
         };
