@@ -70,6 +70,10 @@ fn fuzz_both(root: &Path, dir: &Path) -> Result<()> {
 }
 
 fn schemathesis(root: &Path, base: &str, token: &str, extra: &[&str]) -> Result<()> {
+    // schemathesis keeps a crash cache in `.schemathesis/` under its working
+    // directory: keep it in target/, out of the checkout.
+    let scratch = root.join("target").join("schemathesis-run");
+    std::fs::create_dir_all(&scratch)?;
     let mut command = Command::new(schemathesis_binary(root));
     command
         .args(["run", &format!("{base}/v1/openapi.json")])
@@ -90,7 +94,7 @@ fn schemathesis(root: &Path, base: &str, token: &str, extra: &[&str]) -> Result<
             "1",
         ])
         .args(extra)
-        .current_dir(root);
+        .current_dir(&scratch);
     job::run(&mut command)
 }
 
