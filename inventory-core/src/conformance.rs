@@ -15,18 +15,19 @@
 //! [`store_conformance_tests!`]: crate::store_conformance_tests
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::future::join_all;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use protocol::{
     Change, ChangeEvent, ChangeId, ChangeKind, CharacterId, ErrorCode, ItemId, MAX_BALANCE,
-    MAX_OPERATIONS, MAX_QUANTITY, OwnerId, Quantity, UserId, ValidChange, Version,
+    MAX_OPERATIONS, MAX_QUANTITY, OperatorAction, OwnerId, Quantity, UserId, ValidChange, Version,
 };
 
 use crate::{
-    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, Outbox, OutboxEntry,
-    OwnerRecord, StoreScan,
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, Inventory, InventoryStore, JournalEntry,
+    JournalRecord, Outbox, OutboxEntry, OwnerRecord, RevertMode, StoreScan, Support, SupportStore,
 };
 
 /// Generates one `#[tokio::test]` per conformance case; `$make` is an
@@ -1156,4 +1157,345 @@ pub async fn outbox_mark_moves_the_start_forward_only(store: &dyn InventoryStore
         "the mark moved back: {from_mark:?}"
     );
     assert!(from_mark.contains(&second), "{from_mark:?}");
+}
+
+/// Generates one `#[tokio::test]` per [`SupportStore`](crate::SupportStore)
+/// conformance case; `$make` yields a store implementing both
+/// [`InventoryStore`] and `SupportStore`.
+#[macro_export]
+macro_rules! support_conformance_tests {
+    ($make:expr) => {
+        $crate::support_conformance_tests!(@cases $make;
+            history_pages_an_owner_newest_first,
+            item_changes_follow_a_crafted_item,
+            change_answers_applied_records_only,
+            operator_log_pages_newest_first,
+            revert_undoes_a_trade_once,
+            revert_is_blocked_when_items_are_spent,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $make;
+                $crate::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn support_of<S: InventoryStore + SupportStore>(store: S) -> (Arc<S>, Support) {
+    let store = Arc::new(store);
+    let inventory = Inventory::from_arc(Arc::clone(&store) as Arc<dyn InventoryStore>);
+    let support = Support::new(inventory, Arc::clone(&store) as Arc<dyn SupportStore>);
+    (store, support)
+}
+
+fn versions_of(records: &[JournalRecord], owner: &OwnerId) -> Vec<u64> {
+    records
+        .iter()
+        .filter_map(|r| r.entry.versions.iter().find(|(o, _)| o == owner))
+        .map(|(_, v)| v.get())
+        .collect()
+}
+
+/// History pages an owner's changes newest first, by its versions, and
+/// names the other owners a change touched.
+pub async fn history_pages_an_owner_newest_first<S: InventoryStore + SupportStore>(store: S) {
+    let (store, support) = support_of(store);
+    let (a, b) = (fresh_account("hist-a"), fresh_account("hist-b"));
+    for n in 1..=6 {
+        applied(&*store, &grant(&a, "wood", n)).await;
+    }
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("wood"), qty(2))]),
+        (b.clone(), &[]),
+    )
+    .validate()
+    .expect("valid");
+    applied(&*store, &grant(&b, "gold", 1)).await;
+    applied(&*store, &trade).await;
+    let first = store.history(&a, None, 3).await.expect("history");
+    assert_eq!(versions_of(&first, &a), [7, 6, 5]);
+    assert_eq!(first[0].entry.change.id(), trade.id());
+    let second = store
+        .history(&a, Some(Version::new(5)), 3)
+        .await
+        .expect("history");
+    assert_eq!(versions_of(&second, &a), [4, 3, 2]);
+    let last = store
+        .history(&a, Some(Version::new(2)), 3)
+        .await
+        .expect("history");
+    assert_eq!(versions_of(&last, &a), [1]);
+    assert!(
+        store
+            .history(&a, Some(Version::new(1)), 3)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    assert!(
+        store
+            .history(&fresh_account("hist-none"), None, 3)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    let page = support.history(&a, None, 3).await.expect("page");
+    assert_eq!(page.next_before, Some(5));
+    let top = &page.entries[0];
+    assert_eq!(top.kind, ChangeKind::Trade);
+    assert_eq!(top.others, [b.clone()]);
+    assert_eq!(top.deltas[0].change, -2);
+    let b_history = support.history(&b, None, 10).await.expect("page");
+    assert_eq!(b_history.entries.len(), 2);
+    assert_eq!(b_history.next_before, None);
+}
+
+/// Every change that moved a crafted item is found, and custody orders them
+/// into one chain; a stackable item has no custody.
+pub async fn item_changes_follow_a_crafted_item<S: InventoryStore + SupportStore>(store: S) {
+    let (store, support) = support_of(store);
+    let (a, b) = (fresh_account("cust-a"), fresh_account("cust-b"));
+    let craft_id = ChangeId::random();
+    let sword = protocol::crafted_item_id(craft_id);
+    let craft = Change::new(craft_id)
+        .with_kind(ChangeKind::Craft)
+        .grant(a.clone(), sword.clone(), qty(1))
+        .validate()
+        .expect("valid");
+    applied(&*store, &craft).await;
+    let mut moves = vec![craft.id()];
+    for (from, to) in [(&a, &b), (&b, &a), (&a, &b)] {
+        let trade = Change::trade(
+            ChangeId::random(),
+            (from.clone(), &[(sword.clone(), qty(1))]),
+            (to.clone(), &[]),
+        )
+        .validate()
+        .expect("valid");
+        applied(&*store, &trade).await;
+        moves.push(trade.id());
+    }
+    let burn = Change::new(ChangeId::random())
+        .with_kind(ChangeKind::Burn)
+        .consume(b.clone(), sword.clone(), qty(1))
+        .validate()
+        .expect("valid");
+    applied(&*store, &burn).await;
+    moves.push(burn.id());
+    let records = store.item_changes(&sword).await.expect("item changes");
+    assert_eq!(records.len(), 5);
+    let custody = support
+        .custody(&sword)
+        .await
+        .expect("custody")
+        .expect("moved");
+    let order: Vec<ChangeId> = custody.steps.iter().map(|s| s.change_id).collect();
+    assert_eq!(order, moves);
+    assert_eq!(custody.crafted_by.as_ref(), Some(&a));
+    assert_eq!(custody.burned_by.as_ref(), Some(&b));
+    assert_eq!(custody.holder, None);
+    assert_eq!(custody.steps[1].from.as_ref(), Some(&a));
+    assert_eq!(custody.steps[1].to.as_ref(), Some(&b));
+    applied(&*store, &grant(&a, "wood", 3)).await;
+    assert!(
+        store
+            .item_changes(&item("wood"))
+            .await
+            .expect("item changes")
+            .is_empty()
+    );
+    assert!(
+        support
+            .custody(&protocol::crafted_item_id(ChangeId::random()))
+            .await
+            .expect("custody")
+            .is_none()
+    );
+}
+
+/// `change` answers the record of an applied change, with its time where the
+/// store keeps one, and nothing for a refused or unknown id.
+pub async fn change_answers_applied_records_only<S: InventoryStore + SupportStore>(store: S) {
+    let (store, _) = support_of(store);
+    let a = fresh_account("one-change");
+    let granted = grant(&a, "wood", 2);
+    applied(&*store, &granted).await;
+    let record = store
+        .change(granted.id())
+        .await
+        .expect("change")
+        .expect("applied");
+    assert_eq!(record.entry.change.id(), granted.id());
+    assert_eq!(record.entry.versions, [(a.clone(), Version::new(1))]);
+    let refused = consume(&a, "wood", 5);
+    assert!(store.apply(&refused).await.is_err());
+    assert!(store.change(refused.id()).await.expect("change").is_none());
+    assert!(
+        store
+            .change(ChangeId::random())
+            .await
+            .expect("change")
+            .is_none()
+    );
+}
+
+/// The operator log keeps every action and pages newest first.
+pub async fn operator_log_pages_newest_first<S: InventoryStore + SupportStore>(store: S) {
+    // Ids far in the future, so that other cases' actions sort below.
+    let run = ChangeId::random().to_string();
+    let ids: Vec<String> = (0..5).map(|n| format!("99999999999{n:02}-{run}")).collect();
+    for id in &ids {
+        store
+            .record_action(&OperatorAction {
+                id: id.clone(),
+                at: 1,
+                actor: "ana".to_owned(),
+                role: "operator".to_owned(),
+                action: "POST /v1/changes/{id}/revert".to_owned(),
+                owner: Some("a:x".to_owned()),
+                target: None,
+                outcome: "ok".to_owned(),
+            })
+            .await
+            .expect("record");
+    }
+    let first = store.actions(None, 3).await.expect("actions");
+    let got: Vec<&str> = first.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(got, [&ids[4], &ids[3], &ids[2]]);
+    let next = store.actions(Some(&ids[2]), 2).await.expect("actions");
+    let got: Vec<&str> = next.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(got, [&ids[1], &ids[0]]);
+    assert_eq!(
+        next[0],
+        OperatorAction {
+            id: ids[1].clone(),
+            ..first[0].clone()
+        }
+    );
+}
+
+/// A revert undoes a trade on both sides, is journaled with a reference to
+/// it, answers a retry of the same request with the same revert, and
+/// refuses any other request and reverting the revert.
+pub async fn revert_undoes_a_trade_once<S: InventoryStore + SupportStore>(store: S) {
+    let (store, support) = support_of(store);
+    let (a, b) = (fresh_account("rev-a"), fresh_account("rev-b"));
+    applied(&*store, &grant(&a, "sword", 1)).await;
+    applied(&*store, &grant(&b, "gold", 50)).await;
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("sword"), qty(1))]),
+        (b.clone(), &[(item("gold"), qty(50))]),
+    )
+    .validate()
+    .expect("valid");
+    applied(&*store, &trade).await;
+    let request = ChangeId::random();
+    let preview = support
+        .revert(trade.id(), request, RevertMode::Whole, false)
+        .await
+        .expect("preview");
+    assert_eq!(preview.undo.len(), 4);
+    assert!(preview.applied.is_none());
+    assert_eq!(
+        balance(&*store, &a, "gold").await,
+        50,
+        "a preview writes nothing"
+    );
+    let done = support
+        .revert(trade.id(), request, RevertMode::Whole, true)
+        .await
+        .expect("revert");
+    let event = done.applied.expect("applied");
+    assert_eq!(event.kind, ChangeKind::Revert);
+    assert_eq!(balance(&*store, &a, "sword").await, 1);
+    assert_eq!(balance(&*store, &a, "gold").await, 0);
+    assert_eq!(balance(&*store, &b, "gold").await, 50);
+    assert_eq!(balance(&*store, &b, "sword").await, 0);
+    let again = support
+        .revert(trade.id(), request, RevertMode::Whole, true)
+        .await
+        .expect("retry");
+    assert_eq!(again.applied, Some(event.clone()));
+    let other = support
+        .revert(trade.id(), ChangeId::random(), RevertMode::Whole, true)
+        .await
+        .expect_err("reverted already");
+    assert_eq!(other.code(), ErrorCode::NotRevertible);
+    let of_revert = support
+        .revert(event.change_id, ChangeId::random(), RevertMode::Whole, true)
+        .await
+        .expect_err("a revert");
+    assert_eq!(of_revert.code(), ErrorCode::NotRevertible);
+    let unknown = support
+        .revert(
+            ChangeId::random(),
+            ChangeId::random(),
+            RevertMode::Whole,
+            true,
+        )
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), ErrorCode::UnknownChange);
+    let history = support.history(&a, None, 1).await.expect("history");
+    let top = &history.entries[0];
+    assert_eq!(top.kind, ChangeKind::Revert);
+    assert_eq!(top.reverts.map(|r| r.original), Some(trade.id()));
+    assert_eq!(
+        balance(&*store, &a, "sword").await,
+        1,
+        "nothing applied twice"
+    );
+}
+
+/// A revert whose granted items were spent is refused, naming each owner and
+/// item short, and writes nothing; a partial revert takes back what is held
+/// and gives back only as much (no item is created).
+pub async fn revert_is_blocked_when_items_are_spent<S: InventoryStore + SupportStore>(store: S) {
+    let (store, support) = support_of(store);
+    let (a, b) = (fresh_account("blk-a"), fresh_account("blk-b"));
+    applied(&*store, &grant(&a, "gem", 10)).await;
+    let trade = Change::trade(
+        ChangeId::random(),
+        (a.clone(), &[(item("gem"), qty(10))]),
+        (b.clone(), &[]),
+    )
+    .validate()
+    .expect("valid");
+    applied(&*store, &trade).await;
+    applied(&*store, &consume(&b, "gem", 4)).await;
+    let before = version(&*store, &b).await;
+    let refused = support
+        .revert(trade.id(), ChangeId::random(), RevertMode::Whole, true)
+        .await
+        .expect_err("blocked");
+    assert_eq!(refused.code(), ErrorCode::RevertBlocked);
+    let Error::RevertBlocked(blocked) = &refused else {
+        panic!("{refused:?}");
+    };
+    assert_eq!(blocked.len(), 1);
+    assert_eq!((&blocked[0].owner, blocked[0].short), (&b, 4));
+    assert!(refused.to_string().contains("4 gem short"), "{refused}");
+    assert_eq!(version(&*store, &b).await, before, "nothing written");
+    let partial = support
+        .revert(trade.id(), ChangeId::random(), RevertMode::Partial, true)
+        .await
+        .expect("partial");
+    assert_eq!(partial.blocked.len(), 1);
+    assert!(partial.applied.is_some());
+    assert_eq!(balance(&*store, &b, "gem").await, 0);
+    assert_eq!(balance(&*store, &a, "gem").await, 6);
+    let gift = grant(&a, "apple", 3);
+    applied(&*store, &gift).await;
+    applied(&*store, &consume(&a, "apple", 3)).await;
+    let nothing = support
+        .revert(gift.id(), ChangeId::random(), RevertMode::Partial, true)
+        .await
+        .expect("partial");
+    assert!(nothing.applied.is_none() && nothing.undo.is_empty());
 }

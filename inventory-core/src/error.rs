@@ -56,6 +56,22 @@ pub enum Error {
     /// The event bus could not deliver or subscribe.
     #[error("event bus error: {0}")]
     Bus(String),
+    /// No applied change has this id (never applied, refused, or no longer
+    /// journaled).
+    #[error("no applied change has id {0}")]
+    UnknownChange(ChangeId),
+    /// The change cannot be reverted; nothing was written.
+    #[error("change {id} cannot be reverted: {why}")]
+    NotRevertible {
+        /// The change.
+        id: ChangeId,
+        /// Why not.
+        why: String,
+    },
+    /// A revert would take back items their owners no longer hold; nothing
+    /// was written.
+    #[error("the revert is blocked: {}", blocked_list(.0))]
+    RevertBlocked(Vec<protocol::Blocked>),
     /// The descriptor registry refused or failed a craft's or burn's
     /// descriptor write (see [`crate::crafting`]); its code says which.
     #[error(transparent)]
@@ -74,6 +90,18 @@ impl Error {
             Self::Unavailable(_) | Self::Bus(_) => ErrorCode::Unavailable,
             Self::Corrupt { .. } | Self::Backend(_) => ErrorCode::Internal,
             Self::Registry(e) => e.code(),
+            Self::UnknownChange(_) => ErrorCode::UnknownChange,
+            Self::NotRevertible { .. } => ErrorCode::NotRevertible,
+            Self::RevertBlocked(_) => ErrorCode::RevertBlocked,
         }
     }
+}
+
+/// `c:alice:hero is 2 sword short, a:bob is 5 gold short`.
+fn blocked_list(blocked: &[protocol::Blocked]) -> String {
+    blocked
+        .iter()
+        .map(|b| format!("{} is {} {} short", b.owner, b.short, b.item))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -79,6 +79,7 @@ mod scan;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+mod support;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -108,3 +109,7 @@ pub use scan::{JournalEntry, OwnerRecord, StoreScan};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
 pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};
+pub use support::{
+    JournalRecord, RevertMode, RevertPlan, Support, SupportStore, custody, history_entry,
+    plan_revert,
+};

@@ -5,13 +5,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{
+    ChangeEvent, ChangeId, ItemId, OperatorAction, OwnerId, OwnerSnapshot, UserId, ValidChange,
+    Version, is_crafted_item_id,
+};
 use tokio::sync::Notify;
 
 use crate::ledger::Ledger;
+use crate::support::MemorySupport;
 use crate::{
-    ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OutboxEntry, OutboxPosition,
-    OwnerRecord, StoreScan,
+    ApplyOutcome, Error, InventoryStore, JournalEntry, JournalRecord, Outbox, OutboxEntry,
+    OutboxPosition, OwnerRecord, StoreScan, SupportStore,
 };
 
 /// An [`InventoryStore`] held in memory, with its journal as its [`Outbox`]
@@ -23,6 +27,7 @@ pub struct MemoryStore {
     ledger: Arc<Mutex<Ledger>>,
     published: Arc<AtomicU64>,
     signal: Arc<Notify>,
+    support: Arc<Mutex<MemorySupport>>,
 }
 
 impl MemoryStore {
@@ -124,5 +129,87 @@ impl StoreScan for MemoryStore {
         let records = self.with(|ledger| ledger.owner_records());
         records.into_iter().for_each(visit);
         Ok(())
+    }
+}
+
+/// History and custody scan the journal (a list): fine for tests and
+/// examples, not for millions of changes. Times are not recorded.
+#[async_trait]
+impl SupportStore for MemoryStore {
+    async fn history(
+        &self,
+        owner: &OwnerId,
+        before: Option<Version>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>, Error> {
+        let below = before.map_or(u64::MAX, Version::get);
+        Ok(self.with(|ledger| {
+            ledger
+                .journal()
+                .iter()
+                .rev()
+                .filter(|entry| {
+                    entry
+                        .versions
+                        .iter()
+                        .any(|(o, v)| o == owner && v.get() < below)
+                })
+                .take(limit)
+                .map(|entry| JournalRecord {
+                    entry: entry.clone(),
+                    applied_at: None,
+                })
+                .collect()
+        }))
+    }
+
+    async fn change(&self, id: ChangeId) -> Result<Option<JournalRecord>, Error> {
+        Ok(self.with(|ledger| {
+            ledger
+                .journal()
+                .iter()
+                .find(|entry| entry.change.id() == id)
+                .map(|entry| JournalRecord {
+                    entry: entry.clone(),
+                    applied_at: None,
+                })
+        }))
+    }
+
+    async fn item_changes(&self, item: &ItemId) -> Result<Vec<JournalRecord>, Error> {
+        if !is_crafted_item_id(item) {
+            return Ok(Vec::new());
+        }
+        Ok(self.with(|ledger| {
+            ledger
+                .journal()
+                .iter()
+                .filter(|entry| entry.change.ops().iter().any(|op| op.item() == item))
+                .map(|entry| JournalRecord {
+                    entry: entry.clone(),
+                    applied_at: None,
+                })
+                .collect()
+        }))
+    }
+
+    async fn record_action(&self, action: &OperatorAction) -> Result<(), Error> {
+        self.support
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(action);
+        Ok(())
+    }
+
+    async fn actions(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OperatorAction>, Error> {
+        Ok(self
+            .support
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .page(before, limit))
     }
 }

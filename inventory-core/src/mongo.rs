@@ -149,10 +149,11 @@ mod database;
 mod document;
 mod locks;
 mod outbox;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -162,7 +163,10 @@ use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, ClientSession, IndexModel};
-use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange, Version};
+use protocol::{
+    ChangeEvent, ChangeId, ItemId, OperatorAction, OwnerId, OwnerSnapshot, UserId, ValidChange,
+    Version,
+};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use self::database::{Database, Driver};
@@ -176,7 +180,11 @@ use self::document::{
 };
 use self::locks::OwnerLocks;
 use self::outbox::ChangeFeed;
-use crate::{ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OwnerRecord, StoreScan};
+use self::support::SupportCollections;
+use crate::{
+    ApplyOutcome, Error, InventoryStore, JournalEntry, JournalRecord, Outbox, OwnerRecord,
+    StoreScan, SupportStore,
+};
 
 /// How many times a change that lost a race to a concurrent change (an
 /// update matched nothing, yet no guard fails and the change is not applied;
@@ -337,6 +345,7 @@ struct Inner {
     committed: AtomicU64,
     compensated: AtomicU64,
     conflicts: AtomicU64,
+    support: SupportCollections,
 }
 
 /// One owner's part of a change.
@@ -386,11 +395,13 @@ impl MongoStore {
     pub async fn connect(config: MongoConfig) -> Result<Self, Error> {
         let (driver, transactions, permits) = Self::driver(&config).await?;
         let feed = Self::feed(&driver, transactions, &config).await?;
+        let support = Self::support(&driver, &config).await?;
         Ok(Self::on(
             Box::new(driver),
             transactions,
             feed,
             permits,
+            support,
             &config,
         ))
     }
@@ -404,12 +415,14 @@ impl MongoStore {
     ) -> Result<Self, Error> {
         let (inner, transactions, permits) = Self::driver(&config).await?;
         let feed = Self::feed(&inner, transactions, &config).await?;
+        let support = Self::support(&inner, &config).await?;
         let faulty = database::Faulty { inner, faults };
         Ok(Self::on(
             Box::new(faulty),
             transactions,
             feed,
             permits,
+            support,
             &config,
         ))
     }
@@ -487,11 +500,25 @@ impl MongoStore {
         Ok((driver, transactions, permits))
     }
 
+    /// The collections of the support reads, their indexes created.
+    async fn support(driver: &Driver, config: &MongoConfig) -> Result<SupportCollections, Error> {
+        let database = driver.client().database(&config.database);
+        let support = SupportCollections {
+            owners: database.collection(&config.collection),
+            journal: database.collection(&format!("{}_journal", config.collection)),
+            log: database.collection(&format!("{}_operator_log", config.collection)),
+            timeout: config.operation_timeout,
+        };
+        support.create_indexes().await?;
+        Ok(support)
+    }
+
     fn on(
         db: Box<dyn Database>,
         transactions: bool,
         feed: Option<ChangeFeed>,
         permits: usize,
+        support: SupportCollections,
         config: &MongoConfig,
     ) -> Self {
         Self {
@@ -506,6 +533,7 @@ impl MongoStore {
                 committed: AtomicU64::new(0),
                 compensated: AtomicU64::new(0),
                 conflicts: AtomicU64::new(0),
+                support,
             }),
         }
     }
@@ -620,11 +648,7 @@ impl MongoStore {
 
     /// Removes stacks left at zero. A failure is only logged: the change is
     /// applied, loads hide zero stacks, and the next consume to zero retries.
-    async fn clean_up<'a>(
-        &self,
-        owner: &OwnerId,
-        items: impl Iterator<Item = &'a protocol::ItemId>,
-    ) {
+    async fn clean_up<'a>(&self, owner: &OwnerId, items: impl Iterator<Item = &'a ItemId>) {
         for item in items {
             let (filter, update) = zero_cleanup(owner, item);
             if let Err(e) = self.db().update_one(filter, update).await {
@@ -722,7 +746,7 @@ impl MongoStore {
             versions.push((owner.clone(), post_image_version(owner, &post)?));
             posts.push(post);
         }
-        let entry = journal_entry(change, &versions)?;
+        let entry = journal_entry(change, &versions, now_millis())?;
         match self.db().journal(Some(&mut *session), entry).await {
             Err(e) if is_duplicate_key(&e) => return Ok(Attempt::Duplicate),
             other => other?,
@@ -820,13 +844,16 @@ impl MongoStore {
         };
         let matched = self
             .db()
-            .journal_update(pending_filter(change.id()), mark_applied(versions)?)
+            .journal_update(
+                pending_filter(change.id()),
+                mark_applied(versions, now_millis())?,
+            )
             .await
             .map_err(unjournaled)?;
         if matched == 0 {
             match self
                 .db()
-                .journal(None, journal_entry(change, versions)?)
+                .journal(None, journal_entry(change, versions, now_millis())?)
                 .await
             {
                 Err(e) if !is_duplicate_key(&e) => return Err(unjournaled(e)),
@@ -896,7 +923,7 @@ impl MongoStore {
     ) -> Result<(), Error> {
         match self
             .db()
-            .journal(None, journal_entry(change, versions)?)
+            .journal(None, journal_entry(change, versions, now_millis())?)
             .await
         {
             Err(e) if !is_duplicate_key(&e) => Err(Error::Unavailable(format!(
@@ -1161,6 +1188,45 @@ fn error_code(e: &mongodb::error::Error) -> Option<i32> {
         ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
         ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
         _ => None,
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch: a journal entry's time.
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[async_trait]
+impl SupportStore for MongoStore {
+    async fn history(
+        &self,
+        owner: &OwnerId,
+        before: Option<Version>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>, Error> {
+        self.inner.support.history(owner, before, limit).await
+    }
+
+    async fn change(&self, id: ChangeId) -> Result<Option<JournalRecord>, Error> {
+        self.inner.support.change(id).await
+    }
+
+    async fn item_changes(&self, item: &ItemId) -> Result<Vec<JournalRecord>, Error> {
+        self.inner.support.item_changes(item).await
+    }
+
+    async fn record_action(&self, action: &OperatorAction) -> Result<(), Error> {
+        self.inner.support.record_action(action).await
+    }
+
+    async fn actions(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OperatorAction>, Error> {
+        self.inner.support.actions(before, limit).await
     }
 }
 

@@ -13,13 +13,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use backends::Database;
-use protocol::{ChangeEvent, ChangeId, OwnerId, OwnerSnapshot, UserId, ValidChange};
+use protocol::{
+    ChangeEvent, ChangeId, ItemId, OperatorAction, OwnerId, OwnerSnapshot, UserId, ValidChange,
+    Version,
+};
 use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::{
-    ApplyOutcome, Error, InventoryStore, JournalEntry, Outbox, OutboxEntry, OutboxPosition,
-    OwnerRecord, StoreScan,
+    ApplyOutcome, Error, InventoryStore, JournalEntry, JournalRecord, Outbox, OutboxEntry,
+    OutboxPosition, OwnerRecord, StoreScan, SupportStore,
 };
 
 pub use backends::{SqliteConfig, SqliteStats, Synchronous};
@@ -56,9 +59,10 @@ pub struct SqliteStore {
     config: SqliteConfig,
     /// Notified after each applied change (the outbox's wake-up).
     signal: Arc<Notify>,
-    /// The connection that moves the outbox mark, opened on first use: a
-    /// write outside the writer thread, a few times a second at most.
-    marker: Arc<Mutex<Option<Connection>>>,
+    /// The connection for the rare writes outside the writer thread (the
+    /// outbox mark, a few times a second at most; the operator log), opened
+    /// on first use.
+    aside: Arc<Mutex<Option<Connection>>>,
 }
 
 impl SqliteStore {
@@ -69,8 +73,28 @@ impl SqliteStore {
             db: Database::open(&config, schema::MIGRATIONS, ChangeWriter)?,
             config,
             signal: Arc::new(Notify::new()),
-            marker: Arc::new(Mutex::new(None)),
+            aside: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// Runs one statement on the aside connection, off the async runtime.
+    async fn write_aside<P>(&self, sql: &'static str, params: P) -> Result<(), Error>
+    where
+        P: rusqlite::Params + Send + 'static,
+    {
+        let (config, aside) = (self.config.clone(), Arc::clone(&self.aside));
+        tokio::task::spawn_blocking(move || {
+            let mut aside = aside.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = match aside.take() {
+                Some(conn) => conn,
+                None => config.connect()?,
+            };
+            let written = conn.execute(sql, params).map(drop).map_err(sql_error);
+            *aside = Some(conn);
+            written
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("a write outside the writer failed: {e}")))?
     }
 
     /// What the writer has done so far: with many concurrent callers,
@@ -144,26 +168,12 @@ impl Outbox for SqliteStore {
 
     async fn mark_published(&self, position: &OutboxPosition) -> Result<(), Error> {
         let seq = seq_of(position)?;
-        let (config, marker) = (self.config.clone(), Arc::clone(&self.marker));
-        tokio::task::spawn_blocking(move || {
-            let mut marker = marker.lock().unwrap_or_else(PoisonError::into_inner);
-            let conn = match marker.take() {
-                Some(conn) => conn,
-                None => config.connect()?,
-            };
-            // Never backwards: a slow mark must not undo a later one.
-            let moved = conn
-                .execute(
-                    "UPDATE outbox_mark SET seq = ?1 WHERE id = 1 AND seq < ?1",
-                    [seq],
-                )
-                .map(drop)
-                .map_err(sql_error);
-            *marker = Some(conn);
-            moved
-        })
+        // Never backwards: a slow mark must not undo a later one.
+        self.write_aside(
+            "UPDATE outbox_mark SET seq = ?1 WHERE id = 1 AND seq < ?1",
+            [seq],
+        )
         .await
-        .map_err(|e| Error::Unavailable(format!("the outbox mark task failed: {e}")))?
     }
 
     fn signal(&self) -> Arc<Notify> {
@@ -176,6 +186,52 @@ fn seq_of(position: &OutboxPosition) -> Result<i64, Error> {
         .seq()
         .and_then(|seq| i64::try_from(seq).ok())
         .ok_or_else(|| Error::Backend("not a SQLite outbox position".to_owned()))
+}
+
+#[async_trait]
+impl SupportStore for SqliteStore {
+    async fn history(
+        &self,
+        owner: &OwnerId,
+        before: Option<Version>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>, Error> {
+        let owner = owner.clone();
+        self.db
+            .read(move |conn| read::history(conn, &owner, before, limit))
+            .await
+    }
+
+    async fn change(&self, id: ChangeId) -> Result<Option<JournalRecord>, Error> {
+        self.db.read(move |conn| read::change(conn, id)).await
+    }
+
+    async fn item_changes(&self, item: &ItemId) -> Result<Vec<JournalRecord>, Error> {
+        let item = item.clone();
+        self.db
+            .read(move |conn| read::item_changes(conn, &item))
+            .await
+    }
+
+    async fn record_action(&self, action: &OperatorAction) -> Result<(), Error> {
+        let body = serde_json::to_string(action).map_err(|e| Error::Backend(e.to_string()))?;
+        self.write_aside(
+            "INSERT INTO operator_log (id, body) VALUES (?1, ?2)",
+            (action.id.clone(), body),
+        )
+        .await
+    }
+
+    async fn actions(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OperatorAction>, Error> {
+        let before = before.map(str::to_owned);
+        self.db
+            .read(move |conn| read::actions(conn, before.as_deref(), limit))
+            .await
+    }
 }
 
 /// How many journal entries or owners one read of a scan returns.

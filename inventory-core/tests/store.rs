@@ -10,6 +10,10 @@ mod memory {
     mod scan {
         inventory_core::scan_conformance_tests!(inventory_core::MemoryStore::new());
     }
+
+    mod support {
+        inventory_core::support_conformance_tests!(inventory_core::MemoryStore::new());
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -96,6 +100,10 @@ mod mongo_replica_set {
             crate::mongo_common::for_scans(testkit::mongodb_uri()).await
         );
     }
+
+    mod support {
+        inventory_core::support_conformance_tests!(crate::mongo_common::replica_set().await);
+    }
 }
 
 #[cfg(feature = "mongodb")]
@@ -110,6 +118,10 @@ mod mongo_standalone {
         inventory_core::scan_conformance_tests!(
             crate::mongo_common::for_scans(testkit::mongodb_standalone_uri()).await
         );
+    }
+
+    mod support {
+        inventory_core::support_conformance_tests!(crate::mongo_common::standalone().await);
     }
 }
 

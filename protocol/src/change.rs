@@ -197,6 +197,9 @@ pub enum ChangeKind {
     Craft,
     /// Burning: consumes a unique item whose descriptor is removed.
     Burn,
+    /// An operator's revert: undoes the deltas of the change it names
+    /// ([`Change::reverts`]) on every owner that change touched.
+    Revert,
 }
 
 /// A change as requested: an id chosen by the caller and one or more operations.
@@ -215,6 +218,41 @@ pub struct Change {
     /// The operations, applied together or not at all.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<WireOperation>))]
     pub ops: Vec<Operation>,
+    /// What a revert undoes: set exactly when `kind` is `revert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverts: Option<Reverts>,
+}
+
+/// What a revert undoes, and the request that asked for it.
+///
+/// A revert's change id is [`Reverts::change_id`]: derived from the original,
+/// so the store's rule "a change id names one change, applied at most once"
+/// makes every change revertible at most once. A retry of the same request
+/// (the same `request` id and operations) answers "already applied"; another
+/// request to revert the same change conflicts with the first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reverts {
+    /// The change undone.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+    pub original: ChangeId,
+    /// The caller's idempotency id for the revert request.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+    pub request: ChangeId,
+}
+
+impl Reverts {
+    /// The change id of every revert of `original`: a UUIDv5 of it.
+    #[must_use]
+    pub fn change_id(original: ChangeId) -> ChangeId {
+        const NAMESPACE: uuid::Uuid =
+            uuid::Uuid::from_u128(0x6f1c_2d9e_4b7a_5c3e_9a21_0d4f_8e6b_7c15);
+        ChangeId::from_uuid(uuid::Uuid::new_v5(
+            &NAMESPACE,
+            original.as_uuid().as_bytes(),
+        ))
+    }
 }
 
 impl Change {
@@ -225,6 +263,18 @@ impl Change {
             id,
             kind: ChangeKind::Adjust,
             ops: Vec::new(),
+            reverts: None,
+        }
+    }
+
+    /// A revert of change `original` asked for by request `request`: id
+    /// [`Reverts::change_id`], kind [`ChangeKind::Revert`]; add the
+    /// operations that undo it.
+    #[must_use]
+    pub fn revert_of(original: ChangeId, request: ChangeId) -> Self {
+        Self {
+            reverts: Some(Reverts { original, request }),
+            ..Self::new(Reverts::change_id(original)).with_kind(ChangeKind::Revert)
         }
     }
 
@@ -303,6 +353,15 @@ impl Change {
         if self.kind == ChangeKind::Trade {
             check_trade(&self.ops, &owners)?;
         }
+        let reverts_right = match self.reverts {
+            Some(reverts) => {
+                self.kind == ChangeKind::Revert && self.id == Reverts::change_id(reverts.original)
+            }
+            None => self.kind != ChangeKind::Revert,
+        };
+        if !reverts_right {
+            return Err(Error::RevertReference);
+        }
         Ok(ValidChange {
             change: self,
             owners,
@@ -355,6 +414,12 @@ impl ValidChange {
         self.change.kind
     }
 
+    /// What this change reverts, for a [`ChangeKind::Revert`].
+    #[must_use]
+    pub fn reverts(&self) -> Option<Reverts> {
+        self.change.reverts
+    }
+
     /// All operations, in request order.
     #[must_use]
     pub fn ops(&self) -> &[Operation] {
@@ -385,6 +450,7 @@ impl ValidChange {
     pub fn same_content(&self, other: &ValidChange) -> bool {
         self.id() == other.id()
             && self.kind() == other.kind()
+            && self.reverts() == other.reverts()
             && self.ops().len() == other.ops().len()
             && self.sorted_ops() == other.sorted_ops()
     }

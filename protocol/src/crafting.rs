@@ -156,8 +156,10 @@ impl BurnOrder {
     }
 }
 
-/// Whether `item` has the form of [`crafted_item_id`]'s ids.
-fn is_crafted_item_id(item: &ItemId) -> bool {
+/// Whether `item` has a crafted item's form: `x-` and 32 lowercase hex digits
+/// (see [`crafted_item_id`]).
+#[must_use]
+pub fn is_crafted_item_id(item: &ItemId) -> bool {
     item.as_str().strip_prefix("x-").is_some_and(|hex| {
         hex.len() == 32
             && hex

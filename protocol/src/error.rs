@@ -116,6 +116,12 @@ error_codes! {
     MethodNotAllowed = ("method_not_allowed", 405, false),
     /// The request is well-formed but cannot be processed as asked.
     Unprocessable = ("unprocessable", 422, false),
+    /// A revert would take back items an owner no longer holds; the message
+    /// names each owner and item and how many are missing.
+    RevertBlocked = ("revert_blocked", 409, false),
+    /// The change cannot be reverted: it is a revert, a craft or a burn, or
+    /// it was reverted already.
+    NotRevertible = ("not_revertible", 409, false),
     /// Too many requests or messages in a short time; retry after a pause.
     RateLimited = ("rate_limited", 429, true),
     /// A backing store or bus is unreachable; retry later with the same id.
@@ -206,6 +212,13 @@ pub enum Error {
         /// Its net change across the trade.
         net: i64,
     },
+    /// A change whose kind is `revert` without naming the change it
+    /// reverts (or with another id than the one derived from it), or naming
+    /// one with another kind.
+    #[error(
+        "a change names the change it reverts exactly when its kind is revert, and a revert's id is derived from the original's"
+    )]
+    RevertReference,
     /// A WebSocket frame that is not exactly one known message.
     #[error("malformed message: {0}")]
     MalformedMessage(String),
@@ -238,7 +251,7 @@ impl Error {
             Self::TradeUnbalanced { .. } => ErrorCode::TradeUnbalanced,
             Self::InvalidDescriptor(_) => ErrorCode::InvalidDescriptor,
             Self::DescriptorTooLarge(_) => ErrorCode::PayloadTooLarge,
-            Self::MalformedMessage(_) => ErrorCode::MalformedRequest,
+            Self::MalformedMessage(_) | Self::RevertReference => ErrorCode::MalformedRequest,
             Self::MessageTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::Encoding(_) => ErrorCode::Internal,
         }

@@ -33,12 +33,13 @@ mod ids;
 mod message;
 #[cfg(feature = "openapi")]
 pub mod openapi;
+mod support;
 
 pub use change::{
     Change, ChangeKind, MAX_BALANCE, MAX_OPERATIONS, MAX_OWNERS_PER_CHANGE, MAX_QUANTITY,
-    Operation, Quantity, ValidChange,
+    Operation, Quantity, Reverts, ValidChange,
 };
-pub use crafting::{BurnOrder, CraftOrder, crafted_item_id};
+pub use crafting::{BurnOrder, CraftOrder, crafted_item_id, is_crafted_item_id};
 pub use descriptor::{
     AttributeValue, BatchGetRequest, BatchGetResponse, BurnOutcome, BurnResponse, CraftInput,
     Descriptor, DescriptorKind, ListResponse, MAX_ATTRIBUTE_TEXT_LEN, MAX_ATTRIBUTES,
@@ -52,4 +53,8 @@ pub use ids::{ChangeId, CharacterId, ID_MAX_LEN, ItemId, OwnerId, UserId, ZoneId
 pub use message::{
     ClientMessage, Encoding, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, ServerMessage,
     decode_client, decode_server, encode_client, encode_server,
+};
+pub use support::{
+    AuditLogPage, Blocked, Custody, CustodyStep, HistoryEntry, HistoryPage, MAX_PAGE,
+    OperatorAction, RevertOutcome, Undo,
 };

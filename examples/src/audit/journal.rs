@@ -1,12 +1,13 @@
 //! One pass over a store's journal, tallied for the checks: each change's
 //! journaled count and versions, each item's flow by change kind, each
-//! stack's replayed balance, each owner's journaled versions, and the trades
-//! that do not sum to zero.
+//! stack's replayed balance, each owner's journaled versions, the trades
+//! that do not sum to zero, and the reverts that do not undo (part of) one
+//! journaled change once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use inventory_core::StoreScan;
-use protocol::{ChangeId, ChangeKind, ItemId, Operation, OwnerId, Version};
+use protocol::{ChangeId, ChangeKind, ItemId, Operation, OwnerId, ValidChange, Version};
 
 use super::Violation;
 
@@ -18,11 +19,12 @@ pub(super) struct Flow {
     pub(super) consumed: i64,
     pub(super) burned: i64,
     traded: i64,
+    reverted: i64,
 }
 
 impl Flow {
     pub(super) fn expected(&self) -> i64 {
-        self.granted + self.crafted - self.consumed - self.burned + self.traded
+        self.granted + self.crafted - self.consumed - self.burned + self.traded + self.reverted
     }
 }
 
@@ -57,6 +59,9 @@ pub(super) struct Journal {
     pub(super) versions: HashMap<OwnerId, Versions>,
     /// A violation for every item of a trade that does not sum to zero.
     pub(super) unbalanced: Vec<Violation>,
+    /// A violation for every revert that does not undo part of one
+    /// journaled change, or that undoes a change reverted before.
+    pub(super) bad_reverts: Vec<Violation>,
     /// The items journaled crafts granted, plus the `crafted` the caller
     /// gave.
     pub(super) crafted: HashSet<ItemId>,
@@ -72,6 +77,7 @@ pub(super) async fn read(
         crafted,
         ..Journal::default()
     };
+    let mut reverts = Vec::new();
     store
         .scan_journal(&mut |entry| {
             journal.changes += 1;
@@ -94,6 +100,7 @@ pub(super) async fn read(
                         journal.crafted.insert(op.item().clone());
                     }
                     (ChangeKind::Burn, Operation::Consume { .. }) => flow.burned -= delta,
+                    (ChangeKind::Revert, _) => flow.reverted += delta,
                     (_, Operation::Grant { .. }) => flow.granted += delta,
                     (_, Operation::Consume { .. }) => flow.consumed -= delta,
                 }
@@ -119,6 +126,9 @@ pub(super) async fn read(
                 v.highest = v.highest.max(version.get());
                 v.sum += u128::from(version.get());
             }
+            if let Some(reverts_of) = entry.change.reverts() {
+                reverts.push((entry.change.clone(), reverts_of.original));
+            }
             let slot = journal
                 .seen
                 .entry(entry.change.id())
@@ -126,7 +136,58 @@ pub(super) async fn read(
             slot.0 += 1;
         })
         .await?;
+    journal.bad_reverts = check_reverts(store, &reverts).await?;
     Ok(journal)
+}
+
+/// Each revert must name a journaled change that is not a revert, no other
+/// revert may name the same one, and each of its operations must undo one
+/// of the original's on the same stack, for the same quantity. A second pass
+/// over the journal reads the originals (there are few reverts).
+async fn check_reverts(
+    store: &dyn StoreScan,
+    reverts: &[(ValidChange, ChangeId)],
+) -> anyhow::Result<Vec<Violation>> {
+    if reverts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: HashSet<ChangeId> = reverts.iter().map(|(_, original)| *original).collect();
+    let mut originals: HashMap<ChangeId, ValidChange> = HashMap::new();
+    store
+        .scan_journal(&mut |entry| {
+            if wanted.contains(&entry.change.id()) {
+                originals.insert(entry.change.id(), entry.change);
+            }
+        })
+        .await?;
+    let mut violations = Vec::new();
+    let mut undone: HashSet<ChangeId> = HashSet::new();
+    for (revert, original_id) in reverts {
+        let bad = |why: &str| Violation::BadRevert {
+            change: revert.id().to_string(),
+            reverts: original_id.to_string(),
+            why: why.to_owned(),
+        };
+        let Some(original) = originals.get(original_id) else {
+            violations.push(bad("the reverted change is not journaled"));
+            continue;
+        };
+        if original.kind() == ChangeKind::Revert {
+            violations.push(bad("it reverts a revert"));
+        }
+        if !undone.insert(*original_id) {
+            violations.push(bad("the change was reverted before"));
+        }
+        let undoes = |op: &Operation| {
+            original.ops().iter().any(|o| {
+                o.owner() == op.owner() && o.item() == op.item() && o.delta() == -op.delta()
+            })
+        };
+        if !revert.ops().iter().all(undoes) {
+            violations.push(bad("an operation does not undo one of the original's"));
+        }
+    }
+    Ok(violations)
 }
 
 fn kind_name(kind: ChangeKind) -> &'static str {
@@ -135,5 +196,6 @@ fn kind_name(kind: ChangeKind) -> &'static str {
         ChangeKind::Trade => "trade",
         ChangeKind::Craft => "craft",
         ChangeKind::Burn => "burn",
+        ChangeKind::Revert => "revert",
     }
 }

@@ -11,7 +11,10 @@
 //!   version `v` (nothing applied without a journal entry, nothing twice);
 //! - every trade sums to zero per item;
 //! - for every item, the stored supply equals granted + crafted − consumed −
-//!   burned, summed from the journal by [`ChangeKind`];
+//!   burned (± traded and reverted, which a sound journal keeps at what they
+//!   moved), summed from the journal by [`ChangeKind`];
+//! - every revert undoes part of one journaled change that is not a revert,
+//!   and no change is reverted twice;
 //! - each owner's stored balances equal the replay of its journaled deltas;
 //! - no balance is negative;
 //! - every held item has a live descriptor, no burned descriptor is held, and
@@ -77,6 +80,13 @@ pub enum Violation {
         version: u64,
         journaled: u64,
         highest: u64,
+    },
+    /// A revert that does not undo part of one journaled change, or undoes
+    /// a change reverted before.
+    BadRevert {
+        change: String,
+        reverts: String,
+        why: String,
     },
     /// A trade whose items do not sum to zero.
     TradeUnbalanced {
@@ -150,6 +160,11 @@ impl fmt::Display for Violation {
                 f,
                 "{owner} is at version {version} but the journal holds {journaled} of its changes (highest version {highest})"
             ),
+            Self::BadRevert {
+                change,
+                reverts,
+                why,
+            } => write!(f, "revert {change} of {reverts} is unsound: {why}"),
             Self::TradeUnbalanced { change, item, net } => {
                 write!(f, "trade {change} moves {net} of {item} in all (must be 0)")
             }
@@ -316,11 +331,13 @@ pub async fn audit(
         mut replay,
         mut versions,
         unbalanced,
+        bad_reverts,
         crafted,
     } = journal::read(store, evidence.crafted.into_iter().flatten().collect()).await?;
     report.changes = changes;
     report.changes_by_kind = changes_by_kind;
     report.violations.extend(unbalanced);
+    report.violations.extend(bad_reverts);
     checks::journaled_once(&seen, &mut report);
     if let Some(acknowledged) = &evidence.acknowledged {
         checks::acknowledged_journaled(acknowledged, &seen, &mut report);

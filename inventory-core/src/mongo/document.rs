@@ -8,6 +8,7 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{Binary, Bson, Document, doc};
 use protocol::{
     ChangeId, ItemId, MAX_BALANCE, Operation, OwnerId, OwnerSnapshot, UserId, ValidChange, Version,
+    is_crafted_item_id,
 };
 
 use crate::ledger::next_balance;
@@ -44,6 +45,51 @@ const VERSIONS: &str = "p";
 /// change is applied.
 const STATE: &str = "s";
 const PENDING: &str = "pending";
+/// The journal field holding when the change was applied (Int64
+/// milliseconds since the Unix epoch); absent on entries written before it
+/// existed and on pending claims.
+pub(crate) const APPLIED_AT: &str = "t";
+/// The journal field holding one `<owner>/<version>` key per owner the
+/// change touched (multikey-indexed): an owner's history is a point lookup
+/// of its versions, which are dense.
+pub(crate) const HISTORY_KEYS: &str = "h";
+/// The journal field listing the crafted items the change moved
+/// (multikey-indexed, absent when none): an item's custody.
+pub(crate) const CRAFTED_ITEMS: &str = "x";
+
+/// The history key of `owner` at `version`.
+pub(crate) fn history_key(owner: &OwnerId, version: Version) -> String {
+    format!("{owner}/{}", version.get())
+}
+
+/// The support fields of an entry whose versions are known: when, and the
+/// history keys.
+fn support_fields(versions: &[(OwnerId, Version)], applied_at: i64) -> Document {
+    let keys: Vec<String> = versions
+        .iter()
+        .map(|(owner, version)| history_key(owner, *version))
+        .collect();
+    doc! { APPLIED_AT: applied_at, HISTORY_KEYS: keys }
+}
+
+/// The crafted items `change` moves, for [`CRAFTED_ITEMS`].
+fn crafted_items(change: &ValidChange) -> Vec<&str> {
+    change
+        .ops()
+        .iter()
+        .filter(|op| is_crafted_item_id(op.item()))
+        .map(|op| op.item().as_str())
+        .collect()
+}
+
+/// Adds [`CRAFTED_ITEMS`] to a journal document when the change moves any.
+fn with_crafted_items(mut entry: Document, change: &ValidChange) -> Document {
+    let crafted = crafted_items(change);
+    if !crafted.is_empty() {
+        entry.insert(CRAFTED_ITEMS, crafted);
+    }
+    entry
+}
 
 /// The subtype of a `recent` entry that retracts a change undone by
 /// compensation: it keeps the entry's position (and so every other entry's
@@ -442,22 +488,28 @@ mod tests;
 pub(crate) fn journal_entry(
     change: &ValidChange,
     versions: &[(OwnerId, Version)],
+    applied_at: i64,
 ) -> Result<Document, Error> {
-    Ok(doc! {
+    let mut entry = doc! {
         ID: applied_entry(change.id()),
         CHANGE: serde_json::to_string(change).map_err(json_error)?,
         VERSIONS: serde_json::to_string(versions).map_err(json_error)?,
-    })
+    };
+    entry.extend(support_fields(versions, applied_at));
+    Ok(with_crafted_items(entry, change))
 }
 
 /// The journal document claiming a change id before its owners are updated
 /// (the path without transactions): `{_id, c, s: "pending"}`.
 pub(crate) fn pending_claim(change: &ValidChange) -> Result<Document, Error> {
-    Ok(doc! {
-        ID: applied_entry(change.id()),
-        CHANGE: serde_json::to_string(change).map_err(json_error)?,
-        STATE: PENDING,
-    })
+    Ok(with_crafted_items(
+        doc! {
+            ID: applied_entry(change.id()),
+            CHANGE: serde_json::to_string(change).map_err(json_error)?,
+            STATE: PENDING,
+        },
+        change,
+    ))
 }
 
 /// The filter matching `id`'s journal entry while it is a pending claim.
@@ -466,9 +518,14 @@ pub(crate) fn pending_filter(id: ChangeId) -> Document {
 }
 
 /// The update turning a pending claim into the entry of an applied change.
-pub(crate) fn mark_applied(versions: &[(OwnerId, Version)]) -> Result<Document, Error> {
+pub(crate) fn mark_applied(
+    versions: &[(OwnerId, Version)],
+    applied_at: i64,
+) -> Result<Document, Error> {
+    let mut set = doc! { VERSIONS: serde_json::to_string(versions).map_err(json_error)? };
+    set.extend(support_fields(versions, applied_at));
     Ok(doc! {
-        "$set": { VERSIONS: serde_json::to_string(versions).map_err(json_error)? },
+        "$set": set,
         "$unset": { STATE: "" },
     })
 }

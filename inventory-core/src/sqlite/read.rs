@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use protocol::{ChangeId, ItemId, MAX_BALANCE, OwnerId, OwnerSnapshot, UserId, Version};
+use protocol::{
+    ChangeId, ItemId, MAX_BALANCE, OperatorAction, OwnerId, OwnerSnapshot, UserId, Version,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Error, JournalEntry, OwnerRecord};
+use crate::{Error, JournalEntry, JournalRecord, OwnerRecord};
 
 use super::{corrupt_or_sql, sql_error};
 
@@ -200,6 +202,95 @@ pub(super) fn owners_page(
                 items: items.remove(&key).unwrap_or_default(),
                 owner,
             })
+        })
+        .collect()
+}
+
+const HISTORY: &str = "SELECT j.seq, j.change, j.versions, j.applied_at \
+     FROM journal_owners o JOIN journal j ON j.seq = o.seq \
+     WHERE o.owner = ?1 AND o.version < ?2 ORDER BY o.version DESC LIMIT ?3";
+const ITEM_CHANGES: &str = "SELECT j.seq, j.change, j.versions, j.applied_at \
+     FROM journal_items i JOIN journal j ON j.seq = i.seq WHERE i.item = ?1 ORDER BY i.seq";
+const ONE_CHANGE: &str = "SELECT seq, change, versions, applied_at FROM journal \
+     WHERE change_id = ?1 ORDER BY seq LIMIT 1";
+const ACTIONS: &str = "SELECT body FROM operator_log WHERE id < ?1 ORDER BY id DESC LIMIT ?2";
+
+/// Up to `limit` of `owner`'s journaled changes below version `before`,
+/// newest first.
+pub(super) fn history(
+    conn: &mut Connection,
+    owner: &OwnerId,
+    before: Option<Version>,
+    limit: usize,
+) -> Result<Vec<JournalRecord>, Error> {
+    let before = before.map_or(i64::MAX, |v| i64::try_from(v.get()).unwrap_or(i64::MAX));
+    records(
+        conn,
+        HISTORY,
+        params![owner.to_string(), before, limit as i64],
+    )
+}
+
+/// Every journaled change that moved the crafted `item`, in journal order.
+pub(super) fn item_changes(
+    conn: &mut Connection,
+    item: &ItemId,
+) -> Result<Vec<JournalRecord>, Error> {
+    records(conn, ITEM_CHANGES, params![item.as_str()])
+}
+
+/// The record of change `id`, if it was applied.
+pub(super) fn change(conn: &mut Connection, id: ChangeId) -> Result<Option<JournalRecord>, Error> {
+    let mut found = records(
+        conn,
+        ONE_CHANGE,
+        params![id.as_uuid().as_bytes().as_slice()],
+    )?;
+    Ok(found.pop())
+}
+
+fn records(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<JournalRecord>, Error> {
+    let rows: Vec<(i64, String, String, i64)> = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(sql_error)?;
+    rows.into_iter()
+        .map(|(seq, change, versions, at)| {
+            Ok(JournalRecord {
+                entry: journal_entry(seq, &change, &versions)?,
+                applied_at: u64::try_from(at).ok(),
+            })
+        })
+        .collect()
+}
+
+/// Up to `limit` operator actions with an id below `before`, newest first.
+pub(super) fn actions(
+    conn: &mut Connection,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<Vec<OperatorAction>, Error> {
+    // Ids are ASCII digits, '-' and hex; '~' sorts above them all.
+    let before = before.unwrap_or("~");
+    let bodies: Vec<String> = conn
+        .prepare_cached(ACTIONS)
+        .and_then(|mut s| {
+            s.query_map(params![before, limit as i64], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(sql_error)?;
+    bodies
+        .iter()
+        .map(|body| {
+            serde_json::from_str(body)
+                .map_err(|e| Error::Backend(format!("operator log entry is malformed: {e}")))
         })
         .collect()
 }

@@ -20,6 +20,19 @@
 //!   the changes applied before it (published by the write path then) are
 //!   not published again.
 //!
+//! - `journal_owners` (migration 4): one row per owner a journaled change
+//!   touched, keyed by (owner, version): an owner's history, a page at a
+//!   time, from the primary key.
+//! - `journal_items` (migration 4): one row per crafted item (`x-` and 32
+//!   hex digits) a journaled change moved, keyed by (item, seq): an item's
+//!   custody from the primary key. Stackable items are left out: their
+//!   rows would grow with every change.
+//! - `operator_log` (migration 4): the operator audit log, keyed by the
+//!   action's sortable id, its body as JSON.
+//!
+//! Migration 4 fills `journal_owners` and `journal_items` from the journal
+//! already written.
+//!
 //! Migration 2 dropped `recent_changes`, the per-owner window of change ids
 //! that answered retries before: a window per owner could not see an id
 //! applied to another owner.
@@ -70,5 +83,31 @@ pub(super) const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL CHECK (seq >= 0)
     ) STRICT;
     INSERT INTO outbox_mark (id, seq) SELECT 1, coalesce(max(seq), 0) FROM journal;
+",
+    "
+    CREATE TABLE journal_owners (
+        owner   TEXT NOT NULL,
+        version INTEGER NOT NULL CHECK (version > 0),
+        seq     INTEGER NOT NULL,
+        PRIMARY KEY (owner, version)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO journal_owners (owner, version, seq)
+        SELECT json_extract(v.value, '$[0]'), json_extract(v.value, '$[1]'), j.seq
+        FROM journal j, json_each(j.versions) v;
+
+    CREATE TABLE journal_items (
+        item TEXT NOT NULL,
+        seq  INTEGER NOT NULL,
+        PRIMARY KEY (item, seq)
+    ) STRICT, WITHOUT ROWID;
+    INSERT OR IGNORE INTO journal_items (item, seq)
+        SELECT json_extract(o.value, '$.item'), j.seq
+        FROM journal j, json_each(j.change, '$.ops') o
+        WHERE json_extract(o.value, '$.item') GLOB 'x-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]';
+
+    CREATE TABLE operator_log (
+        id   TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+    ) STRICT, WITHOUT ROWID;
 ",
 ];

@@ -16,7 +16,9 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use backends::BatchWriter;
-use protocol::{ChangeEvent, MAX_BALANCE, Operation, OwnerId, ValidChange, Version};
+use protocol::{
+    ChangeEvent, MAX_BALANCE, Operation, OwnerId, ValidChange, Version, is_crafted_item_id,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::ledger::next_balance;
@@ -57,6 +59,8 @@ const NEW_OWNER: &str = "INSERT INTO owners (owner, user, version) VALUES (?1, ?
 const BUMP_VERSION: &str = "UPDATE owners SET version = version + 1 WHERE owner = ?1";
 const JOURNAL: &str = "INSERT INTO journal (change_id, kind, change, versions, applied_at) \
      VALUES (?1, ?2, ?3, ?4, ?5)";
+const JOURNAL_OWNER: &str = "INSERT INTO journal_owners (owner, version, seq) VALUES (?1, ?2, ?3)";
+const JOURNAL_ITEM: &str = "INSERT OR IGNORE INTO journal_items (item, seq) VALUES (?1, ?2)";
 
 /// How a batch keeps one change's failure from touching the others.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -305,6 +309,21 @@ fn write_change(
     conn.prepare_cached(JOURNAL)
         .and_then(|mut s| s.execute(params![id, kind.as_str(), body, produced, applied_at]))
         .map_err(sql_error)?;
+    let seq = conn.last_insert_rowid();
+    for (owner, version) in &versions {
+        conn.prepare_cached(JOURNAL_OWNER)
+            .and_then(|mut s| s.execute(params![owner.to_string(), version.get() as i64, seq]))
+            .map_err(sql_error)?;
+    }
+    for op in change
+        .ops()
+        .iter()
+        .filter(|op| is_crafted_item_id(op.item()))
+    {
+        conn.prepare_cached(JOURNAL_ITEM)
+            .and_then(|mut s| s.execute(params![op.item().as_str(), seq]))
+            .map_err(sql_error)?;
+    }
     Ok(versions)
 }
 

@@ -13,14 +13,15 @@ use async_trait::async_trait;
 use futures::future::join_all;
 use inventory_core::conformance::{fresh_account, item, qty};
 use inventory_core::{
-    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, MemoryStore, Outbox,
-    OwnerRecord, SqliteConfig, SqliteStore, StoreScan, Synchronous,
+    ApplyOutcome, Error, IDEMPOTENCY_WINDOW, InventoryStore, JournalEntry, JournalRecord,
+    MemoryStore, Outbox, OwnerRecord, SqliteConfig, SqliteStore, StoreScan, SupportStore,
+    Synchronous,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use protocol::{
-    Change, ChangeEvent, ChangeId, CharacterId, ErrorCode, OwnerId, OwnerSnapshot, UserId,
-    ValidChange, Version,
+    Change, ChangeEvent, ChangeId, CharacterId, ErrorCode, ItemId, OperatorAction, OwnerId,
+    OwnerSnapshot, UserId, ValidChange, Version,
 };
 use tempfile::TempDir;
 
@@ -93,6 +94,44 @@ mod scan {
     use super::TempStore;
 
     inventory_core::scan_conformance_tests!(TempStore::new());
+}
+
+mod support {
+    use super::TempStore;
+
+    inventory_core::support_conformance_tests!(TempStore::new());
+}
+
+#[async_trait]
+impl SupportStore for TempStore {
+    async fn history(
+        &self,
+        owner: &OwnerId,
+        before: Option<Version>,
+        limit: usize,
+    ) -> Result<Vec<JournalRecord>, Error> {
+        self.store.history(owner, before, limit).await
+    }
+
+    async fn change(&self, id: ChangeId) -> Result<Option<JournalRecord>, Error> {
+        self.store.change(id).await
+    }
+
+    async fn item_changes(&self, item: &ItemId) -> Result<Vec<JournalRecord>, Error> {
+        self.store.item_changes(item).await
+    }
+
+    async fn record_action(&self, action: &OperatorAction) -> Result<(), Error> {
+        self.store.record_action(action).await
+    }
+
+    async fn actions(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OperatorAction>, Error> {
+        self.store.actions(before, limit).await
+    }
 }
 
 fn db_path(dir: &Path) -> PathBuf {
