@@ -1248,7 +1248,7 @@ pub async fn history_pages_an_owner_newest_first<S: InventoryStore + SupportStor
     assert_eq!(page.next_before, Some(5));
     let top = &page.entries[0];
     assert_eq!(top.kind, ChangeKind::Trade);
-    assert_eq!(top.others, [b.clone()]);
+    assert_eq!(top.others, std::slice::from_ref(&b));
     assert_eq!(top.deltas[0].change, -2);
     let b_history = support.history(&b, None, 10).await.expect("page");
     assert_eq!(b_history.entries.len(), 2);

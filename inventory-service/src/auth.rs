@@ -1,5 +1,5 @@
-//! Credentials: the service token of the gameplay API, and the signed session
-//! tokens (JWTs) of game clients.
+//! Credentials: the service token of the gameplay API, the named tokens of
+//! each role, and the signed session tokens (JWTs) of game clients.
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
@@ -45,28 +45,242 @@ impl ServiceToken {
     pub fn secret(&self) -> &str {
         &self.0
     }
+}
 
-    /// Checks the request's bearer token, in constant time.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let presented = headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "missing `Authorization: Bearer <service token>`",
-                )
-            })?;
-        if bool::from(presented.as_bytes().ct_eq(self.0.as_bytes())) {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                ErrorCode::Unauthorized,
-                "the service token is not valid",
-            ))
+/// What a credential may do.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A game server: apply changes, craft and burn, read, join and leave.
+    GameServer,
+    /// Support staff: read, history, custody.
+    Support,
+    /// An operator: what support does, plus reverts, grants (any change) and
+    /// the operator audit log.
+    Operator,
+}
+
+impl Role {
+    /// The role's name, as written in the tokens file and the audit log.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::GameServer => "game_server",
+            Self::Support => "support",
+            Self::Operator => "operator",
         }
     }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Self::GameServer, Self::Support, Self::Operator]
+            .into_iter()
+            .find(|role| role.as_str() == name)
+    }
+
+    /// Whether this role may do `permission`.
+    #[must_use]
+    pub const fn allows(self, permission: Permission) -> bool {
+        match permission {
+            Permission::Read => true,
+            Permission::Apply => matches!(self, Self::GameServer | Self::Operator),
+            Permission::Presence => matches!(self, Self::GameServer),
+            Permission::Support => matches!(self, Self::Support | Self::Operator),
+            Permission::Operate => matches!(self, Self::Operator),
+        }
+    }
+}
+
+/// What a route needs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Permission {
+    /// Read inventories and changes.
+    Read,
+    /// Apply changes, craft and burn.
+    Apply,
+    /// Join a player into a zone, or leave it.
+    Presence,
+    /// History and custody.
+    Support,
+    /// Reverts and the operator audit log.
+    Operate,
+}
+
+/// Who called: the name of the credential and its role.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Caller {
+    /// The credential's name (`service` for the service token).
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// One named credential.
+#[derive(Clone)]
+struct Named {
+    caller: Caller,
+    secret: String,
+}
+
+/// Every credential of the HTTP API: the service token (role `game_server`,
+/// name `service`) and the named tokens of a tokens file.
+///
+/// The tokens file has one credential per line, `<role> <name> <secret>`
+/// (role `game_server`, `support` or `operator`; name 1 to 64 of `A-Z a-z
+/// 0-9 _ -`; secret at least [`MIN_TOKEN_LEN`] bytes, no spaces); blank
+/// lines and lines starting with `#` are skipped. Names and secrets are
+/// unique.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    named: Vec<Named>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.named.iter().map(|n| &n.caller))
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Parses a tokens file's text.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let mut credentials = Self::default();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| Error::WeakSecret(format!("tokens file line {}: {why}", n + 1));
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [role, name, secret] = fields[..] else {
+                return Err(bad("expected `<role> <name> <secret>`"));
+            };
+            let role = Role::parse(role)
+                .ok_or_else(|| bad("the role is game_server, support or operator"))?;
+            if protocol::ZoneId::parse(name).is_err() {
+                return Err(bad("a name is 1 to 64 of A-Z a-z 0-9 _ -"));
+            }
+            if secret.len() < MIN_TOKEN_LEN {
+                return Err(bad(&format!(
+                    "a secret needs at least {MIN_TOKEN_LEN} bytes"
+                )));
+            }
+            if credentials
+                .named
+                .iter()
+                .any(|c| c.caller.name == name || c.secret == secret)
+            {
+                return Err(bad("names and secrets are unique"));
+            }
+            credentials.add(role, name, secret);
+        }
+        Ok(credentials)
+    }
+
+    /// Adds a credential.
+    #[must_use]
+    pub fn with(mut self, role: Role, name: &str, secret: &str) -> Self {
+        self.add(role, name, secret);
+        self
+    }
+
+    fn add(&mut self, role: Role, name: &str, secret: &str) {
+        self.named.push(Named {
+            caller: Caller {
+                name: name.to_owned(),
+                role,
+            },
+            secret: secret.to_owned(),
+        });
+    }
+
+    /// The caller whose secret the request presents, comparing with every
+    /// credential in constant time; `None` for no or an unknown token.
+    fn identify(&self, service: &ServiceToken, presented: &str) -> Option<Caller> {
+        let mut found = None;
+        if bool::from(presented.as_bytes().ct_eq(service.0.as_bytes())) {
+            found = Some(Caller {
+                name: "service".to_owned(),
+                role: Role::GameServer,
+            });
+        }
+        for named in &self.named {
+            if bool::from(presented.as_bytes().ct_eq(named.secret.as_bytes())) {
+                found = Some(named.caller.clone());
+            }
+        }
+        found
+    }
+
+    /// The caller the request's bearer token names, if any.
+    pub(crate) fn identify_headers(
+        &self,
+        service: &ServiceToken,
+        headers: &HeaderMap,
+    ) -> Option<Caller> {
+        bearer(headers).and_then(|presented| self.identify(service, presented))
+    }
+
+    /// Authenticates the request's bearer token and checks that its role
+    /// allows `permission`: `unauthorized` for no or an unknown token,
+    /// `forbidden` (with the caller, so that the attempt can be recorded)
+    /// for a role that does not allow it.
+    pub fn authorize(
+        &self,
+        service: &ServiceToken,
+        headers: &HeaderMap,
+        permission: Permission,
+    ) -> Result<Caller, Denied> {
+        let presented = bearer(headers).ok_or_else(|| {
+            Denied::Unknown(ApiError::new(
+                ErrorCode::Unauthorized,
+                "missing `Authorization: Bearer <token>`",
+            ))
+        })?;
+        let caller = self.identify(service, presented).ok_or_else(|| {
+            Denied::Unknown(ApiError::new(
+                ErrorCode::Unauthorized,
+                "the token is not valid",
+            ))
+        })?;
+        if caller.role.allows(permission) {
+            Ok(caller)
+        } else {
+            let error = ApiError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "a {} credential cannot do this ({permission:?})",
+                    caller.role.as_str()
+                ),
+            );
+            Err(Denied::Forbidden(caller, error))
+        }
+    }
+}
+
+/// Why a request was not authorized.
+#[derive(Debug)]
+pub enum Denied {
+    /// No or an unknown token.
+    Unknown(ApiError),
+    /// A known caller whose role does not allow it.
+    Forbidden(Caller, ApiError),
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unknown(e) | Denied::Forbidden(_, e) => e,
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// The claims of a client session token.

@@ -48,6 +48,13 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_SERVICE_TOKEN", hide_env_values = true)]
     pub service_token: Option<String>,
 
+    /// A file of named credentials, one per line `<role> <name> <secret>`
+    /// (roles `game_server`, `support`, `operator`; secrets of at least 16
+    /// bytes; `#` comments). Calls made with a support or operator token are
+    /// recorded in the operator audit log (`GET /v1/audit-log`).
+    #[arg(long, env = "INVENTORY_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
     /// The HS256 secret that signs game clients' session tokens (at least 16
     /// bytes). If unset, a random one is generated: no client can connect
     /// unless tokens are issued in-process.

@@ -16,6 +16,7 @@ use protocol::{
     ErrorCode, OwnerId, OwnerSnapshot, PlayerZones, UserId, ZoneId,
 };
 
+use crate::auth::Permission;
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -128,7 +129,7 @@ fn order<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
-    state.service_token().check(headers)?;
+    state.authorize(headers, Permission::Apply)?;
     json_content(headers)?;
     let body =
         body.map_err(|rejection| ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
@@ -199,7 +200,7 @@ pub(crate) async fn lookup_change(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ChangeRecord>, ApiError> {
-    state.service_token().check(&headers)?;
+    state.authorize(&headers, Permission::Read)?;
     let id = ChangeId::parse(&id)?;
     match state.inventory().lookup(id).await? {
         Some(event) => Ok(Json(ChangeRecord {
@@ -231,7 +232,7 @@ pub(crate) async fn load_owner(
     headers: HeaderMap,
     Path(owner): Path<String>,
 ) -> Result<Json<OwnerSnapshot>, ApiError> {
-    state.service_token().check(&headers)?;
+    state.authorize(&headers, Permission::Read)?;
     let owner = OwnerId::parse(&owner)?;
     Ok(Json(state.inventory().load(&owner).await?))
 }
@@ -254,7 +255,7 @@ pub(crate) async fn load_user(
     headers: HeaderMap,
     Path(user): Path<String>,
 ) -> Result<Json<Vec<OwnerSnapshot>>, ApiError> {
-    state.service_token().check(&headers)?;
+    state.authorize(&headers, Permission::Read)?;
     let user = UserId::parse(user)?;
     Ok(Json(state.inventory().load_user(&user).await?))
 }
@@ -327,7 +328,7 @@ fn zone_request(
     zone_name: String,
     user: String,
 ) -> Result<(ZoneId, UserId), ApiError> {
-    state.service_token().check(headers)?;
+    state.authorize(headers, Permission::Presence)?;
     Ok((zone(state, zone_name)?, UserId::parse(user)?))
 }
 

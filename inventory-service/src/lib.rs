@@ -58,6 +58,7 @@ mod metrics;
 mod openapi;
 pub mod registry;
 mod state;
+mod support;
 mod wiring;
 
 use std::future::Future;
@@ -67,7 +68,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{any, get};
 
-pub use auth::{ClientTokens, ServiceToken};
+pub use auth::{Caller, ClientTokens, Credentials, Permission, Role, ServiceToken};
 pub use config::Config;
 pub use edge::EdgeConfig;
 pub use error::ApiError;
@@ -96,6 +97,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::openapi_document))
         .route("/v1/ws", any(edge::upgrade))
         .merge(gameplay::routes())
+        .merge(support::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            support::record_operator_calls,
+        ))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 protocol::ErrorCode::MethodNotAllowed,

@@ -13,7 +13,7 @@ use protocol::ErrorBody;
 use protocol::openapi::BearerToken;
 use utoipa::OpenApi;
 
-use crate::{AppState, edge, gameplay};
+use crate::{AppState, edge, gameplay, support};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,10 @@ use crate::{AppState, edge, gameplay};
         gameplay::load_user,
         gameplay::join_zone,
         gameplay::leave_zone,
+        support::history,
+        support::custody,
+        support::revert,
+        support::audit_log,
         edge::upgrade,
         health,
         ready,

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use inventory_core::crafting::DescriptorRegistry;
 use inventory_core::{
     EventBus, Inventory, InventoryStore, LocalBus, PlayerHub, PlayerHubConfig, PropagationMetrics,
-    RedisBus, RedisBusConfig,
+    RedisBus, RedisBusConfig, Support, SupportStore,
 };
 use protocol::ZoneId;
 use tokio::sync::watch;
 
+use crate::auth::{Caller, Permission};
 use crate::feed::{FeedConfig, Feeds};
 use crate::registry::InProcessRegistry;
-use crate::{ApiError, ClientTokens, EdgeConfig, Error, Metrics, ServiceToken};
+use crate::{ApiError, ClientTokens, Credentials, EdgeConfig, Error, Metrics, ServiceToken};
 
 /// Which propagation fabric a node uses.
 #[derive(Clone, Debug)]
@@ -63,6 +64,8 @@ struct Shared {
     inventory: Inventory,
     hub: PlayerHub,
     service_token: ServiceToken,
+    credentials: Credentials,
+    support: Option<Support>,
     client_tokens: ClientTokens,
     zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
@@ -86,11 +89,22 @@ struct Shared {
 pub struct NodeBuilder {
     parts: Parts,
     tokens: Option<(ServiceToken, ClientTokens)>,
+    credentials: Credentials,
+    support: Option<SupportPort>,
     zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
     extra: axum::Router,
     registry: Option<Arc<dyn DescriptorRegistry>>,
     embedded_descriptors: bool,
+}
+
+/// A store's support port, for the builder's `Debug`.
+struct SupportPort(Arc<dyn SupportStore>);
+
+impl std::fmt::Debug for SupportPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SupportPort(..)")
+    }
 }
 
 /// Where a node's inventory and player hub come from.
@@ -132,6 +146,8 @@ impl Default for NodeBuilder {
                 hub: PlayerHubConfig::new(),
             },
             tokens: None,
+            credentials: Credentials::default(),
+            support: None,
             zones: None,
             edge: EdgeConfig::default(),
             extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
@@ -176,6 +192,19 @@ impl NodeBuilder {
 
     /// The service token guarding the gameplay API, and the verifier (and
     /// issuer) of the clients' session tokens.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The store's support port (history, custody, reverts, the operator
+    /// log); without it those routes answer `unprocessable`.
+    pub fn support(mut self, store: Arc<dyn SupportStore>) -> Self {
+        self.support = Some(SupportPort(store));
+        self
+    }
+
+    /// The service token (role `game_server`) and the client token verifier.
     pub fn tokens(mut self, service: ServiceToken, clients: ClientTokens) -> Self {
         self.tokens = Some((service, clients));
         self
@@ -249,11 +278,16 @@ impl NodeBuilder {
             metrics.clone(),
         );
         let draining = watch::Sender::new(false);
+        let support = self
+            .support
+            .map(|SupportPort(store)| Support::new(inventory.clone(), store));
         Ok(AppState {
             shared: Arc::new(Shared {
                 inventory,
                 hub,
                 service_token,
+                credentials: self.credentials,
+                support,
                 client_tokens,
                 zones: self.zones,
                 edge: self.edge,
@@ -298,8 +332,29 @@ impl AppState {
         &self.shared.client_tokens
     }
 
-    pub(crate) fn service_token(&self) -> &ServiceToken {
-        &self.shared.service_token
+    /// Authenticates the request and checks its role allows `permission`.
+    pub(crate) fn authorize(
+        &self,
+        headers: &axum::http::HeaderMap,
+        permission: Permission,
+    ) -> Result<Caller, ApiError> {
+        Ok(self
+            .shared
+            .credentials
+            .authorize(&self.shared.service_token, headers, permission)?)
+    }
+
+    /// The caller the request's token names, if any (whatever it may do).
+    pub(crate) fn identify(&self, headers: &axum::http::HeaderMap) -> Option<Caller> {
+        self.shared
+            .credentials
+            .identify_headers(&self.shared.service_token, headers)
+    }
+
+    /// History, custody and reverts, if the node has the store's support port.
+    #[must_use]
+    pub fn support(&self) -> Option<&Support> {
+        self.shared.support.as_ref()
     }
 
     pub(crate) fn zone_allowed(&self, zone: &ZoneId) -> bool {

@@ -5,12 +5,14 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use inventory_core::{InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore};
+use inventory_core::{
+    InventoryStore, LocalBus, RedisBusConfig, SqliteConfig, SqliteStore, SupportStore,
+};
 
 #[cfg(doc)]
 use crate::ApiError;
 use crate::registry::HttpRegistry;
-use crate::{BusChoice, ClientTokens, Config, Node, NodeBuilder, ServiceToken};
+use crate::{BusChoice, ClientTokens, Config, Credentials, Node, NodeBuilder, ServiceToken};
 
 /// Why a node could not be built or wired from its configuration: the
 /// crate's one error type (requests are answered with [`ApiError`], the
@@ -107,7 +109,23 @@ pub async fn wire(config: &Config) -> Result<Wired, Error> {
         None => ClientTokens::random(),
     }
     .with_leeway(std::time::Duration::from_secs(config.jwt_leeway_secs));
-    let store = open_store(config).await?;
+    let credentials = match &config.tokens_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Refused(format!(
+                    "cannot read INVENTORY_TOKENS_FILE {}: {e}",
+                    path.display()
+                ))
+            })?;
+            Credentials::parse(&text).map_err(|source| Error::Setting {
+                setting: "INVENTORY_TOKENS_FILE",
+                source: Box::new(source),
+            })?
+        }
+        None => Credentials::default(),
+    };
+    tracing::info!(credentials = ?credentials, "named credentials");
+    let (store, support) = open_store(config).await?;
     let bus = match &config.redis_url {
         Some(url) => BusChoice::Redis(RedisBusConfig::new(url.clone())),
         None => BusChoice::Local(LocalBus::new()),
@@ -126,6 +144,8 @@ pub async fn wire(config: &Config) -> Result<Wired, Error> {
         .with_open_reads(true);
     let mut node = Node::builder()
         .store(store)
+        .support(support)
+        .credentials(credentials)
         .bus(bus)
         .tokens(token, client_tokens)
         .zones(config.zones.clone())
@@ -148,7 +168,10 @@ pub async fn wire(config: &Config) -> Result<Wired, Error> {
 
 /// MongoDB if a URI is configured (feature `mongodb`), else the embedded
 /// SQLite file.
-async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, Error> {
+/// The store, twice: as the inventories' store and as its support port.
+type Store = (Arc<dyn InventoryStore>, Arc<dyn SupportStore>);
+
+async fn open_store(config: &Config) -> Result<Store, Error> {
     #[cfg(feature = "mongodb")]
     if let Some(uri) = &config.mongodb_uri {
         let store = inventory_core::MongoStore::connect(
@@ -160,7 +183,8 @@ async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, Error> {
             source,
         })?;
         tracing::info!("store: MongoDB");
-        return Ok(Arc::new(store));
+        let store = Arc::new(store);
+        return Ok((store.clone(), store));
     }
     let store = SqliteStore::open(SqliteConfig::new(&config.sqlite_path)).map_err(|source| {
         Error::Store {
@@ -169,7 +193,8 @@ async fn open_store(config: &Config) -> Result<Arc<dyn InventoryStore>, Error> {
         }
     })?;
     tracing::info!(path = %config.sqlite_path.display(), "store: SQLite");
-    Ok(Arc::new(store))
+    let store = Arc::new(store);
+    Ok((store.clone(), store))
 }
 
 /// The descriptor service over its own SQLite file.

@@ -446,7 +446,7 @@ fn build(owners: &[OwnerId], ops: &[(usize, usize, i64)]) -> Option<ValidChange>
     let items = ["wood", "ore", "gem"];
     let mut change = Change::new(ChangeId::random());
     for &(o, i, q) in ops {
-        let (owner, item) = (owners[o].clone(), protocol::ItemId::parse(items[i]).ok()?);
+        let (owner, item) = (owners[o].clone(), ItemId::parse(items[i]).ok()?);
         let n = qty(q.unsigned_abs());
         change = if q > 0 {
             change.grant(owner, item, n)

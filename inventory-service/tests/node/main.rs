@@ -13,3 +13,4 @@ mod loadgen;
 #[cfg(feature = "mongodb")]
 mod mongo_load;
 mod no_demo;
+mod support;
