@@ -134,6 +134,14 @@ const BENCHES: &[Bench] = &[
         needs_wasm_bundle: false,
         binaries: &["descriptor-service"],
     },
+    Bench {
+        name: "support",
+        package: "examples",
+        target: "support",
+        features: &[],
+        needs_wasm_bundle: false,
+        binaries: &[],
+    },
 ];
 
 #[derive(Debug, Args)]
