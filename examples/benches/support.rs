@@ -69,7 +69,12 @@ fn raw_rows(conn: &rusqlite::Connection, sql: &str, params: impl rusqlite::Param
             ))
         })
         .expect("query");
-    rows.map(|r| r.expect("row")).count()
+    let mut fetched = 0;
+    for row in rows {
+        drop(row.expect("row"));
+        fetched += 1;
+    }
+    fetched
 }
 
 fn trade(a: &OwnerId, b: &OwnerId) -> Change {
