@@ -2,7 +2,7 @@
 //! from the journal, the operator audit log, and the pure rules that turn
 //! them into answers (a history page, a custody chain, a revert's plan).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -141,22 +141,25 @@ pub fn custody(item: &ItemId, records: &[JournalRecord]) -> Custody {
             step
         })
         .collect();
-    moves.sort_by(|a, b| {
-        let key = |m: &Move<'_>| m.from.as_ref().map(|(_, v)| *v);
-        key(a).cmp(&key(b))
-    });
-    let mut ordered: Vec<Move<'_>> = Vec::with_capacity(moves.len());
-    let mut holder: Option<OwnerId> = None;
-    while let Some(next) = moves
-        .iter()
-        .position(|m| m.from.as_ref().map(|(o, _)| o) == holder.as_ref())
-    {
-        let step = moves.remove(next);
-        holder.clone_from(&step.to);
-        ordered.push(step);
+    moves.sort_by_key(|m| m.from.as_ref().map(|(_, v)| *v));
+    // Per holder, the moves taking the item from it, in its version order.
+    let mut from: HashMap<Option<OwnerId>, VecDeque<usize>> = HashMap::new();
+    for (i, m) in moves.iter().enumerate() {
+        from.entry(m.from.as_ref().map(|(o, _)| o.clone()))
+            .or_default()
+            .push_back(i);
     }
-    moves.sort_by_key(|m| m.record.applied_at);
-    ordered.extend(moves);
+    let mut taken = vec![false; moves.len()];
+    let mut chain = Vec::with_capacity(moves.len());
+    let mut holder: Option<OwnerId> = None;
+    while let Some(i) = from.get_mut(&holder).and_then(VecDeque::pop_front) {
+        taken[i] = true;
+        chain.push(i);
+        holder.clone_from(&moves[i].to);
+    }
+    let mut rest: Vec<usize> = (0..moves.len()).filter(|i| !taken[*i]).collect();
+    rest.sort_by_key(|i| moves[*i].record.applied_at);
+    let ordered: Vec<&Move<'_>> = chain.iter().chain(&rest).map(|i| &moves[*i]).collect();
     let first_of = |kind: ChangeKind| {
         ordered
             .iter()

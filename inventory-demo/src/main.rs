@@ -4,8 +4,6 @@
 //! flags, refuses anything but the embedded stack, wires, serves until
 //! Ctrl-C, then drains.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Parser;
 use inventory_demo::{Demo, DemoConfig};
@@ -19,14 +17,10 @@ use inventory_service::Config;
     version
 )]
 struct Args {
+    /// The node's settings; its `--web-dir` is the browser SDK's web package
+    /// the page loads from `/pkg/` too.
     #[command(flatten)]
     node: Config,
-
-    /// The browser SDK's web package the page loads from `/pkg/` (the output
-    /// of `cargo xtask wasm`, `target/npm/web`; `cargo xtask node` builds it
-    /// and passes it here).
-    #[arg(long, env = "INVENTORY_WEB_DIR")]
-    web_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -57,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         .context("seeding the demo catalog")?;
     let state = wired.node.build().await?;
     let demo = DemoConfig::new(descriptors);
-    let demo = match &args.web_dir {
+    let demo = match &args.node.web_dir {
         Some(dir) => demo.with_web_dir(dir),
         None => {
             tracing::warn!(

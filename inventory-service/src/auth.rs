@@ -388,3 +388,87 @@ impl ClientTokens {
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("cannot sign a token: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_tokens_file_names_roles_and_refuses_bad_lines_by_number() {
+        let credentials = Credentials::parse(
+            "# comment\n\nsupport sam sam-secret-0123456789\noperator olga olga-secret-012345678\n",
+        )
+        .unwrap();
+        let service = ServiceToken::new("service-token-0123456789").unwrap();
+        let sam = credentials
+            .authorize(
+                &service,
+                &headers("sam-secret-0123456789"),
+                Permission::Support,
+            )
+            .unwrap();
+        assert_eq!((sam.name.as_str(), sam.role), ("sam", Role::Support));
+        let game = credentials
+            .authorize(
+                &service,
+                &headers("service-token-0123456789"),
+                Permission::Apply,
+            )
+            .unwrap();
+        assert_eq!(game.role, Role::GameServer);
+        for (text, why) in [
+            ("support sam short", "16 bytes"),
+            (
+                "admin sam sam-secret-0123456789",
+                "game_server, support or operator",
+            ),
+            ("support s@m sam-secret-0123456789", "a name"),
+            ("support sam", "expected"),
+            (
+                "support sam sam-secret-0123456789\noperator sam other-secret-0123456",
+                "unique",
+            ),
+        ] {
+            let error = Credentials::parse(text).unwrap_err().to_string();
+            assert!(
+                error.contains(why) && error.contains("line"),
+                "{text}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_role_may_do_what_its_table_says_and_nothing_else() {
+        use Permission::{Apply, Operate, Presence, Read, Support};
+        let table = [
+            (Role::GameServer, [true, true, true, false, false]),
+            (Role::Support, [true, false, false, true, false]),
+            (Role::Operator, [true, true, false, true, true]),
+        ];
+        for (role, allowed) in table {
+            for (permission, allow) in [Read, Apply, Presence, Support, Operate]
+                .into_iter()
+                .zip(allowed)
+            {
+                assert_eq!(role.allows(permission), allow, "{role:?} {permission:?}");
+            }
+        }
+        let credentials =
+            Credentials::default().with(Role::Support, "sam", "sam-secret-0123456789");
+        let service = ServiceToken::new("service-token-0123456789").unwrap();
+        let denied = credentials
+            .authorize(&service, &headers("sam-secret-0123456789"), Operate)
+            .unwrap_err();
+        assert!(matches!(denied, Denied::Forbidden(ref caller, _) if caller.name == "sam"));
+        let unknown = credentials
+            .authorize(&service, &headers("forged-0123456789abcdef"), Read)
+            .unwrap_err();
+        assert!(matches!(unknown, Denied::Unknown(_)));
+    }
+}

@@ -55,6 +55,12 @@ pub struct Config {
     #[arg(long, env = "INVENTORY_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
 
+    /// The browser SDK's web package (the output of `cargo xtask wasm`,
+    /// `target/npm/web`): the operator console at `/console` runs on it.
+    /// Without it `/console` says how to build it.
+    #[arg(long, env = "INVENTORY_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
     /// The HS256 secret that signs game clients' session tokens (at least 16
     /// bytes). If unset, a random one is generated: no client can connect
     /// unless tokens are issued in-process.

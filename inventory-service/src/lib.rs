@@ -50,6 +50,7 @@
 
 mod auth;
 mod config;
+mod console;
 mod edge;
 mod error;
 mod feed;
@@ -98,6 +99,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/ws", any(edge::upgrade))
         .merge(gameplay::routes())
         .merge(support::routes())
+        .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             support::record_operator_calls,
@@ -109,6 +111,7 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(console::page(state.console_dir()))
         .with_state(state)
         .fallback_service(extra)
 }

@@ -13,7 +13,7 @@ use protocol::ErrorBody;
 use protocol::openapi::BearerToken;
 use utoipa::OpenApi;
 
-use crate::{AppState, edge, gameplay, support};
+use crate::{AppState, console, edge, gameplay, support};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -37,6 +37,8 @@ use crate::{AppState, edge, gameplay, support};
         support::custody,
         support::revert,
         support::audit_log,
+        console::session,
+        console::me,
         edge::upgrade,
         health,
         ready,

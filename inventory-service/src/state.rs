@@ -66,6 +66,7 @@ struct Shared {
     service_token: ServiceToken,
     credentials: Credentials,
     support: Option<Support>,
+    console_dir: Option<std::path::PathBuf>,
     client_tokens: ClientTokens,
     zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
@@ -91,6 +92,7 @@ pub struct NodeBuilder {
     tokens: Option<(ServiceToken, ClientTokens)>,
     credentials: Credentials,
     support: Option<SupportPort>,
+    console_dir: Option<std::path::PathBuf>,
     zones: Option<BTreeSet<ZoneId>>,
     edge: EdgeConfig,
     extra: axum::Router,
@@ -148,6 +150,7 @@ impl Default for NodeBuilder {
             tokens: None,
             credentials: Credentials::default(),
             support: None,
+            console_dir: None,
             zones: None,
             edge: EdgeConfig::default(),
             extra: axum::Router::new().fallback(|| async { ApiError::no_route() }),
@@ -190,8 +193,8 @@ impl NodeBuilder {
         self
     }
 
-    /// The service token guarding the gameplay API, and the verifier (and
-    /// issuer) of the clients' session tokens.
+    /// Named credentials (support, operator, more game servers) beside the
+    /// service token.
     pub fn credentials(mut self, credentials: Credentials) -> Self {
         self.credentials = credentials;
         self
@@ -204,7 +207,15 @@ impl NodeBuilder {
         self
     }
 
-    /// The service token (role `game_server`) and the client token verifier.
+    /// The browser SDK's web package the operator console at `/console`
+    /// runs on.
+    pub fn console(mut self, web_dir: Option<std::path::PathBuf>) -> Self {
+        self.console_dir = web_dir;
+        self
+    }
+
+    /// The service token guarding the gameplay API (role `game_server`), and
+    /// the verifier (and issuer) of the clients' session tokens.
     pub fn tokens(mut self, service: ServiceToken, clients: ClientTokens) -> Self {
         self.tokens = Some((service, clients));
         self
@@ -288,6 +299,7 @@ impl NodeBuilder {
                 service_token,
                 credentials: self.credentials,
                 support,
+                console_dir: self.console_dir,
                 client_tokens,
                 zones: self.zones,
                 edge: self.edge,
@@ -349,6 +361,10 @@ impl AppState {
         self.shared
             .credentials
             .identify_headers(&self.shared.service_token, headers)
+    }
+
+    pub(crate) fn console_dir(&self) -> Option<&std::path::Path> {
+        self.shared.console_dir.as_deref()
     }
 
     /// History, custody and reverts, if the node has the store's support port.

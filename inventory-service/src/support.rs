@@ -302,10 +302,36 @@ pub(crate) async fn record_operator_calls(
     response
 }
 
+/// A path segment with its `%XX` escapes decoded (ids are ASCII; an escape
+/// that does not decode is kept as written).
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| segment.to_owned())
+}
+
 /// The owner and the change or item a route's path names.
 fn parameters(pattern: &str, path: &str) -> (Option<String>, Option<String>) {
     let (mut owner, mut target) = (None, None);
     for (name, value) in pattern.split('/').zip(path.split('/')) {
+        let value = &percent_decoded(value);
         match name {
             "{owner}" => owner = Some(value.to_owned()),
             "{id}" | "{item}" => target = Some(value.to_owned()),
@@ -314,4 +340,28 @@ fn parameters(pattern: &str, path: &str) -> (Option<String>, Option<String>) {
         }
     }
     (owner, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parameters;
+
+    #[test]
+    fn the_audit_log_names_the_owner_and_target_decoded() {
+        assert_eq!(
+            parameters(
+                "/v1/owners/{owner}/history",
+                "/v1/owners/c%3Aann%3Ahero/history"
+            ),
+            (Some("c:ann:hero".to_owned()), None)
+        );
+        assert_eq!(
+            parameters("/v1/changes/{id}/revert", "/v1/changes/abc/revert"),
+            (None, Some("abc".to_owned()))
+        );
+        assert_eq!(
+            parameters("/v1/users/{user}", "/v1/users/ann%zz"),
+            (Some("a:ann%zz".to_owned()), None)
+        );
+    }
 }

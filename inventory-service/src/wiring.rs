@@ -146,6 +146,7 @@ pub async fn wire(config: &Config) -> Result<Wired, Error> {
         .store(store)
         .support(support)
         .credentials(credentials)
+        .console(config.web_dir.clone())
         .bus(bus)
         .tokens(token, client_tokens)
         .zones(config.zones.clone())

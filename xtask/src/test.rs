@@ -164,8 +164,9 @@ fn wasm_steps(job: &mut Job) -> Result<()> {
     let mut build = cargo();
     build.args(["build", "-p", "inventory-demo", "--bin", "inventory-demo"]);
     job.command("build the demo", build)?;
+    let web_dir = crate::target_dir(job.root()).join("npm/web");
     let node = job.step("start the demo with the page", |root| {
-        DemoNode::start(root, &crate::target_dir(root).join("npm/web"))
+        DemoNode::start(root, "inventory-demo", &web_dir, &[])
     })?;
     eprintln!("demo: {} (log: {})", node.url, node.log.display());
     let artifacts = job.root().join(ARTIFACTS_DIR);
@@ -175,14 +176,49 @@ fn wasm_steps(job: &mut Job) -> Result<()> {
         .arg(&node.url)
         .arg(artifacts.join("page.png"))
         .env("INVENTORY_SERVICE_TOKEN", E2E_SERVICE_TOKEN);
-    job.command("live page in headless Chromium (Playwright)", e2e)
+    job.command("live page in headless Chromium (Playwright)", e2e)?;
+
+    // The operator console, served by the plain node with an operator
+    // credential from a tokens file.
+    let mut build = cargo();
+    build.args([
+        "build",
+        "-p",
+        "inventory-service",
+        "--bin",
+        "inventory-service",
+    ]);
+    job.command("build the node", build)?;
+    let tokens = std::env::temp_dir().join(testkit::unique_name("console-tokens"));
+    std::fs::write(&tokens, format!("operator ci {E2E_OPERATOR_TOKEN}\n"))?;
+    let node = job.step("start the node with the console", |root| {
+        DemoNode::start(
+            root,
+            "inventory-service",
+            &web_dir,
+            &["--tokens-file".as_ref(), tokens.as_os_str()],
+        )
+    })?;
+    eprintln!("node: {} (log: {})", node.url, node.log.display());
+    let mut e2e = std::process::Command::new("node");
+    e2e.arg(tools.join("e2e-console.mjs"))
+        .arg(&node.url)
+        .arg(artifacts.join("console.png"))
+        .env("INVENTORY_SERVICE_TOKEN", E2E_SERVICE_TOKEN)
+        .env("CONSOLE_OPERATOR_TOKEN", E2E_OPERATOR_TOKEN);
+    let outcome = job.command("operator console in headless Chromium (Playwright)", e2e);
+    let _ = std::fs::remove_file(&tokens);
+    outcome
 }
 
 /// Where CI collects files to keep (git-ignored).
 const ARTIFACTS_DIR: &str = ".ci-artifacts";
 
-/// The gameplay API token of the page test's demo.
+/// The gameplay API token of the page test's demo and the console's node.
 const E2E_SERVICE_TOKEN: &str = "e2e-page-service-token";
+
+/// The console test's operator credential.
+const E2E_OPERATOR_TOKEN: &str = "e2e-console-operator-token";
 
 /// The chromedriver capabilities of the browser suite: headless flags that
 /// work as root on this kind of machine (see DESIGN.md).
@@ -226,9 +262,10 @@ impl Drop for StubNode {
     }
 }
 
-/// The `inventory-demo` binary (the zone node over the embedded stack, with
-/// the page) over SQLite files in a fresh temp dir, on a port the kernel
-/// picks; killed (and its files removed) when dropped.
+/// A node binary (`inventory-demo`, the zone node with the page, or
+/// `inventory-service`) over the embedded stack's SQLite files in a fresh
+/// temp dir, with the web package, on a port the kernel picks; killed (and
+/// its files removed) when dropped.
 #[derive(Debug)]
 struct DemoNode {
     child: std::process::Child,
@@ -238,13 +275,19 @@ struct DemoNode {
 }
 
 impl DemoNode {
-    fn start(root: &Path, web_dir: &Path) -> Result<DemoNode> {
+    fn start(
+        root: &Path,
+        name: &str,
+        web_dir: &Path,
+        extra: &[&std::ffi::OsStr],
+    ) -> Result<DemoNode> {
         use std::io::{BufRead, BufReader, Write};
         let dir = std::env::temp_dir().join(testkit::unique_name("e2e-page"));
         std::fs::create_dir_all(&dir)?;
-        let log = dir.join("demo.log");
-        let binary = crate::target_dir(root).join("debug/inventory-demo");
+        let log = dir.join("node.log");
+        let binary = crate::target_dir(root).join("debug").join(name);
         let mut child = std::process::Command::new(&binary)
+            .args(extra)
             .args(["--listen", "127.0.0.1:0"])
             .arg("--sqlite-path")
             .arg(dir.join("inventory.db"))
