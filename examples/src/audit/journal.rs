@@ -141,8 +141,9 @@ pub(super) async fn read(
 }
 
 /// Each revert must name a journaled change that is not a revert, no other
-/// revert may name the same one, and each of its operations must undo one
-/// of the original's on the same stack, for the same quantity. A second pass
+/// revert may name the same one, and each of its operations must undo (all
+/// or, for a partial revert, part of) one of the original's on the same
+/// stack. A second pass
 /// over the journal reads the originals (there are few reverts).
 async fn check_reverts(
     store: &dyn StoreScan,
@@ -180,7 +181,10 @@ async fn check_reverts(
         }
         let undoes = |op: &Operation| {
             original.ops().iter().any(|o| {
-                o.owner() == op.owner() && o.item() == op.item() && o.delta() == -op.delta()
+                o.owner() == op.owner()
+                    && o.item() == op.item()
+                    && o.delta().signum() == -op.delta().signum()
+                    && op.delta().abs() <= o.delta().abs()
             })
         };
         if !revert.ops().iter().all(undoes) {
