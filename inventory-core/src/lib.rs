@@ -108,7 +108,7 @@ pub use outbox::{Outbox, OutboxEntry, OutboxPosition, OutboxRelay, RelayConfig};
 pub use scan::{JournalEntry, OwnerRecord, StoreScan};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteConfig, SqliteStats, SqliteStore, Synchronous};
-pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore};
+pub use store::{ApplyOutcome, IDEMPOTENCY_WINDOW, InventoryStore, now_millis};
 pub use support::{
     JournalRecord, RevertMode, RevertPlan, Support, SupportStore, custody, history_entry,
     plan_revert,

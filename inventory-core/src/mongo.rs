@@ -153,7 +153,7 @@ mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -183,7 +183,7 @@ use self::outbox::ChangeFeed;
 use self::support::SupportCollections;
 use crate::{
     ApplyOutcome, Error, InventoryStore, JournalEntry, JournalRecord, Outbox, OwnerRecord,
-    StoreScan, SupportStore,
+    StoreScan, SupportStore, now_millis,
 };
 
 /// How many times a change that lost a race to a concurrent change (an
@@ -1189,13 +1189,6 @@ fn error_code(e: &mongodb::error::Error) -> Option<i32> {
         ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
         _ => None,
     }
-}
-
-/// Now, in milliseconds since the Unix epoch: a journal entry's time.
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[async_trait]

@@ -47,6 +47,15 @@ impl ApplyOutcome {
     }
 }
 
+/// Now, in milliseconds since the Unix epoch (0 before it): the time a
+/// store journals a change at, and the clock of the operator log.
+#[must_use]
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The source of truth for inventories.
 ///
 /// # Contract

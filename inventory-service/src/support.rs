@@ -281,9 +281,7 @@ pub(crate) async fn record_operator_calls(
         Some(code) => code.as_str().to_owned(),
         None => "ok".to_owned(),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = u64::try_from(inventory_core::now_millis()).unwrap_or(0);
     let record = OperatorAction {
         id: format!("{now:013}-{}", ChangeId::random().as_uuid().simple()),
         at: now,

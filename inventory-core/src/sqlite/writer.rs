@@ -13,8 +13,6 @@
 //! and the write happen in the same transaction, and no other writer can slip
 //! in between.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use backends::BatchWriter;
 use protocol::{
     ChangeEvent, MAX_BALANCE, Operation, OwnerId, ValidChange, Version, is_crafted_item_id,
@@ -117,9 +115,7 @@ fn run_batch(
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         return Ok(all_unavailable(batch, &e.to_string()));
     }
-    let applied_at = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let applied_at = crate::now_millis();
     let mut outcomes = Vec::with_capacity(batch.len());
     for change in batch {
         match apply_one(conn, change, applied_at, isolation) {
