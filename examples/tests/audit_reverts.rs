@@ -4,21 +4,14 @@
 use std::sync::Arc;
 
 use examples::audit::{Evidence, Violation, audit};
+use inventory_core::conformance::{item, qty};
 use inventory_core::{
     Inventory, InventoryStore, RevertMode, SqliteConfig, SqliteStore, Support, SupportStore,
 };
-use protocol::{Change, ChangeId, ItemId, OwnerId, Quantity, UserId};
+use protocol::{Change, ChangeId, OwnerId, UserId};
 
 fn owner(name: &str) -> OwnerId {
     OwnerId::account(UserId::parse(name).unwrap())
-}
-
-fn item(name: &str) -> ItemId {
-    ItemId::parse(name).unwrap()
-}
-
-fn qty(n: u64) -> Quantity {
-    Quantity::new(n).unwrap()
 }
 
 /// The violations other than items without descriptors (this test's items

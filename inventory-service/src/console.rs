@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, body::Bytes};
-use protocol::{ErrorBody, ErrorCode, UserId};
+use protocol::{ErrorBody, UserId};
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeDir;
 
@@ -155,9 +155,7 @@ pub(crate) async fn session(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Session>, ApiError> {
     state.authorize(&headers, Permission::Support)?;
-    let body =
-        body.map_err(|rejection| ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
-    let request: SessionRequest = ApiError::decode_json(&body)?;
+    let request: SessionRequest = ApiError::decode_body(body)?;
     let token = state
         .client_tokens()
         .issue(&request.user, SESSION_TTL_SECS)?;

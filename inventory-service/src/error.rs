@@ -38,6 +38,16 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, "no route serves this path")
     }
 
+    /// Decodes a request body read within the size limit (a body past it is
+    /// `payload_too_large`), as [`decode_json`](Self::decode_json) does.
+    pub fn decode_body<T: DeserializeOwned>(
+        body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    ) -> Result<T, Self> {
+        let body =
+            body.map_err(|rejection| Self::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
+        Self::decode_json(&body)
+    }
+
     /// Decodes a JSON request body, telling a bad field apart from a body
     /// that is not the expected shape: a quantity that is not in
     /// `1..=MAX_QUANTITY` is `invalid_quantity`, an id that breaks its

@@ -131,9 +131,7 @@ fn order<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     state.authorize(headers, Permission::Apply)?;
     json_content(headers)?;
-    let body =
-        body.map_err(|rejection| ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
-    ApiError::decode_json(&body)
+    ApiError::decode_body(body)
 }
 
 /// 201 for a change applied now, 200 for a retry of one applied before.

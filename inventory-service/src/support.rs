@@ -196,9 +196,7 @@ pub(crate) async fn revert(
     state.authorize(&headers, Permission::Operate)?;
     let original = ChangeId::parse(&id)?;
     let options = query(options)?;
-    let body =
-        body.map_err(|rejection| ApiError::new(ErrorCode::PayloadTooLarge, rejection.body_text()))?;
-    let request: RevertRequest = ApiError::decode_json(&body)?;
+    let request: RevertRequest = ApiError::decode_body(body)?;
     let mode = if options.partial {
         RevertMode::Partial
     } else {
@@ -300,39 +298,16 @@ pub(crate) async fn record_operator_calls(
     response
 }
 
-/// A path segment with its `%XX` escapes decoded (ids are ASCII; an escape
-/// that does not decode is kept as written).
-fn percent_decoded(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap_or_else(|_| segment.to_owned())
-}
-
 /// The owner and the change or item a route's path names.
 fn parameters(pattern: &str, path: &str) -> (Option<String>, Option<String>) {
     let (mut owner, mut target) = (None, None);
     for (name, value) in pattern.split('/').zip(path.split('/')) {
-        let value = &percent_decoded(value);
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8_lossy()
+            .into_owned();
         match name {
-            "{owner}" => owner = Some(value.to_owned()),
-            "{id}" | "{item}" => target = Some(value.to_owned()),
+            "{owner}" => owner = Some(value),
+            "{id}" | "{item}" => target = Some(value),
             "{user}" => owner = owner.or_else(|| Some(format!("a:{value}"))),
             _ => {}
         }
