@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use proptest::prelude::*;
@@ -1071,8 +1072,20 @@ fn outbox_of(store: &dyn InventoryStore) -> &dyn Outbox {
 /// Reads the outbox from `after` to its end.
 async fn outbox_to_end(
     outbox: &dyn Outbox,
-    mut after: Option<crate::OutboxPosition>,
+    after: Option<crate::OutboxPosition>,
 ) -> Vec<OutboxEntry> {
+    outbox_until(outbox, after, |_| true).await
+}
+
+/// Reads the outbox from `after` to its end, and on until `done` holds of
+/// what it read (a change stream may surface a commit some milliseconds
+/// late on a loaded machine) or 10 s have passed.
+async fn outbox_until(
+    outbox: &dyn Outbox,
+    mut after: Option<crate::OutboxPosition>,
+    done: impl Fn(&[OutboxEntry]) -> bool,
+) -> Vec<OutboxEntry> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut all = Vec::new();
     loop {
         let page = outbox
@@ -1080,7 +1093,11 @@ async fn outbox_to_end(
             .await
             .expect("read the outbox");
         let Some(last) = page.last() else {
-            return all;
+            if done(&all) || tokio::time::Instant::now() > deadline {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         };
         after = Some(last.position.clone());
         all.extend(page);
@@ -1114,7 +1131,8 @@ pub async fn outbox_lists_each_applied_change_once_in_order(store: &dyn Inventor
     .validate()
     .expect("valid");
     expected.push(applied_event(store, &trade).await);
-    let listed: Vec<_> = outbox_to_end(outbox, start)
+    let last = expected[expected.len() - 1].clone();
+    let listed: Vec<_> = outbox_until(outbox, start, |read| read.iter().any(|e| e.event == last))
         .await
         .into_iter()
         .map(|e| e.event)
@@ -1132,7 +1150,7 @@ pub async fn outbox_mark_moves_the_start_forward_only(store: &dyn InventoryStore
     // Between the older mark and the newer one: listed again only if the
     // older mark moved the start back.
     let middle = applied_event(store, &grant(&a, "stone", 1)).await;
-    let all = outbox_to_end(outbox, None).await;
+    let all = outbox_until(outbox, None, |read| read.iter().any(|e| e.event == middle)).await;
     let first_position = all
         .iter()
         .find(|e| e.event == first)
@@ -1146,11 +1164,12 @@ pub async fn outbox_mark_moves_the_start_forward_only(store: &dyn InventoryStore
         .mark_published(&first_position)
         .await
         .expect("an older mark");
-    let from_mark: Vec<ChangeEvent> = outbox_to_end(outbox, None)
-        .await
-        .into_iter()
-        .map(|e| e.event)
-        .collect();
+    let from_mark: Vec<ChangeEvent> =
+        outbox_until(outbox, None, |read| read.iter().any(|e| e.event == second))
+            .await
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
     assert!(!from_mark.contains(&first), "{from_mark:?}");
     assert!(
         !from_mark.contains(&middle),

@@ -15,6 +15,12 @@
 //!   recent: [Binary(4, <uuid>), ...] } // the last 64 change ids, oldest first
 //! ```
 //!
+//! An owner past `stacks_per_document` stacks (64 by default) is split: its
+//! stacks move to item buckets (`{_id: "<owner>#<k>", u, o: <owner>, items}`)
+//! and the document keeps `v`, `recent` and the bucket count `b`; a change
+//! then updates the head and the buckets its items fall in, in its
+//! transaction. See `buckets.rs`. A standalone server never splits.
+//!
 //! `recent` holds exactly one entry per version, so an entry's version is its
 //! position: the last entry produced `v`, the one before it `v - 1`. A change
 //! undone by compensation keeps its slot, re-typed as a retraction (binary
@@ -41,7 +47,7 @@
 //! # Replica set: one transaction per change
 //!
 //! Every change, single-owner too, is one transaction: for each owner in
-//! ascending order one `findAndModify` (filter `{_id, u, recent: {$ne: <id>},
+//! ascending order one `findAndModify` (filter `{_id, u, b: {$exists: false}, recent: {$ne: <id>},
 //! items.<c>: {$gte: n} per consume, items.<g>: {$not: {$gt: MAX_BALANCE -
 //! n}} per grant}`, update `{$inc: {items.<x>: ±n, v: 1}, $push: {recent:
 //! {$each: [<id>], $slice: -64}}}`, post-image projected to `v` and the
@@ -61,6 +67,11 @@
 //!   change and its entry are durable together. A commit whose replies are
 //!   all lost answers `Unavailable`; the retry finds the entry and answers
 //!   `AlreadyApplied`.
+//! - On a split owner the owner's update is the head's (`{_id, u, b: <count>,
+//!   recent: {$ne: <id>}}`, `$inc v`, `$push recent`) plus one guarded
+//!   `findAndModify` per bucket the part touches; a count that changed since
+//!   this store last saw the owner misses on `b`, and the read that
+//!   diagnoses the miss teaches it the new count.
 //! - **Cost on a real `mongod`**: one transaction = the owners' updates and one
 //!   insert in WiredTiger's snapshot, made durable by the commit's single
 //!   journal flush (`j: true` / majority). Against the old single-owner path
@@ -145,14 +156,16 @@
 //! applied, refused with its code, or `unavailable` within 20 s (5.9 s at
 //! worst in practice), and the owners are the journal's replay afterwards.
 
+mod buckets;
 mod database;
 mod document;
 mod locks;
 mod outbox;
 mod support;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -164,19 +177,25 @@ use mongodb::event::command::CommandEvent;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, ClientSession, IndexModel};
 use protocol::{
-    ChangeEvent, ChangeId, ItemId, OperatorAction, OwnerId, OwnerSnapshot, UserId, ValidChange,
-    Version,
+    ChangeEvent, ChangeId, ItemId, Operation, OperatorAction, OwnerId, OwnerSnapshot, UserId,
+    ValidChange, Version,
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use self::buckets::{BUCKETS, MAX_BUCKETS};
+use self::buckets::{
+    DEFAULT_STACKS_PER_DOCUMENT, Layout, bucketed_updates, buckets_filter, buckets_holding,
+    layout_of, merge_items, split, stacks_in,
+};
 use self::database::{Database, Driver};
 #[cfg(feature = "test-util")]
 pub use self::database::{FaultInjector, FaultKind};
 use self::document::{
-    Diagnosis, ID, RECENT, Recorded, USER, VERSION, applied_entry, applied_only, applied_version,
-    diagnose, emptied_items, first_refusal, item_path, journal_entry, mark_applied, owner_record,
-    owner_update, pending_claim, pending_filter, post_image_version, read_journal_entry,
-    read_recorded, skeleton, snapshot, touched_projection, undo_update, zero_cleanup,
+    Diagnosis, ID, ITEMS, RECENT, Recorded, USER, VERSION, applied_entry, applied_only,
+    applied_version, diagnose, emptied_items, first_refusal, item_path, journal_entry,
+    mark_applied, owner_record, owner_update, pending_claim, pending_filter, post_image_version,
+    read_journal_entry, read_recorded, skeleton, snapshot, touched_projection, undo_update,
+    zero_cleanup,
 };
 use self::locks::OwnerLocks;
 use self::outbox::ChangeFeed;
@@ -194,6 +213,13 @@ const MAX_RACES: usize = 64;
 
 /// How many times a compensation waits for items it must take back.
 const UNDO_ATTEMPTS: u32 = 50;
+
+/// How many times a split that conflicted with a change is tried again.
+const SPLIT_ATTEMPTS: usize = 3;
+
+/// How many split owners a store remembers the layout of before it forgets
+/// them all (and learns each again from one missed update).
+const MAX_KNOWN_SPLITS: usize = 100_000;
 
 /// How many times a commit whose result is unknown is sent again.
 const COMMIT_ATTEMPTS: usize = 3;
@@ -217,6 +243,7 @@ pub struct MongoConfig {
     busy_timeout: Duration,
     operation_timeout: Duration,
     relay_lease: Duration,
+    stacks_per_document: usize,
     command_events: Option<EventHandler<CommandEvent>>,
 }
 
@@ -236,6 +263,7 @@ impl MongoConfig {
             busy_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(10),
             relay_lease: Duration::from_secs(3),
+            stacks_per_document: DEFAULT_STACKS_PER_DOCUMENT,
             command_events: None,
         }
     }
@@ -306,6 +334,14 @@ impl MongoConfig {
         self
     }
 
+    /// How many stacks an owner's document holds before the owner is split
+    /// into item buckets (default 64; see "Item buckets" in the module
+    /// docs). At least 1.
+    pub fn with_stacks_per_document(mut self, stacks: usize) -> Self {
+        self.stacks_per_document = stacks.max(1);
+        self
+    }
+
     /// Sees every command the driver sends (the driver's command monitoring),
     /// for tracing and for tests.
     pub fn with_command_events(mut self, handler: EventHandler<CommandEvent>) -> Self {
@@ -324,6 +360,8 @@ pub struct MongoStats {
     pub compensations: u64,
     /// Transactions tried again after a write conflict.
     pub conflicts: u64,
+    /// Owners split into item buckets (or re-split into more).
+    pub splits: u64,
 }
 
 /// The MongoDB [`InventoryStore`]. Cloning shares the connection pool.
@@ -345,7 +383,13 @@ struct Inner {
     committed: AtomicU64,
     compensated: AtomicU64,
     conflicts: AtomicU64,
+    splits: AtomicU64,
     support: SupportCollections,
+    per_document: usize,
+    /// The bucket count of every split owner this store has seen (owners
+    /// whose stacks are in their own document are not listed). A stale count
+    /// only costs a missed update, read and sent again.
+    split_owners: Mutex<HashMap<OwnerId, u32>>,
 }
 
 /// One owner's part of a change.
@@ -356,12 +400,20 @@ enum Part {
 
 /// How a transaction attempt ended, short of an error.
 enum Attempt {
-    /// Committed; the post-images in owner order.
-    Committed(Vec<Document>),
+    /// Committed; the post-images in owner order, each with its stacks
+    /// merged from the buckets it touched.
+    Committed(Vec<Post>),
     /// This owner's update matched nothing; aborted.
     NoMatch(OwnerId),
     /// The journal holds the change id already; aborted.
     Duplicate,
+}
+
+/// An owner's post-image after its part of a change.
+struct Post {
+    doc: Document,
+    /// A document it wrote now holds more stacks than the limit.
+    oversized: bool,
 }
 
 /// Why a transaction attempt failed.
@@ -533,7 +585,10 @@ impl MongoStore {
                 committed: AtomicU64::new(0),
                 compensated: AtomicU64::new(0),
                 conflicts: AtomicU64::new(0),
+                splits: AtomicU64::new(0),
                 support,
+                per_document: config.stacks_per_document,
+                split_owners: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -551,6 +606,7 @@ impl MongoStore {
             transactions: self.inner.committed.load(Ordering::Relaxed),
             compensations: self.inner.compensated.load(Ordering::Relaxed),
             conflicts: self.inner.conflicts.load(Ordering::Relaxed),
+            splits: self.inner.splits.load(Ordering::Relaxed),
         }
     }
 
@@ -613,7 +669,14 @@ impl MongoStore {
                 Ok(None) => {}
                 Err(e) => return Err(backend(e)),
             }
-            match diagnose(owner, change, self.read(owner, change).await?.as_ref())? {
+            let doc = self.read(owner, change).await?;
+            if let Layout::Buckets(_) = self.layout(owner) {
+                return Err(Error::Backend(format!(
+                    "{owner} is split into item buckets, which only a deployment with \
+                     transactions (a replica set) can update"
+                )));
+            }
+            match diagnose(owner, change, doc.as_ref())? {
                 Diagnosis::AlreadyApplied(version) => return Ok(Part::AlreadyApplied(version)),
                 Diagnosis::Refused(refusal) => return Err(refusal),
                 Diagnosis::Missing => self.create(owner).await?,
@@ -625,6 +688,52 @@ impl MongoStore {
         Err(lost_races(change))
     }
 
+    /// Where `owner`'s stacks live, as far as this store has seen.
+    fn layout(&self, owner: &OwnerId) -> Layout {
+        self.split_owners()
+            .get(owner)
+            .map_or(Layout::Head, |n| Layout::Buckets(*n))
+    }
+
+    fn split_owners(&self) -> std::sync::MutexGuard<'_, HashMap<OwnerId, u32>> {
+        self.inner
+            .split_owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers the layout an owner's document showed.
+    fn learn(&self, owner: &OwnerId, layout: Layout) {
+        let mut known = self.split_owners();
+        match layout {
+            Layout::Head => {
+                known.remove(owner);
+            }
+            Layout::Buckets(n) => {
+                if known.len() >= MAX_KNOWN_SPLITS && !known.contains_key(owner) {
+                    known.clear();
+                }
+                known.insert(owner.clone(), n);
+            }
+        }
+    }
+
+    /// Adds the stacks of a split owner's buckets to its document read
+    /// whole, so it reads as one.
+    async fn with_buckets(&self, owner: &OwnerId, head: &mut Document) -> Result<(), Error> {
+        if let Layout::Buckets(_) = layout_of(owner, head)? {
+            let buckets = self
+                .db()
+                .find(None, buckets_filter(owner), doc! { ITEMS: 1 })
+                .await
+                .map_err(backend)?;
+            for bucket in &buckets {
+                merge_items(head, bucket);
+            }
+        }
+        Ok(())
+    }
+
     /// Inserts the document of an owner never touched; a concurrent insert
     /// winning the race is just as good.
     async fn create(&self, owner: &OwnerId) -> Result<(), Error> {
@@ -634,24 +743,41 @@ impl MongoStore {
         }
     }
 
-    /// The owner's version, window and touched balances.
+    /// The owner's version, window and touched balances (from its buckets
+    /// if it is split); remembers its layout.
     async fn read(&self, owner: &OwnerId, change: &ValidChange) -> Result<Option<Document>, Error> {
-        self.db()
-            .find_one(
-                None,
-                doc! { ID: owner.to_string() },
-                touched_projection(owner, change),
-            )
+        let projection = touched_projection(owner, change);
+        let Some(mut head) = self
+            .db()
+            .find_one(None, doc! { ID: owner.to_string() }, projection.clone())
             .await
-            .map_err(backend)
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let layout = layout_of(owner, &head)?;
+        self.learn(owner, layout);
+        if let Layout::Buckets(n) = layout {
+            let items = change.ops_for(owner).map(Operation::item);
+            let buckets = self
+                .db()
+                .find(None, buckets_holding(owner, items, n), projection)
+                .await
+                .map_err(backend)?;
+            for bucket in &buckets {
+                merge_items(&mut head, bucket);
+            }
+        }
+        Ok(Some(head))
     }
 
     /// Removes stacks left at zero. A failure is only logged: the change is
     /// applied, loads hide zero stacks, and the next consume to zero retries.
     async fn clean_up<'a>(&self, owner: &OwnerId, items: impl Iterator<Item = &'a ItemId>) {
+        let layout = self.layout(owner);
         for item in items {
-            let (filter, update) = zero_cleanup(owner, item);
-            if let Err(e) = self.db().update_one(filter, update).await {
+            let (filter, update) = zero_cleanup(owner, item, layout);
+            if let Err(e) = self.db().update_one(None, filter, update).await {
                 tracing::warn!(%owner, %item, error = %e, "could not remove an empty stack");
             }
         }
@@ -670,9 +796,12 @@ impl MongoStore {
                     self.inner.committed.fetch_add(1, Ordering::Relaxed);
                     let mut versions = Vec::with_capacity(posts.len());
                     for (owner, post) in change.owners().zip(&posts) {
-                        versions.push((owner.clone(), post_image_version(owner, post)?));
-                        self.clean_up(owner, emptied_items(owner, change, post))
+                        versions.push((owner.clone(), post_image_version(owner, &post.doc)?));
+                        self.clean_up(owner, emptied_items(owner, change, &post.doc))
                             .await;
+                        if post.oversized {
+                            self.split_owner(owner).await;
+                        }
                     }
                     return Ok(outcome(true, change, &versions));
                 }
@@ -735,15 +864,10 @@ impl MongoStore {
         let mut posts = Vec::with_capacity(change.owners().len());
         let mut versions = Vec::with_capacity(change.owners().len());
         for owner in change.owners() {
-            let update = owner_update(owner, change);
-            let Some(post) = self
-                .db()
-                .find_one_and_update(Some(&mut *session), &update)
-                .await?
-            else {
+            let Some(post) = self.update_owner(session, owner, change).await? else {
                 return Ok(Attempt::NoMatch(owner.clone()));
             };
-            versions.push((owner.clone(), post_image_version(owner, &post)?));
+            versions.push((owner.clone(), post_image_version(owner, &post.doc)?));
             posts.push(post);
         }
         let entry = journal_entry(change, &versions, now_millis())?;
@@ -769,6 +893,138 @@ impl MongoStore {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// `owner`'s part of `change` inside the session's transaction, in the
+    /// layout this store knows: its document, or its head and the buckets
+    /// the part touches. `None` if an update matched nothing.
+    async fn update_owner(
+        &self,
+        session: &mut ClientSession,
+        owner: &OwnerId,
+        change: &ValidChange,
+    ) -> Result<Option<Post>, Abort> {
+        let limit = self.inner.per_document;
+        let Layout::Buckets(n) = self.layout(owner) else {
+            let post = self
+                .db()
+                .find_one_and_update(Some(&mut *session), &owner_update(owner, change))
+                .await?;
+            return Ok(post.map(|doc| Post {
+                oversized: stacks_in(&doc) > limit,
+                doc,
+            }));
+        };
+        let (head, parts) = bucketed_updates(owner, change, n);
+        let Some(mut doc) = self
+            .db()
+            .find_one_and_update(Some(&mut *session), &head)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut oversized = false;
+        for part in &parts {
+            let Some(bucket) = self
+                .db()
+                .find_one_and_update(Some(&mut *session), part)
+                .await?
+            else {
+                return Ok(None);
+            };
+            oversized |= stacks_in(&bucket) > limit;
+            merge_items(&mut doc, &bucket);
+        }
+        Ok(Some(Post {
+            doc,
+            oversized: oversized && n < MAX_BUCKETS,
+        }))
+    }
+
+    /// Splits `owner` into item buckets, or re-splits it into more, in one
+    /// transaction. A failure is only logged: the owner stays as it is,
+    /// correct, and the next change that grows it tries again.
+    async fn split_owner(&self, owner: &OwnerId) {
+        for _ in 0..SPLIT_ATTEMPTS {
+            let mut session = match self.db().client().start_session().await {
+                Ok(session) => session,
+                Err(e) => {
+                    tracing::warn!(%owner, error = %e, "could not split an owner");
+                    return;
+                }
+            };
+            let split = async {
+                session.start_transaction().await?;
+                self.split_in(&mut session, owner).await
+            }
+            .await;
+            if !matches!(split, Ok(true)) {
+                let _ =
+                    tokio::time::timeout(self.inner.operation_timeout, session.abort_transaction())
+                        .await;
+            }
+            match split {
+                Ok(_) => return,
+                Err(Abort::Transient(e)) => {
+                    tracing::debug!(%owner, error = %e, "split conflicted, again");
+                }
+                Err(Abort::Failed(e)) => {
+                    tracing::warn!(%owner, error = %e, "could not split an owner");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The split inside the session's transaction; whether it committed one.
+    async fn split_in(&self, session: &mut ClientSession, owner: &OwnerId) -> Result<bool, Abort> {
+        let Some(head) = self
+            .db()
+            .find_one(
+                Some(&mut *session),
+                doc! { ID: owner.to_string() },
+                doc! { VERSION: 1, BUCKETS: 1, ITEMS: 1 },
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let old = layout_of(owner, &head)?;
+        let buckets = match old {
+            Layout::Head => Vec::new(),
+            Layout::Buckets(_) => {
+                self.db()
+                    .find(
+                        Some(&mut *session),
+                        buckets_filter(owner),
+                        doc! { ITEMS: 1 },
+                    )
+                    .await?
+            }
+        };
+        let Some(plan) = split(owner, &head, &buckets, self.inner.per_document)? else {
+            self.learn(owner, old);
+            return Ok(false);
+        };
+        if self
+            .db()
+            .update_one(Some(&mut *session), plan.filter, plan.update)
+            .await?
+            == 0
+        {
+            return Ok(false);
+        }
+        if let Layout::Buckets(_) = old {
+            self.db()
+                .delete_many(&mut *session, buckets_filter(owner))
+                .await?;
+        }
+        self.db().insert_many(&mut *session, plan.buckets).await?;
+        self.db().commit(session).await?;
+        self.inner.splits.fetch_add(1, Ordering::Relaxed);
+        self.learn(owner, Layout::Buckets(plan.count));
+        tracing::info!(%owner, buckets = plan.count, "owner split into item buckets");
+        Ok(true)
     }
 
     /// The versions `change` produced, for each owner whose window still holds it.
@@ -947,7 +1203,7 @@ impl MongoStore {
         }
         let docs = self
             .db()
-            .find(doc! { ID: { "$in": ids } }, projection)
+            .find(None, doc! { ID: { "$in": ids } }, projection)
             .await
             .map_err(backend)?;
         let doc_of = |owner: &OwnerId| {
@@ -1005,7 +1261,7 @@ impl MongoStore {
         };
         let matched = self
             .db()
-            .update_one(undo.filter, undo.update)
+            .update_one(None, undo.filter, undo.update)
             .await
             .map_err(backend)?;
         if matched == 0 {
@@ -1049,7 +1305,10 @@ impl InventoryStore for MongoStore {
             .await
             .map_err(backend)?;
         match doc {
-            Some(doc) => snapshot(owner, &doc),
+            Some(mut doc) => {
+                self.with_buckets(owner, &mut doc).await?;
+                snapshot(owner, &doc)
+            }
             None => Ok(OwnerSnapshot::empty(owner.clone())),
         }
     }
@@ -1059,15 +1318,18 @@ impl InventoryStore for MongoStore {
         let docs = self
             .db()
             .find(
+                None,
                 doc! { USER: user.as_str(), VERSION: { "$gt": 0_i64 } },
                 doc! { RECENT: 0 },
             )
             .await
             .map_err(backend)?;
-        let mut snapshots = docs
-            .iter()
-            .map(|doc| snapshot(&document::owner_of(user, doc)?, doc))
-            .collect::<Result<Vec<_>, Error>>()?;
+        let mut snapshots = Vec::with_capacity(docs.len());
+        for mut doc in docs {
+            let owner = document::owner_of(user, &doc)?;
+            self.with_buckets(&owner, &mut doc).await?;
+            snapshots.push(snapshot(&owner, &doc)?);
+        }
         snapshots.sort_by(|a, b| a.owner.cmp(&b.owner));
         Ok(snapshots)
     }
@@ -1166,8 +1428,12 @@ impl StoreScan for MongoStore {
                 ID: { "$gt": last.get(ID).cloned().unwrap_or(Bson::Null) },
                 VERSION: { "$gt": 0_i64 },
             };
-            for doc in &docs {
-                visit(owner_record(doc)?);
+            for mut doc in docs {
+                if doc.contains_key(BUCKETS) {
+                    let record = owner_record(&doc)?;
+                    self.with_buckets(&record.owner, &mut doc).await?;
+                }
+                visit(owner_record(&doc)?);
             }
         }
     }

@@ -85,7 +85,50 @@ mod mongo_common {
             .await
             .expect("connect")
     }
+
+    /// How many stacks a document holds in the bucket cases: so few that
+    /// nearly every owner of a case is split, and split again.
+    pub const SPLIT_PAST: usize = 4;
+
+    /// A replica-set store that splits owners past [`SPLIT_PAST`] stacks, on
+    /// a collection of its own (the support cases page the operator log of
+    /// a collection, which the other replica-set suite writes too).
+    pub async fn replica_set_split() -> MongoStore {
+        MongoStore::connect(
+            config(testkit::mongodb_uri())
+                .with_collection("split_inventories")
+                .with_stacks_per_document(SPLIT_PAST),
+        )
+        .await
+        .expect("connect to the replica set")
+    }
+
+    /// A replica-set store that splits every owner of two stacks, through
+    /// `faults`.
+    pub async fn faulty_split(faults: FaultInjector) -> MongoStore {
+        MongoStore::connect_with_faults(
+            config(testkit::mongodb_uri()).with_stacks_per_document(1),
+            faults,
+        )
+        .await
+        .expect("connect")
+    }
 }
+
+#[cfg(feature = "mongodb")]
+mod mongo_buckets {
+    //! Every contract case on owners split into item buckets (a store that
+    //! splits past 4 stacks), and the split itself racing changes.
+    inventory_core::store_conformance_tests!(crate::mongo_common::replica_set_split().await);
+
+    mod support {
+        inventory_core::support_conformance_tests!(crate::mongo_common::replica_set_split().await);
+    }
+}
+
+#[cfg(feature = "mongodb")]
+#[path = "store/mongo_buckets.rs"]
+mod mongo_split;
 
 #[cfg(feature = "mongodb")]
 mod mongo_replica_set {
@@ -136,7 +179,7 @@ mod mongo_faults {
     };
     use protocol::{Change, ChangeId, CharacterId, OwnerId, ValidChange};
 
-    use crate::mongo_common::{faulty, replica_set, standalone};
+    use crate::mongo_common::{faulty, faulty_split, replica_set, standalone};
 
     struct Case {
         account: OwnerId,
@@ -186,14 +229,23 @@ mod mongo_faults {
     }
 
     async fn every_single_fault(uri: String, clean: MongoStore, kind: FaultKind) -> MongoStore {
+        every_single_fault_on(clean, kind, |faults| faulty(uri.clone(), faults)).await
+    }
+
+    async fn every_single_fault_on<F: Future<Output = MongoStore>>(
+        clean: MongoStore,
+        kind: FaultKind,
+        connect: impl Fn(FaultInjector) -> F,
+    ) -> MongoStore {
         let mut last = None;
         for n in 1.. {
             let case = case(&clean).await;
             let faults = FaultInjector::new().fail_nth(n, kind);
-            let store = faulty(uri.clone(), faults.clone()).await;
+            let store = connect(faults.clone()).await;
             let first = store.apply(&case.change).await;
             if faults.fired() == 0 {
                 assert!(matches!(first, Ok(ApplyOutcome::Applied(_))), "{first:?}");
+                last = Some(store);
                 break;
             }
             let after_fault = state(&clean, &case).await;
@@ -256,6 +308,18 @@ mod mongo_faults {
         .await;
         assert!(store.stats().transactions > 0);
         assert_eq!(store.stats().compensations, 0);
+    }
+
+    /// The change splits its hero (two stacks past a limit of one): a fault
+    /// at any operation of the change or of the split leaves the change
+    /// whole or absent, and its retry on the split owner applies it once;
+    /// without a fault, the split happens.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replica_set_split_survives_a_fault_at_any_operation() {
+        for kind in [FaultKind::ConnectionDropped, FaultKind::ReplyLost] {
+            let store = every_single_fault_on(replica_set().await, kind, faulty_split).await;
+            assert!(store.stats().splits > 0, "{kind:?}: {:?}", store.stats());
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,13 +38,29 @@ pub(crate) trait Database: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Option<Document>>;
 
     /// Every matching document, projected, sorted by `_id`.
-    async fn find(&self, filter: Document, projection: Document) -> Result<Vec<Document>>;
+    async fn find(
+        &self,
+        session: Option<&mut ClientSession>,
+        filter: Document,
+        projection: Document,
+    ) -> Result<Vec<Document>>;
 
     /// `updateOne`; how many documents matched.
-    async fn update_one(&self, filter: Document, update: Document) -> Result<u64>;
+    async fn update_one(
+        &self,
+        session: Option<&mut ClientSession>,
+        filter: Document,
+        update: Document,
+    ) -> Result<u64>;
 
     /// `insertOne`.
     async fn insert_one(&self, doc: Document) -> Result<()>;
+
+    /// `insertMany`, ordered.
+    async fn insert_many(&self, session: &mut ClientSession, docs: Vec<Document>) -> Result<()>;
+
+    /// `deleteMany`.
+    async fn delete_many(&self, session: &mut ClientSession, filter: Document) -> Result<()>;
 
     /// `insertOne` into the journal collection.
     async fn journal(&self, session: Option<&mut ClientSession>, entry: Document) -> Result<()>;
@@ -145,26 +161,42 @@ impl Database for Driver {
         .await
     }
 
-    async fn find(&self, filter: Document, projection: Document) -> Result<Vec<Document>> {
+    async fn find(
+        &self,
+        session: Option<&mut ClientSession>,
+        filter: Document,
+        projection: Document,
+    ) -> Result<Vec<Document>> {
+        let action = self
+            .collection
+            .find(filter)
+            .projection(projection)
+            .sort(mongodb::bson::doc! { "_id": 1 });
         self.bounded(async {
-            self.collection
-                .find(filter)
-                .projection(projection)
-                .sort(mongodb::bson::doc! { "_id": 1 })
-                .await?
-                .try_collect()
-                .await
+            match session {
+                Some(session) => {
+                    let mut cursor = action.session(&mut *session).await?;
+                    cursor.stream(session).try_collect().await
+                }
+                None => action.await?.try_collect().await,
+            }
         })
         .await
     }
 
-    async fn update_one(&self, filter: Document, update: Document) -> Result<u64> {
+    async fn update_one(
+        &self,
+        session: Option<&mut ClientSession>,
+        filter: Document,
+        update: Document,
+    ) -> Result<u64> {
+        let action = self.collection.update_one(filter, update);
         self.bounded(async {
-            Ok(self
-                .collection
-                .update_one(filter, update)
-                .await?
-                .matched_count)
+            let result = match session {
+                Some(session) => action.session(session).await?,
+                None => action.await?,
+            };
+            Ok(result.matched_count)
         })
         .await
     }
@@ -173,6 +205,28 @@ impl Database for Driver {
         self.bounded(self.collection.insert_one(doc).into_future())
             .await
             .map(drop)
+    }
+
+    async fn insert_many(&self, session: &mut ClientSession, docs: Vec<Document>) -> Result<()> {
+        self.bounded(
+            self.collection
+                .insert_many(docs)
+                .session(session)
+                .into_future(),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn delete_many(&self, session: &mut ClientSession, filter: Document) -> Result<()> {
+        self.bounded(
+            self.collection
+                .delete_many(filter)
+                .session(session)
+                .into_future(),
+        )
+        .await
+        .map(drop)
     }
 
     async fn journal(&self, session: Option<&mut ClientSession>, entry: Document) -> Result<()> {
@@ -358,16 +412,39 @@ mod faults {
                 .await
         }
 
-        async fn find(&self, filter: Document, projection: Document) -> Result<Vec<Document>> {
-            self.run(self.inner.find(filter, projection)).await
+        async fn find(
+            &self,
+            session: Option<&mut ClientSession>,
+            filter: Document,
+            projection: Document,
+        ) -> Result<Vec<Document>> {
+            self.run(self.inner.find(session, filter, projection)).await
         }
 
-        async fn update_one(&self, filter: Document, update: Document) -> Result<u64> {
-            self.run(self.inner.update_one(filter, update)).await
+        async fn update_one(
+            &self,
+            session: Option<&mut ClientSession>,
+            filter: Document,
+            update: Document,
+        ) -> Result<u64> {
+            self.run(self.inner.update_one(session, filter, update))
+                .await
         }
 
         async fn insert_one(&self, doc: Document) -> Result<()> {
             self.run(self.inner.insert_one(doc)).await
+        }
+
+        async fn insert_many(
+            &self,
+            session: &mut ClientSession,
+            docs: Vec<Document>,
+        ) -> Result<()> {
+            self.run(self.inner.insert_many(session, docs)).await
+        }
+
+        async fn delete_many(&self, session: &mut ClientSession, filter: Document) -> Result<()> {
+            self.run(self.inner.delete_many(session, filter)).await
         }
 
         async fn journal(

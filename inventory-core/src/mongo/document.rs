@@ -11,6 +11,7 @@ use protocol::{
     is_crafted_item_id,
 };
 
+use super::buckets::{BUCKETS, Layout, holder_filter};
 use crate::ledger::next_balance;
 use crate::{Error, JournalEntry, OwnerRecord};
 
@@ -98,7 +99,7 @@ const RETRACTED: BinarySubtype = BinarySubtype::UserDefined(0x80);
 
 /// The window as the `$slice` of a `$push`.
 #[allow(clippy::cast_possible_wrap)] // OWNER_WINDOW is 64.
-const WINDOW: i32 = -(OWNER_WINDOW as i32);
+pub(crate) const WINDOW: i32 = -(OWNER_WINDOW as i32);
 
 /// The `recent` entry recording that `id` was applied.
 pub(crate) fn applied_entry(id: ChangeId) -> Bson {
@@ -124,39 +125,82 @@ pub(crate) fn item_path(item: &ItemId) -> String {
 
 /// As an `Int64`: every quantity and balance is at most `MAX_BALANCE`.
 #[allow(clippy::cast_possible_wrap)]
-fn int(n: u64) -> i64 {
+pub(crate) fn int(n: u64) -> i64 {
     n as i64
 }
 
-/// The one atomic update that applies an owner's part of a change.
+/// One atomic update of an owner's document (or of one of its buckets) for
+/// its part of a change.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct OwnerUpdate {
-    /// `{_id, u, recent: {$ne: <change id>}, items.<consumed>: {$gte: n}, items.<granted>: {$not: {$gt: MAX - n}}}`.
+    /// `{_id, u, b: {$exists: false}, recent: {$ne: <change id>}, items.<consumed>: {$gte: n}, items.<granted>: {$not: {$gt: MAX - n}}}`.
     pub(crate) filter: Document,
     /// `{$inc: {items.<x>: ±n, v: 1}, $push: {recent: {$each: [<change id>], $slice: -64}}}`.
     pub(crate) update: Document,
-    /// The post-image fields the caller needs: the version and each consumed
-    /// balance (to spot a stack that reached zero).
+    /// The post-image fields the caller needs: the version, and every stack
+    /// (a part that grants) or each consumed balance (to spot a zero).
     pub(crate) projection: Document,
 }
 
-/// The update applying `owner`'s operations of `change`.
+/// The update applying `owner`'s operations of `change` to an owner whose
+/// stacks live in its own document (not split into buckets: the filter
+/// requires `b` to be absent, so an update computed before a split misses).
+/// A part that grants projects every stack, so the caller sees when the
+/// document outgrows its limit.
 pub(crate) fn owner_update(owner: &OwnerId, change: &ValidChange) -> OwnerUpdate {
-    let mut filter = doc! {
-        ID: owner.to_string(),
-        USER: owner.user().as_str(),
-        RECENT: { "$ne": applied_entry(change.id()) },
-    };
+    let Guarded {
+        filter,
+        mut inc,
+        mut projection,
+    } = guarded(
+        change.ops_for(owner),
+        doc! {
+            ID: owner.to_string(),
+            USER: owner.user().as_str(),
+            BUCKETS: { "$exists": false },
+            RECENT: { "$ne": applied_entry(change.id()) },
+        },
+    );
+    inc.insert(VERSION, 1_i64);
+    projection.insert(VERSION, 1);
+    OwnerUpdate {
+        filter,
+        update: doc! {
+            "$inc": inc,
+            "$push": { RECENT: { "$each": [applied_entry(change.id())], "$slice": WINDOW } },
+        },
+        projection,
+    }
+}
+
+/// The guarded part of an update, before the version and the window.
+pub(crate) struct Guarded {
+    /// The filter given, plus `items.<consumed>: {$gte: n}` and
+    /// `items.<granted>: {$not: {$gt: MAX - n}}`.
+    pub(crate) filter: Document,
+    /// `items.<x>: ±n`.
+    pub(crate) inc: Document,
+    /// Every stack if an operation grants (so the caller can count them),
+    /// else the consumed balances (to spot a stack at zero).
+    pub(crate) projection: Document,
+}
+
+/// The guards and increments of `ops`, added to `filter`.
+pub(crate) fn guarded<'a>(
+    ops: impl Iterator<Item = &'a Operation>,
+    mut filter: Document,
+) -> Guarded {
     let mut inc = Document::new();
-    let mut projection = doc! { ID: 0, VERSION: 1 };
-    for op in change.ops_for(owner) {
+    let mut consumed = Vec::new();
+    let mut grants = false;
+    for op in ops {
         let path = item_path(op.item());
         let qty = op.qty().get();
         match op {
             Operation::Consume { .. } => {
                 filter.insert(path.clone(), doc! { "$gte": int(qty) });
                 inc.insert(path.clone(), -int(qty));
-                projection.insert(path, 1);
+                consumed.push(path);
             }
             Operation::Grant { .. } => {
                 // `$not: {$gt}` also matches a missing field, where `$lte` would not.
@@ -165,17 +209,21 @@ pub(crate) fn owner_update(owner: &OwnerId, change: &ValidChange) -> OwnerUpdate
                     doc! { "$not": { "$gt": int(MAX_BALANCE - qty) } },
                 );
                 inc.insert(path, int(qty));
+                grants = true;
             }
         }
     }
-    inc.insert(VERSION, 1_i64);
-    let update = doc! {
-        "$inc": inc,
-        "$push": { RECENT: { "$each": [applied_entry(change.id())], "$slice": WINDOW } },
-    };
-    OwnerUpdate {
+    let mut projection = doc! { ID: 0 };
+    if grants {
+        projection.insert(ITEMS, 1);
+    } else {
+        for path in consumed {
+            projection.insert(path, 1);
+        }
+    }
+    Guarded {
         filter,
-        update,
+        inc,
         projection,
     }
 }
@@ -198,7 +246,7 @@ pub(crate) fn skeleton(owner: &OwnerId) -> Document {
 /// The projection a diagnosis or a compensation needs: version, window and the
 /// touched balances.
 pub(crate) fn touched_projection(owner: &OwnerId, change: &ValidChange) -> Document {
-    let mut projection = doc! { ID: 0, VERSION: 1, RECENT: 1 };
+    let mut projection = doc! { ID: 0, VERSION: 1, RECENT: 1, BUCKETS: 1 };
     for op in change.ops_for(owner) {
         projection.insert(item_path(op.item()), 1);
     }
@@ -225,13 +273,12 @@ pub(crate) fn emptied_items<'a>(
 
 /// Removes a zero stack, only if it is still zero: a concurrent grant that
 /// refilled it makes the filter miss. The version is untouched: the balance
-/// (absent = 0) did not change.
-pub(crate) fn zero_cleanup(owner: &OwnerId, item: &ItemId) -> (Document, Document) {
+/// (absent = 0) did not change. `layout` says which document holds it.
+pub(crate) fn zero_cleanup(owner: &OwnerId, item: &ItemId, layout: Layout) -> (Document, Document) {
     let path = item_path(item);
-    (
-        doc! { ID: owner.to_string(), USER: owner.user().as_str(), path.as_str(): 0_i64 },
-        doc! { "$unset": { path: "" } },
-    )
+    let mut filter = holder_filter(owner, item, layout);
+    filter.insert(path.as_str(), 0_i64);
+    (filter, doc! { "$unset": { path: "" } })
 }
 
 /// Why an owner update matched nothing, decided from the document read after it.
@@ -472,7 +519,7 @@ fn quantity(owner: &OwnerId, key: &str, value: &Bson) -> Result<u64, Error> {
     u64::try_from(n).map_err(|_| corrupt(owner, format!("item {key} holds a negative balance {n}")))
 }
 
-fn corrupt(owner: &OwnerId, detail: impl Into<String>) -> Error {
+pub(crate) fn corrupt(owner: &OwnerId, detail: impl Into<String>) -> Error {
     Error::Corrupt {
         owner: owner.clone(),
         detail: detail.into(),

@@ -45,6 +45,7 @@ fn the_update_carries_guards_increments_and_the_change_id() {
         doc! {
             "_id": "a:alice",
             "u": "alice",
+            "b": { "$exists": false },
             "recent": { "$ne": entry.clone() },
             "items.wood": { "$gte": 4_i64 },
             "items.plank": { "$not": { "$gt": 999_999_999_998_i64 } },
@@ -57,10 +58,7 @@ fn the_update_carries_guards_increments_and_the_change_id() {
             "$push": { "recent": { "$each": [entry], "$slice": -64 } },
         }
     );
-    assert_eq!(
-        update.projection,
-        doc! { "_id": 0, "v": 1, "items.wood": 1 }
-    );
+    assert_eq!(update.projection, doc! { "_id": 0, "items": 1, "v": 1 });
 }
 
 #[test]
@@ -217,7 +215,7 @@ fn listed_documents_must_name_an_owner_of_the_user() {
 
 #[test]
 fn zero_cleanup_only_matches_a_zero_stack_and_keeps_the_version() {
-    let (filter, update) = zero_cleanup(&alice(), &item("wood"));
+    let (filter, update) = zero_cleanup(&alice(), &item("wood"), Layout::Head);
     assert_eq!(
         filter,
         doc! { "_id": "a:alice", "u": "alice", "items.wood": 0_i64 }
