@@ -353,23 +353,39 @@ impl ClientTokens {
 
     /// The player a token names, if its signature, algorithm and expiry hold.
     pub fn verify(&self, token: &str) -> Result<protocol::UserId, ApiError> {
+        self.verify_session(token).map(|(user, _)| user)
+    }
+
+    /// The player a token names and how long from now a session may run on
+    /// it (until its `exp` plus the leeway). An expired token is refused
+    /// with [`ErrorCode::TokenExpired`].
+    pub fn verify_session(
+        &self,
+        token: &str,
+    ) -> Result<(protocol::UserId, std::time::Duration), ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                let reason = match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
-                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                        "the token's signature is not valid"
-                    }
-                    _ => "the token is not a valid session token",
-                };
-                ApiError::new(ErrorCode::Unauthorized, reason)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    ApiError::new(ErrorCode::TokenExpired, "the token has expired")
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "the token's signature is not valid",
+                ),
+                _ => ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "the token is not a valid session token",
+                ),
             })?;
-        protocol::UserId::parse(data.claims.sub).map_err(|_| {
+        let user = protocol::UserId::parse(data.claims.sub).map_err(|_| {
             ApiError::new(
                 ErrorCode::Unauthorized,
                 "the token's subject is not a valid user id",
             )
-        })
+        })?;
+        let until = data.claims.exp.saturating_add(self.validation.leeway);
+        let left = until.saturating_sub(jsonwebtoken::get_current_timestamp());
+        Ok((user, std::time::Duration::from_secs(left)))
     }
 
     /// A token for `user` expiring `ttl` from now (negative in the past, for

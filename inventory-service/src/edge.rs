@@ -202,6 +202,11 @@ struct Session {
     user: UserId,
     lease: Lease,
     queue: mpsc::Receiver<Arc<Outgoing>>,
+    /// When the token of the last accepted `Hello` expires (its `exp` plus
+    /// the leeway): the node closes the session then with
+    /// [`protocol::CLOSE_TOKEN_EXPIRED`], unless a `Hello` with a fresher
+    /// token moved it.
+    expires: Instant,
 }
 
 /// Why a connection ends.
@@ -275,10 +280,15 @@ impl Connection {
             } else {
                 (opened + self.config.hello_timeout).min(last_heard + self.config.idle_timeout)
             };
+            let expires = self.session.as_ref().map(|s| s.expires);
             tokio::select! {
                 biased;
                 () = until_draining(&mut shutdown) => {
                     return End::Close(close_code::AWAY, "the node is shutting down");
+                }
+                () = until(expires) => {
+                    self.state.metrics().client_errors.with_label_values(&[ErrorCode::TokenExpired.as_str()]).inc();
+                    return End::Close(protocol::CLOSE_TOKEN_EXPIRED, "the token has expired");
                 }
                 frame = socket.recv() => {
                     let now = Instant::now();
@@ -321,9 +331,12 @@ impl Connection {
                                 }
                                 Err(body) => {
                                     let fatal = matches!(body.code, ErrorCode::Unauthorized | ErrorCode::Forbidden);
+                                    let expired = body.code == ErrorCode::TokenExpired;
                                     self.state.metrics().client_errors.with_label_values(&[body.code.as_str()]).inc();
                                     let _ = self.send(socket, &Outgoing::new(ServerMessage::Error(body))).await;
-                                    return if fatal {
+                                    return if expired {
+                                        End::Close(protocol::CLOSE_TOKEN_EXPIRED, "the token has expired")
+                                    } else if fatal {
                                         End::Close(close_code::POLICY, "not authorized")
                                     } else {
                                         End::Close(close_code::AGAIN, "try again later")
@@ -379,11 +392,12 @@ impl Connection {
         token: &str,
         resume: Option<&std::collections::BTreeMap<protocol::OwnerId, protocol::Version>>,
     ) -> Result<Vec<Arc<Outgoing>>, ErrorBody> {
-        let user = self
+        let (user, left) = self
             .state
             .client_tokens()
-            .verify(token)
+            .verify_session(token)
             .map_err(|e| ErrorBody::new(e.code(), e.to_string()))?;
+        let expires = Instant::now() + left;
         if let Some(session) = &mut self.session {
             if session.user != user {
                 return Err(ErrorBody::new(
@@ -391,6 +405,7 @@ impl Connection {
                     "this connection belongs to another player",
                 ));
             }
+            session.expires = expires;
             let (initial, queue) = session.lease.hello(resume, self.config.send_queue);
             session.queue = queue;
             return Ok(initial);
@@ -399,7 +414,12 @@ impl Connection {
         // state would otherwise sit in every idle connection's future.
         let lease = Box::pin(self.state.feeds().attach(&user)).await?;
         let (initial, queue) = lease.hello(resume, self.config.send_queue);
-        self.session = Some(Session { user, lease, queue });
+        self.session = Some(Session {
+            user,
+            lease,
+            queue,
+            expires,
+        });
         Ok(initial)
     }
 
@@ -472,6 +492,14 @@ async fn until_draining(signal: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// The next queued message of the session; pending forever without one.
+/// Sleeps until `at`, or forever without one.
+async fn until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next(session: &mut Option<Session>) -> Option<Arc<Outgoing>> {
     match session {
         Some(session) => session.queue.recv().await,

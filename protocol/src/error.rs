@@ -95,6 +95,10 @@ error_codes! {
     ChangeConflict = ("change_conflict", 409, false),
     /// No or an invalid credential.
     Unauthorized = ("unauthorized", 401, false),
+    /// The session token has expired: ask the token provider for a fresh
+    /// one and try again (a session closed for it carries the close code
+    /// [`CLOSE_TOKEN_EXPIRED`](crate::CLOSE_TOKEN_EXPIRED)).
+    TokenExpired = ("token_expired", 401, false),
     /// A valid credential that does not allow this.
     Forbidden = ("forbidden", 403, false),
     /// Nothing exists under that id.
@@ -302,6 +306,7 @@ mod tests {
             (ErrorCode::Burned, false),
             (ErrorCode::NotFound, false),
             (ErrorCode::Unauthorized, false),
+            (ErrorCode::TokenExpired, false),
             (ErrorCode::Forbidden, false),
             (ErrorCode::PayloadTooLarge, false),
             (ErrorCode::BatchTooLarge, false),

@@ -51,8 +51,8 @@ pub use event::{ChangeEvent, DeltaOutcome, ItemDelta, OwnerDelta, OwnerSnapshot,
 pub use gameplay::{ChangeApplied, ChangeRecord, ChangeState, PlayerZones};
 pub use ids::{ChangeId, CharacterId, ID_MAX_LEN, ItemId, OwnerId, UserId, ZoneId};
 pub use message::{
-    ClientMessage, Encoding, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES, ServerMessage,
-    decode_client, decode_server, encode_client, encode_server,
+    CLOSE_TOKEN_EXPIRED, ClientMessage, Encoding, MAX_CLIENT_FRAME_BYTES, MAX_SERVER_FRAME_BYTES,
+    ServerMessage, decode_client, decode_server, encode_client, encode_server,
 };
 pub use support::{
     AuditLogPage, Blocked, Custody, CustodyStep, HistoryEntry, HistoryPage, MAX_PAGE,

@@ -71,6 +71,11 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = 4 * 1024;
 /// of a snapshot.
 pub const MAX_SERVER_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// The WebSocket close code with which a node ends a session whose token
+/// has expired (and answers a `Hello` with an expired token): the client
+/// gets a fresh token and reconnects at once, resuming from its versions.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
+
 /// A message from a game client to its zone node. Nothing here changes state.
 ///
 /// Its `Debug` form hides the token, so that logging a message leaks no

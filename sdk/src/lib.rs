@@ -86,6 +86,7 @@ mod error;
 mod fixtures;
 #[cfg(feature = "native")]
 mod native;
+mod session;
 mod state;
 mod view;
 
@@ -93,11 +94,14 @@ pub use descriptor_cache::{DescriptorCache, DescriptorState};
 pub use error::Error;
 #[cfg(feature = "native")]
 pub use native::{
-    ClientHandle, ConnectionState, DescriptorClient, DescriptorClientBuilder, InventoryClient,
-    InventoryClientBuilder, ListFilter, RawListPage,
+    ClientHandle, DescriptorClient, DescriptorClientBuilder, InventoryClient,
+    InventoryClientBuilder, ListFilter, RawListPage, TokenFuture,
 };
 #[cfg(feature = "game-server")]
 pub use native::{GameServerClient, GameServerClientBuilder};
 pub use protocol;
+pub use session::{
+    Action, ConnectionState, Millis, Session, SessionConfig, SessionEvent, SessionStats, SocketId,
+};
 pub use state::ClientState;
 pub use view::{InventoryView, ItemView, OwnerView, ViewChange};

@@ -120,7 +120,8 @@ async fn reconnects_and_resumes_after_the_node_drops_the_socket() {
         states
             .lock()
             .unwrap()
-            .contains(&ConnectionState::Reconnecting { attempt: 1 })
+            .iter()
+            .any(|s| matches!(s, ConnectionState::Reconnecting { attempt: 1, .. }))
     );
     assert_eq!(client.connection_state(), ConnectionState::Connected);
     client.close().await;
@@ -271,7 +272,8 @@ async fn callbacks_may_use_the_client_and_their_requests_are_queued() {
     })
     .await;
     node.push(delta("a:alice", 2, &[("wood", 1)]));
-    eventually("the reconnect", || node.connections() == 2).await;
+    // Every reconnect brings changes that ask for another: at least one.
+    eventually("the reconnect", || node.connections() >= 2).await;
     assert!(!views.lock().unwrap().is_empty());
     client.close().await;
 }

@@ -24,8 +24,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const SERVICE_TOKEN: &str = "test-service-token-0123";
 pub const JWT_SECRET: &[u8] = b"test-jwt-secret-0123456789";
 
+/// The tests' client tokens, without leeway: a token of a few seconds
+/// expires in a few seconds.
 pub fn tokens() -> ClientTokens {
-    ClientTokens::hs256(JWT_SECRET).unwrap()
+    ClientTokens::hs256(JWT_SECRET)
+        .unwrap()
+        .with_leeway(Duration::ZERO)
 }
 
 /// A zone node over `store` and `bus`, with the tests' service token and
@@ -260,10 +264,29 @@ impl Watched {
         descriptors: Option<&str>,
         encoding: Encoding,
     ) -> Self {
+        Self::connect_built(
+            InventoryClient::builder(url, token(user)).with_encoding(encoding),
+            descriptors,
+        )
+        .await
+    }
+
+    /// A client whose tokens come from `provider`.
+    pub async fn connect_provided<F, Fut>(url: &str, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, sdk::Error>> + Send + 'static,
+    {
+        Self::connect_built(InventoryClient::with_token_provider(url, provider), None).await
+    }
+
+    async fn connect_built(
+        builder: sdk::InventoryClientBuilder,
+        descriptors: Option<&str>,
+    ) -> Self {
         let changes = Arc::new(Mutex::new(Vec::new()));
         let log = changes.clone();
-        let mut builder = InventoryClient::builder(url, token(user))
-            .with_encoding(encoding)
+        let mut builder = builder
             .with_reconnect_delay(Duration::from_millis(50), Duration::from_millis(500))
             .on_change(move |change| log.lock().unwrap().push(change.clone()));
         if let Some(url) = descriptors {
@@ -370,6 +393,8 @@ pub fn descriptor(id: &ItemId) -> Descriptor {
 pub struct RawClient {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     encoding: Encoding,
+    /// The code of the node's close frame, once received.
+    pub close_code: Option<u16>,
 }
 
 impl RawClient {
@@ -392,7 +417,11 @@ impl RawClient {
                 .and_then(|v| v.to_str().ok()),
             Some(encoding.subprotocol())
         );
-        Self { ws, encoding }
+        Self {
+            ws,
+            encoding,
+            close_code: None,
+        }
     }
 
     pub async fn send_text(&mut self, text: &str) {
@@ -404,9 +433,18 @@ impl RawClient {
     }
 
     pub async fn hello(&mut self, token: &str) {
+        self.hello_resuming(token, None).await;
+    }
+
+    /// A `Hello` that resumes from `resume`.
+    pub async fn hello_resuming(
+        &mut self,
+        token: &str,
+        resume: Option<std::collections::BTreeMap<OwnerId, protocol::Version>>,
+    ) {
         let hello = protocol::ClientMessage::Hello {
             token: token.into(),
-            resume: None,
+            resume,
         };
         let frame = protocol::encode_client(self.encoding, &hello).unwrap();
         let message = match self.encoding {
@@ -425,7 +463,11 @@ impl RawClient {
             let bytes = match frame {
                 Some(Ok(Message::Text(text))) => text.as_bytes().to_vec(),
                 Some(Ok(Message::Binary(bytes))) => bytes.to_vec(),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => {
+                    self.close_code = frame.map(|f| u16::from(f.code));
+                    return None;
+                }
+                None | Some(Err(_)) => return None,
                 Some(Ok(_)) => continue,
             };
             return Some(protocol::decode_server(self.encoding, &bytes).unwrap());

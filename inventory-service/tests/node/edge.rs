@@ -128,12 +128,23 @@ async fn expired_forged_and_garbage_tokens_are_refused() {
         .unwrap()
         .issue(&alice, 3600)
         .unwrap();
-    for refused in [expired, forged, "not-a-jwt".to_string(), String::new()] {
+    for (refused, code) in [
+        (expired, ErrorCode::TokenExpired),
+        (forged, ErrorCode::Unauthorized),
+        ("not-a-jwt".to_string(), ErrorCode::Unauthorized),
+        (String::new(), ErrorCode::Unauthorized),
+    ] {
         let mut raw = RawClient::connect(&node).await;
         raw.hello(&refused).await;
         let messages = raw.until_closed().await;
         assert_eq!(messages.len(), 1, "{messages:?}");
-        assert_eq!(error_code(&messages[0]), Some(ErrorCode::Unauthorized));
+        assert_eq!(error_code(&messages[0]), Some(code));
+        let expected_close = if code == ErrorCode::TokenExpired {
+            protocol::CLOSE_TOKEN_EXPIRED
+        } else {
+            1008
+        };
+        assert_eq!(raw.close_code, Some(expected_close), "{code}");
     }
     // The SDK reports the refusal as a failed connect.
     let refused = sdk::InventoryClient::builder(node.ws_url(), "forged")

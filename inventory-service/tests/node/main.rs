@@ -14,3 +14,4 @@ mod loadgen;
 mod mongo_load;
 mod no_demo;
 mod support;
+mod tokens;

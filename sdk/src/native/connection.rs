@@ -1,51 +1,54 @@
-//! The native inventory client: one tokio task (the pump) owns the WebSocket
-//! and the [`ClientState`], applies every frame, fetches missing descriptors
-//! and runs the user's callbacks; it reconnects with exponential backoff and
-//! resumes from the versions it holds.
+//! The native driver of the SDK's [`Session`]: one tokio task (the pump)
+//! owns the WebSocket, feeds the session what happens (frames, closes,
+//! tokens, descriptor answers, the time) and does what it asks (open a
+//! socket, send, fetch descriptors, ask the token provider), then runs the
+//! user's callbacks. Reconnects, resume, pings, hydration and the token's
+//! lifecycle are the session's, shared with the browser driver.
 //!
-//! Callbacks run on the pump, one at a time, after the state lock is released:
-//! they may read the view, and what they ask of the client (reconnect, close)
-//! is queued and done after they return, never re-entrantly.
+//! Callbacks run on the pump, one at a time, after the session lock is
+//! released: they may read the view, and what they ask of the client
+//! (reconnect, close) is queued and done after they return, never
+//! re-entrantly.
 
+use std::future::Future;
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
-use protocol::{
-    BatchGetResponse, ClientMessage, Encoding, ErrorCode, ItemId, MAX_SERVER_FRAME_BYTES,
-    ServerMessage, UserId,
-};
+use protocol::{BatchGetResponse, Encoding, ItemId, MAX_SERVER_FRAME_BYTES, UserId};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::{ClientState, DescriptorClient, Error, InventoryView, ViewChange};
-
-/// Where the connection to the node stands.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-#[non_exhaustive]
-pub enum ConnectionState {
-    /// Opening the socket and saying hello.
-    Connecting,
-    /// Welcomed by the node; deltas flow.
-    Connected,
-    /// The connection was lost; waiting before the next attempt.
-    Reconnecting {
-        /// Attempts since the last successful session, from 1.
-        attempt: u32,
-    },
-    /// Closed for good: by the user, or refused by the node.
-    Closed,
-}
+use crate::{
+    Action, ConnectionState, DescriptorClient, Error, InventoryView, Millis, Session,
+    SessionConfig, SessionEvent, SocketId, ViewChange,
+};
 
 type ChangeCallback = Box<dyn FnMut(&ViewChange) + Send>;
 type ErrorCallback = Box<dyn FnMut(&Error) + Send>;
 type ConnectionCallback = Box<dyn FnMut(ConnectionState) + Send>;
+
+/// What a token provider returns: a fresh session token, or why there is
+/// none (the session retries later, and reconnects when the node closes the
+/// session for its expired token).
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, Error>> + Send>>;
+
+type TokenProvider = Arc<dyn Fn() -> TokenFuture + Send + Sync>;
+
+/// Where the client's session tokens come from.
+enum TokenSource {
+    Fixed(String),
+    Provider(TokenProvider),
+}
 
 /// Where an [`InventoryClient`] gets descriptors from.
 #[derive(Debug)]
@@ -59,14 +62,9 @@ enum DescriptorSource {
 #[must_use]
 pub struct InventoryClientBuilder {
     url: String,
-    token: String,
-    encoding: Encoding,
+    token: TokenSource,
+    config: SessionConfig,
     descriptors: DescriptorSource,
-    descriptor_capacity: NonZeroUsize,
-    connect_timeout: Duration,
-    reconnect_min_delay: Duration,
-    reconnect_max_delay: Duration,
-    ping_interval: Duration,
     on_change: Option<ChangeCallback>,
     on_error: Option<ErrorCallback>,
     on_connection: Option<ConnectionCallback>,
@@ -76,15 +74,32 @@ impl std::fmt::Debug for InventoryClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InventoryClientBuilder")
             .field("url", &self.url)
-            .field("encoding", &self.encoding)
+            .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
 impl InventoryClientBuilder {
+    fn new(url: String, token: TokenSource) -> Self {
+        let config = SessionConfig {
+            // Every client its own jitter, so that reconnects spread out.
+            jitter_seed: now() ^ u64::from(std::process::id()).rotate_left(32),
+            ..SessionConfig::default()
+        };
+        Self {
+            url,
+            token,
+            config,
+            descriptors: DescriptorSource::None,
+            on_change: None,
+            on_error: None,
+            on_connection: None,
+        }
+    }
+
     /// The wire encoding (default JSON), negotiated as a WebSocket subprotocol.
     pub fn with_encoding(mut self, encoding: Encoding) -> Self {
-        self.encoding = encoding;
+        self.config.encoding = encoding;
         self
     }
 
@@ -103,29 +118,29 @@ impl InventoryClientBuilder {
 
     /// How many descriptor answers the client keeps (default 4096).
     pub fn with_descriptor_capacity(mut self, capacity: NonZeroUsize) -> Self {
-        self.descriptor_capacity = capacity;
+        self.config.descriptor_capacity = capacity;
         self
     }
 
-    /// How long opening the socket and getting the node's welcome may take
+    /// How long opening the socket and receiving every inventory may take
     /// (default 10 s) before the attempt counts as failed.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.config.connect_timeout = timeout;
         self
     }
 
     /// The exponential delays between reconnect attempts (default 100 ms
     /// growing to 10 s, with jitter).
     pub fn with_reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
-        self.reconnect_min_delay = min;
-        self.reconnect_max_delay = max;
+        self.config.reconnect_min_delay = min;
+        self.config.reconnect_max_delay = max;
         self
     }
 
     /// How often the client pings the node (default 15 s); a connection with
     /// no frame for two intervals is considered dead and reconnected.
     pub fn with_ping_interval(mut self, interval: Duration) -> Self {
-        self.ping_interval = interval.max(Duration::from_millis(1));
+        self.config.ping_interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -148,9 +163,9 @@ impl InventoryClientBuilder {
         self
     }
 
-    /// Connects, says hello and waits for the node's welcome. Fails if the
-    /// first connection fails or the node refuses the token; afterwards the
-    /// client reconnects by itself.
+    /// Connects and resolves once every inventory of the player is held.
+    /// Fails if the first connection fails or the node refuses the token;
+    /// afterwards the client reconnects by itself, resuming.
     ///
     /// # Panics
     ///
@@ -166,32 +181,33 @@ impl InventoryClientBuilder {
                 })?;
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(self.encoding.subprotocol()),
+            HeaderValue::from_static(self.config.encoding.subprotocol()),
         );
         let descriptors = match self.descriptors {
             DescriptorSource::None => None,
             DescriptorSource::Url(url) => Some(DescriptorClient::new(url)?),
             DescriptorSource::Client(client) => Some(client),
         };
+        let mut config = self.config;
+        config.fetch_descriptors = descriptors.is_some();
+        let encoding = config.encoding;
+        let (session, provider) = match self.token {
+            TokenSource::Fixed(token) => (Session::new(config, token), None),
+            TokenSource::Provider(provider) => {
+                (Session::with_token_provider(config), Some(provider))
+            }
+        };
         let shared = Arc::new(Shared {
-            state: Mutex::new(ClientState::new(self.descriptor_capacity)),
-            connection: Mutex::new(ConnectionState::Connecting),
+            session: Mutex::new(session),
         });
         let (commands_tx, commands) = mpsc::unbounded_channel();
-        let (fetched_tx, fetched) = mpsc::unbounded_channel();
+        let (inputs_tx, inputs) = mpsc::unbounded_channel();
         let (ready_tx, ready) = oneshot::channel();
         let pump = Pump {
             request,
-            token: self.token,
-            encoding: self.encoding,
+            encoding,
             descriptors,
-            reconnect: ExponentialBuilder::default()
-                .with_min_delay(self.reconnect_min_delay)
-                .with_max_delay(self.reconnect_max_delay)
-                .with_jitter()
-                .without_max_times(),
-            ping_interval: self.ping_interval,
-            connect_timeout: self.connect_timeout,
+            provider,
             callbacks: Callbacks {
                 on_change: self.on_change,
                 on_error: self.on_error,
@@ -199,10 +215,10 @@ impl InventoryClientBuilder {
             },
             shared: shared.clone(),
             commands,
-            fetched_tx,
-            fetched,
+            inputs_tx,
+            inputs,
             ready: Some(ready_tx),
-            nonce: 0,
+            socket: None,
         };
         let task = tokio::spawn(pump.run());
         ready.await.map_err(|_| Error::Closed)??;
@@ -220,22 +236,14 @@ impl InventoryClientBuilder {
 /// What the pump shares with the handles.
 #[derive(Debug)]
 struct Shared {
-    state: Mutex<ClientState>,
-    connection: Mutex<ConnectionState>,
+    session: Mutex<Session>,
 }
 
 impl Shared {
-    fn state(&self) -> std::sync::MutexGuard<'_, ClientState> {
-        // The state is only mutated by plain functions that do not panic
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        // The session is only mutated by plain functions that do not panic
         // half-way; a poisoned lock still guards a consistent state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn connection(&self) -> ConnectionState {
-        *self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.session.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -259,22 +267,40 @@ pub struct InventoryClient {
 
 impl InventoryClient {
     /// A builder for a client of the node at `url` (`ws://` or `wss://`),
-    /// authenticating with `token`.
+    /// authenticating with the fixed `token` (the node closes the session
+    /// when it expires; see [`InventoryClient::with_token_provider`]).
     pub fn builder(url: impl Into<String>, token: impl Into<String>) -> InventoryClientBuilder {
-        InventoryClientBuilder {
-            url: url.into(),
-            token: token.into(),
-            encoding: Encoding::Json,
-            descriptors: DescriptorSource::None,
-            descriptor_capacity: ClientState::DEFAULT_DESCRIPTOR_CAPACITY,
-            connect_timeout: Duration::from_secs(10),
-            reconnect_min_delay: Duration::from_millis(100),
-            reconnect_max_delay: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(15),
-            on_change: None,
-            on_error: None,
-            on_connection: None,
-        }
+        InventoryClientBuilder::new(url.into(), TokenSource::Fixed(token.into()))
+    }
+
+    /// A builder for a client that gets its session tokens from `provider`
+    /// (an async closure, typically a call to the game's login service):
+    /// before connecting, before the current token expires, and whenever the
+    /// node refuses or closes the session because it expired. The session
+    /// survives every expiry without losing or repeating a delta.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sdk::Error> {
+    /// let client = sdk::InventoryClient::with_token_provider(
+    ///     "ws://127.0.0.1:7000/v1/ws",
+    ///     || async { Ok::<_, sdk::Error>("<a fresh jwt from the login service>".to_owned()) },
+    /// )
+    /// .connect()
+    /// .await?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_token_provider<F, Fut>(
+        url: impl Into<String>,
+        provider: F,
+    ) -> InventoryClientBuilder
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, Error>> + Send + 'static,
+    {
+        let provider: TokenProvider = Arc::new(move || Box::pin(provider()) as TokenFuture);
+        InventoryClientBuilder::new(url.into(), TokenSource::Provider(provider))
     }
 
     /// The merged view as of now.
@@ -293,6 +319,12 @@ impl InventoryClient {
     #[must_use]
     pub fn connection_state(&self) -> ConnectionState {
         self.handle.connection_state()
+    }
+
+    /// Counters of the session (sockets, snapshots, deltas, tokens).
+    #[must_use]
+    pub fn stats(&self) -> crate::SessionStats {
+        self.handle.shared.session().stats()
     }
 
     /// A handle for callbacks and other tasks; it does not keep the client
@@ -326,19 +358,19 @@ impl ClientHandle {
     /// The merged view as of now.
     #[must_use]
     pub fn view(&self) -> InventoryView {
-        self.shared.state().view()
+        self.shared.session().state().view()
     }
 
     /// The authenticated player.
     #[must_use]
     pub fn user(&self) -> Option<UserId> {
-        self.shared.state().user().cloned()
+        self.shared.session().state().user().cloned()
     }
 
     /// Where the connection stands.
     #[must_use]
     pub fn connection_state(&self) -> ConnectionState {
-        self.shared.connection()
+        self.shared.session().connection()
     }
 
     /// Queues a reconnect (see [`InventoryClient::reconnect`]).
@@ -364,281 +396,240 @@ struct Callbacks {
     on_connection: Option<ConnectionCallback>,
 }
 
-impl Callbacks {
-    fn changes(&mut self, changes: &[ViewChange]) {
-        if let Some(callback) = &mut self.on_change {
-            changes.iter().for_each(callback);
-        }
-    }
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-    fn error(&mut self, error: &Error) {
-        tracing::debug!(%error, "inventory client error");
-        if let Some(callback) = &mut self.on_error {
-            callback(error);
-        }
-    }
+/// What a task of the pump reports back.
+enum Input {
+    Opened(SocketId, Result<Box<Socket>, Error>),
+    Token(Result<String, Error>),
+    Fetched(Vec<ItemId>, Result<BatchGetResponse, Error>),
 }
 
-/// How one session ended.
-enum SessionEnd {
-    /// The user closed the client.
-    Closed,
-    /// The user asked for a new connection.
-    Reconnect,
-    /// The node refused the client for good (bad token).
-    Refused(Error),
-    /// The connection was lost or could not be made; `welcomed` says whether
-    /// the session got as far as the node's welcome.
-    Lost { error: Error, welcomed: bool },
+/// The open socket, split.
+struct Open {
+    id: SocketId,
+    sink: SplitSink<Socket, Message>,
+    stream: SplitStream<Socket>,
 }
 
-type Fetched = (Vec<ItemId>, Result<BatchGetResponse, Error>);
+/// What the socket delivered.
+enum Received {
+    Frame(Bytes),
+    Closed(Option<u16>, String),
+    Other,
+}
 
 struct Pump {
-    request: tokio_tungstenite::tungstenite::handshake::client::Request,
-    token: String,
+    request: Request,
     encoding: Encoding,
     descriptors: Option<DescriptorClient>,
-    reconnect: ExponentialBuilder,
-    ping_interval: Duration,
-    connect_timeout: Duration,
+    provider: Option<TokenProvider>,
     callbacks: Callbacks,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
-    fetched_tx: mpsc::UnboundedSender<Fetched>,
-    fetched: mpsc::UnboundedReceiver<Fetched>,
-    /// Answers `connect` once: the first welcome, or the first failure.
+    inputs_tx: mpsc::UnboundedSender<Input>,
+    inputs: mpsc::UnboundedReceiver<Input>,
+    /// Answers `connect` once.
     ready: Option<oneshot::Sender<Result<(), Error>>>,
-    nonce: u64,
+    socket: Option<Open>,
+}
+
+/// Milliseconds since the Unix epoch: the session's clock.
+fn now() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Pump {
     async fn run(mut self) {
-        let mut delays = self.reconnect.build();
-        let mut attempt = 0;
+        self.shared.session().connect(now());
         loop {
-            match self.session().await {
-                SessionEnd::Closed => break,
-                SessionEnd::Reconnect => {
-                    delays = self.reconnect.build();
-                    attempt = 0;
-                }
-                SessionEnd::Refused(error) => {
-                    self.callbacks.error(&error);
-                    if let Some(ready) = self.ready.take() {
-                        let _ = ready.send(Err(error));
-                    }
-                    break;
-                }
-                SessionEnd::Lost { error, welcomed } => {
-                    self.callbacks.error(&error);
-                    if let Some(ready) = self.ready.take() {
-                        let _ = ready.send(Err(error));
-                        break;
-                    }
-                    if welcomed {
-                        delays = self.reconnect.build();
-                        attempt = 0;
-                    }
-                    attempt += 1;
-                    self.set_connection(ConnectionState::Reconnecting { attempt });
-                    let delay = delays.next().unwrap_or(Duration::from_secs(10));
-                    if self.wait(delay).await.is_err() {
-                        break;
-                    }
-                }
+            self.perform().await;
+            if self.shared.session().connection() == ConnectionState::Closed {
+                break;
             }
-        }
-        self.set_connection(ConnectionState::Closed);
-    }
-
-    /// Sleeps before a reconnect, still answering commands and descriptor
-    /// fetches; `Err` when the client is closed meanwhile.
-    async fn wait(&mut self, delay: Duration) -> Result<(), ()> {
-        let until = Instant::now() + delay;
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => return Ok(()),
-                command = self.commands.recv() => match command {
-                    Some(Command::Reconnect) => return Ok(()),
-                    Some(Command::Close) | None => return Err(()),
-                },
-                Some(fetched) = self.fetched.recv() => self.apply_fetched(fetched),
-            }
-        }
-    }
-
-    fn set_connection(&mut self, state: ConnectionState) {
-        *self
-            .shared
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = state;
-        if let Some(callback) = &mut self.callbacks.on_connection {
-            callback(state);
-        }
-    }
-
-    async fn session(&mut self) -> SessionEnd {
-        let lost = |error: Error, welcomed: bool| SessionEnd::Lost { error, welcomed };
-        if self.shared.connection() != ConnectionState::Connecting {
-            self.set_connection(ConnectionState::Connecting);
-        }
-        let timed_out = || Error::transport(std::io::Error::from(std::io::ErrorKind::TimedOut));
-        let welcome_deadline = Instant::now() + self.connect_timeout;
-        let config = WebSocketConfig::default().max_message_size(Some(MAX_SERVER_FRAME_BYTES));
-        let connecting =
-            tokio_tungstenite::connect_async_with_config(self.request.clone(), Some(config), true);
-        let (socket, _) = match tokio::time::timeout_at(welcome_deadline, connecting).await {
-            Ok(Ok(connected)) => connected,
-            Ok(Err(error)) => return lost(Error::transport(error), false),
-            Err(_) => return lost(timed_out(), false),
-        };
-        let (mut sink, mut stream) = socket.split();
-        let hello = self.shared.state().hello(self.token.clone());
-        if let Err(error) = send(self.encoding, &mut sink, &hello).await {
-            return lost(error, false);
-        }
-        let mut welcomed = false;
-        let mut ping = tokio::time::interval(self.ping_interval);
-        ping.tick().await;
-        let mut last_frame = Instant::now();
-        loop {
-            tokio::select! {
-                frame = stream.next() => {
-                    let bytes = match frame {
-                        Some(Ok(Message::Text(text))) => Bytes::from(text),
-                        Some(Ok(Message::Binary(bytes))) => bytes,
-                        Some(Ok(Message::Close(_))) | None => {
-                            return lost(Error::transport(std::io::Error::from(std::io::ErrorKind::ConnectionReset)), welcomed);
-                        }
-                        Some(Ok(_)) => {
-                            last_frame = Instant::now();
-                            continue;
-                        }
-                        Some(Err(error)) => return lost(Error::transport(error), welcomed),
-                    };
-                    last_frame = Instant::now();
-                    let message = match protocol::decode_server(self.encoding, &bytes) {
-                        Ok(message) => message,
-                        Err(error) => {
-                            self.callbacks.error(&Error::Protocol(error));
-                            continue;
-                        }
-                    };
-                    if let ServerMessage::Error(body) = &message {
-                        let error = Error::Server(body.clone());
-                        if matches!(body.code, ErrorCode::Unauthorized | ErrorCode::Forbidden) {
-                            return SessionEnd::Refused(error);
-                        }
-                        self.callbacks.error(&error);
+            let timeout = self.shared.session().poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(at) => {
+                        tokio::time::sleep(Duration::from_millis(at.saturating_sub(now()))).await
                     }
-                    let is_welcome = matches!(message, ServerMessage::Welcome { .. });
-                    let changes = self.shared.state().handle(message);
-                    if is_welcome {
-                        welcomed = true;
-                        self.set_connection(ConnectionState::Connected);
-                        if let Some(ready) = self.ready.take() {
-                            let _ = ready.send(Ok(()));
-                        }
-                    }
-                    self.callbacks.changes(&changes);
-                    if let Err(error) = self.after_message(&mut sink).await {
-                        return lost(error, welcomed);
-                    }
+                    None => std::future::pending().await,
                 }
-                command = self.commands.recv() => match command {
-                    Some(Command::Reconnect) => {
-                        let _ = sink.close().await;
-                        return SessionEnd::Reconnect;
-                    }
-                    Some(Command::Close) | None => {
-                        let _ = sink.close().await;
-                        return SessionEnd::Closed;
-                    }
-                },
-                Some(fetched) = self.fetched.recv() => {
-                    self.apply_fetched(fetched);
-                    if let Err(error) = self.after_message(&mut sink).await {
-                        return lost(error, welcomed);
-                    }
-                }
-                () = tokio::time::sleep_until(welcome_deadline), if !welcomed => {
-                    return lost(timed_out(), false);
-                }
-                _ = ping.tick() => {
-                    if last_frame.elapsed() > 2 * self.ping_interval {
-                        return lost(timed_out(), welcomed);
-                    }
-                    self.nonce += 1;
-                    let ping = ClientMessage::Ping { nonce: self.nonce };
-                    if let Err(error) = send(self.encoding, &mut sink, &ping).await {
-                        return lost(error, welcomed);
-                    }
-                }
-            }
-        }
-    }
-
-    /// What follows every applied message: a resume request after a gap, and
-    /// descriptor fetches for items that appeared.
-    async fn after_message<S>(&mut self, sink: &mut S) -> Result<(), Error>
-    where
-        S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-    {
-        let (resume, wanted) = {
-            let mut state = self.shared.state();
-            let resume = state.take_resume_request();
-            let wanted = if self.descriptors.is_some() {
-                state.descriptors_to_fetch()
-            } else {
-                Vec::new()
             };
-            (resume, wanted)
-        };
-        if let Some(versions) = resume {
-            let hello = ClientMessage::Hello {
-                token: self.token.clone(),
-                resume: Some(versions),
-            };
-            send(self.encoding, sink, &hello).await?;
+            tokio::select! {
+                received = receive(self.socket.as_mut()) => {
+                    let Some(id) = self.socket.as_ref().map(|open| open.id) else { continue };
+                    let mut session = self.shared.session();
+                    match received {
+                        Received::Frame(bytes) => session.frame(now(), id, &bytes),
+                        Received::Closed(code, reason) => {
+                            drop(session);
+                            self.socket = None;
+                            self.shared.session().socket_closed(now(), id, code, &reason);
+                        }
+                        Received::Other => {}
+                    }
+                }
+                Some(input) = self.inputs.recv() => self.input(input),
+                command = self.commands.recv() => match command {
+                    Some(Command::Reconnect) => self.shared.session().reconnect(now()),
+                    Some(Command::Close) | None => self.shared.session().close(),
+                },
+                () = sleep => self.shared.session().handle_timeout(now()),
+            }
         }
-        if let (Some(client), false) = (&self.descriptors, wanted.is_empty()) {
-            let (client, done) = (client.clone(), self.fetched_tx.clone());
+        self.perform().await;
+    }
+
+    fn input(&mut self, input: Input) {
+        let mut session = self.shared.session();
+        match input {
+            Input::Opened(id, Ok(socket)) => {
+                let (sink, stream) = (*socket).split();
+                drop(session);
+                self.socket = Some(Open { id, sink, stream });
+                self.shared.session().socket_opened(now(), id);
+            }
+            Input::Opened(id, Err(error)) => {
+                session.socket_closed(now(), id, None, &error.to_string());
+            }
+            Input::Token(token) => session.token(now(), token),
+            Input::Fetched(ids, result) => session.descriptors(now(), &ids, result),
+        }
+    }
+
+    /// Does what the session asks, then tells the user what it says, until
+    /// it has nothing more.
+    async fn perform(&mut self) {
+        loop {
+            let (actions, events) = {
+                let mut session = self.shared.session();
+                let actions: Vec<Action> = std::iter::from_fn(|| session.poll_action()).collect();
+                let events: Vec<SessionEvent> =
+                    std::iter::from_fn(|| session.poll_event()).collect();
+                (actions, events)
+            };
+            if actions.is_empty() && events.is_empty() {
+                return;
+            }
+            for action in actions {
+                self.act(action).await;
+            }
+            for event in events {
+                self.tell(event);
+            }
+        }
+    }
+
+    async fn act(&mut self, action: Action) {
+        match action {
+            Action::Open(id) => {
+                self.close_socket();
+                let (request, inputs) = (self.request.clone(), self.inputs_tx.clone());
+                tokio::spawn(async move {
+                    let config =
+                        WebSocketConfig::default().max_message_size(Some(MAX_SERVER_FRAME_BYTES));
+                    let opened =
+                        tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                            .await
+                            .map(|(socket, _)| Box::new(socket))
+                            .map_err(Error::transport);
+                    // The pump is gone only when the client is closed.
+                    let _ = inputs.send(Input::Opened(id, opened));
+                });
+            }
+            Action::Send(frame) => {
+                let Some(open) = &mut self.socket else { return };
+                let message = if self.encoding.is_text() {
+                    // The text encoding (JSON) produces UTF-8.
+                    Message::text(String::from_utf8_lossy(&frame).into_owned())
+                } else {
+                    Message::binary(frame)
+                };
+                if let Err(error) = open.sink.send(message).await {
+                    let id = open.id;
+                    self.socket = None;
+                    self.shared
+                        .session()
+                        .socket_closed(now(), id, None, &error.to_string());
+                }
+            }
+            Action::CloseSocket => self.close_socket(),
+            Action::RefreshToken => {
+                let Some(provider) = &self.provider else {
+                    return;
+                };
+                let (token, inputs) = (provider(), self.inputs_tx.clone());
+                tokio::spawn(async move {
+                    let _ = inputs.send(Input::Token(token.await));
+                });
+            }
+            Action::FetchDescriptors(ids) => {
+                let Some(client) = &self.descriptors else {
+                    return;
+                };
+                let (client, inputs) = (client.clone(), self.inputs_tx.clone());
+                tokio::spawn(async move {
+                    let result = client.get_many(ids.iter().cloned()).await;
+                    let _ = inputs.send(Input::Fetched(ids, result));
+                });
+            }
+        }
+    }
+
+    /// Closes the socket in the background (the closing handshake must not
+    /// hold up the pump).
+    fn close_socket(&mut self) {
+        if let Some(mut open) = self.socket.take() {
             tokio::spawn(async move {
-                let result = client.get_many(wanted.iter().cloned()).await;
-                // The pump is gone only when the client is closed.
-                let _ = done.send((wanted, result));
+                let _ = tokio::time::timeout(Duration::from_secs(1), open.sink.close()).await;
             });
         }
-        Ok(())
     }
 
-    fn apply_fetched(&mut self, (ids, result): Fetched) {
-        let changes = match result {
-            Ok(response) => self.shared.state().apply_descriptors(&response),
-            Err(error) => {
-                self.shared.state().descriptor_fetch_failed(&ids);
-                self.callbacks.error(&error);
-                Vec::new()
+    fn tell(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Changes(changes) => {
+                if let Some(callback) = &mut self.callbacks.on_change {
+                    changes.iter().for_each(callback);
+                }
             }
-        };
-        self.callbacks.changes(&changes);
+            SessionEvent::Connection(state) => {
+                if let Some(callback) = &mut self.callbacks.on_connection {
+                    callback(state);
+                }
+            }
+            SessionEvent::Error(error) => {
+                tracing::debug!(%error, "inventory client error");
+                if let Some(callback) = &mut self.callbacks.on_error {
+                    callback(&error);
+                }
+            }
+            SessionEvent::Ready(result) => {
+                if let Some(ready) = self.ready.take() {
+                    let _ = ready.send(result);
+                }
+            }
+        }
     }
 }
 
-/// Encodes and sends one message in the negotiated encoding's frame type.
-async fn send<S>(encoding: Encoding, sink: &mut S, message: &ClientMessage) -> Result<(), Error>
-where
-    S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    let frame = protocol::encode_client(encoding, message)?;
-    let message = if encoding.is_text() {
-        let text = String::from_utf8(frame)
-            .map_err(|e| Error::Protocol(protocol::Error::Encoding(e.to_string())))?;
-        Message::text(text)
-    } else {
-        Message::binary(frame)
+/// The next thing the open socket delivers; never, without one.
+async fn receive(socket: Option<&mut Open>) -> Received {
+    let Some(open) = socket else {
+        return std::future::pending().await;
     };
-    sink.send(message).await.map_err(Error::transport)
+    match open.stream.next().await {
+        Some(Ok(Message::Text(text))) => Received::Frame(Bytes::from(text)),
+        Some(Ok(Message::Binary(bytes))) => Received::Frame(bytes),
+        Some(Ok(Message::Close(frame))) => Received::Closed(
+            frame.as_ref().map(|f| u16::from(f.code)),
+            frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+        ),
+        None => Received::Closed(None, "the connection ended".to_owned()),
+        Some(Err(error)) => Received::Closed(None, error.to_string()),
+        Some(Ok(_)) => Received::Other,
+    }
 }

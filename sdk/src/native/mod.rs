@@ -8,7 +8,7 @@ mod descriptor_client;
 mod game_server;
 mod http;
 
-pub use connection::{ClientHandle, ConnectionState, InventoryClient, InventoryClientBuilder};
+pub use connection::{ClientHandle, InventoryClient, InventoryClientBuilder, TokenFuture};
 pub use descriptor_client::{DescriptorClient, DescriptorClientBuilder, ListFilter, RawListPage};
 #[cfg(feature = "game-server")]
 pub use game_server::{GameServerClient, GameServerClientBuilder};

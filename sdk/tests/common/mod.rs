@@ -151,7 +151,7 @@ async fn converse(mut socket: WebSocket, inner: &NodeInner) {
                         }
                         let mut replies = vec![ServerMessage::Welcome {
                             user: user(),
-                            owners: vec![owner("a:alice"), owner("c:alice:hero")],
+                            owners: vec![owner("a:alice")],
                         }];
                         replies.extend((inner.script)(&resume));
                         replies
