@@ -7,7 +7,7 @@
 //
 // Query parameters (optional): `ws` (the node's WebSocket URL, default
 // ws(s)://<this host>/v1/ws), `descriptors` (the descriptor service's base
-// URL, default this origin).
+// URL, default "same-origin").
 
 import init, { InventoryClient, version } from "./pkg/sdk_wasm.js";
 
@@ -15,7 +15,7 @@ await init();
 
 const params = new URLSearchParams(location.search);
 const wsUrl = params.get("ws") ?? `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
-const descriptorUrl = params.get("descriptors") ?? "";
+const descriptorUrl = params.get("descriptors") ?? "same-origin";
 
 const main = document.getElementById("inventory");
 const connection = document.getElementById("connection");
@@ -54,7 +54,7 @@ function stats(descriptor) {
   const parts = Object.entries(descriptor.attributes ?? {})
     .filter(([key]) => key !== "rarity" && key !== "quality")
     .map(([key, value]) => `${key.replaceAll("_", " ")} ${value}`);
-  if (descriptor.kind === "crafted" && descriptor.crafted_by) parts.push(`crafted by ${descriptor.crafted_by}`);
+  if (descriptor.kind === "crafted" && descriptor.craftedBy) parts.push(`crafted by ${descriptor.craftedBy}`);
   return parts.join(" · ");
 }
 
@@ -185,18 +185,25 @@ async function login(name) {
   const { token, player: who } = await post("/demo/login", { player: name });
   player = who;
   document.getElementById("who").textContent = `playing as ${who}`;
-  client = new InventoryClient(wsUrl, token, { descriptorUrl });
+  // The demo's tokens are short-lived: the SDK asks for a fresh one before
+  // each expires (and when the node closes the session for an expired one).
+  let first = token;
+  const tokens = async () => {
+    if (first !== null) {
+      const fresh = first;
+      first = null;
+      return fresh;
+    }
+    return (await post("/demo/login", { player: who })).token;
+  };
+  client = new InventoryClient(wsUrl, tokens, { descriptorUrl });
   client.onConnection(showConnection);
   let live = false;
   client.onChange((changes) => {
     render(new Set(changes.map((change) => `${change.owner}/${change.item}`)));
     if (live) noteChanges(changes);
   });
-  client.onError((error) => {
-    console.warn("inventory:", error.code, error.message);
-    // A demo token is short-lived: log in again when the node refuses it.
-    if (error.code === "unauthorized" && player === who) setTimeout(() => login(who).catch(showLoginError), 1000);
-  });
+  client.onError((error) => console.warn("inventory:", error.code, error.message));
   await client.connect();
   live = true;
   render();

@@ -65,7 +65,7 @@ $("search-form").addEventListener("submit", async (event) => {
   $("inventories").replaceChildren();
   try {
     const { token: session } = await api("POST", "/v1/console/sessions", { user });
-    client = new InventoryClient(wsUrl, session, { descriptorUrl: "" });
+    client = new InventoryClient(wsUrl, session, { descriptorUrl: "same-origin" });
     client.onConnection((state) => ($("connection").textContent = `live: ${state.state}`));
     client.onChange(() => renderInventories());
     await client.connect();

@@ -8,7 +8,11 @@
 //   GET  /test/hellos?user=u                   the Hellos received (resume versions)
 //   GET  /test/batches                         the descriptor batches received
 //
-// Any token is a user id, except `bad` (refused with `unauthorized`).
+// Any token is a user id, except `bad` (refused with `unauthorized`) and a
+// JWT-shaped `<header>.<payload>.<sig>` whose payload is `{sub, exp}`: its
+// user is `sub`, and like a real node the stub refuses it once expired
+// (`token_expired`, close code 4001) and closes its session at `exp` unless a
+// later Hello brings a fresher token.
 // Each user has `a:<user>` {wood: 10} and `c:<user>:hero` {<user>-sword: 1},
 // both at version 1. Descriptor ids starting `missing-` are missing, `burned-`
 // burned; others get a catalog descriptor named "The <id>".
@@ -41,13 +45,32 @@ function snapshot(owner, state) {
   return { owner, version: state.version, items: Object.fromEntries(state.items) };
 }
 
+/** The user a token names, and when it expires (ms, or null for never). */
+function identify(token) {
+  const parts = token.split(".");
+  if (parts.length !== 3) return { user: token, expiresAt: null };
+  const claims = JSON.parse(Buffer.from(parts[1], "base64url").toString());
+  return { user: claims.sub, expiresAt: claims.exp * 1000 };
+}
+
+const CLOSE_TOKEN_EXPIRED = 4001;
+
 function hello(ws, message) {
   if (message.token === "bad") {
     ws.send(JSON.stringify({ type: "error", code: "unauthorized", message: "bad token" }));
     ws.close(4401, "unauthorized");
     return;
   }
-  const user = message.token;
+  const { user, expiresAt } = identify(message.token);
+  if (expiresAt !== null && expiresAt <= Date.now()) {
+    ws.send(JSON.stringify({ type: "error", code: "token_expired", message: "the token has expired" }));
+    ws.close(CLOSE_TOKEN_EXPIRED, "the token has expired");
+    return;
+  }
+  clearTimeout(ws.expiry);
+  if (expiresAt !== null) {
+    ws.expiry = setTimeout(() => ws.close(CLOSE_TOKEN_EXPIRED, "the token has expired"), expiresAt - Date.now());
+  }
   const state = userState(user);
   state.hellos.push(message.resume ?? null);
   state.sockets.add(ws);
@@ -160,7 +183,10 @@ server.on("upgrade", (req, socket, head) => {
       if (message.type === "hello") hello(ws, message);
       else if (message.type === "ping") ws.send(JSON.stringify({ type: "pong", nonce: message.nonce }));
     });
-    ws.on("close", () => ws.user && userState(ws.user).sockets.delete(ws));
+    ws.on("close", () => {
+      clearTimeout(ws.expiry);
+      if (ws.user) userState(ws.user).sockets.delete(ws);
+    });
   });
 });
 

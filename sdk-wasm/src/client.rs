@@ -4,24 +4,29 @@
 
 use std::cell::RefCell;
 use std::num::NonZeroUsize;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
 
 use js_sys::{Function, Promise};
 use protocol::{Encoding, OwnerId};
+use sdk::SessionConfig;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::Error;
-use crate::connection::{Config, Driver, Event, Shared, with_driver};
+use crate::connection::{Config, Driver, Event, Shared, TokenSource, with_driver};
 use crate::error::{option_to_js, to_js};
+use crate::fetch::{DescriptorSource, batch_endpoint};
 use crate::js_view;
 
 /// The constructor's options (`InventoryClientOptions` in TypeScript).
 #[derive(Deserialize, Default, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Options {
-    descriptor_url: Option<String>,
+    /// `"same-origin"`, a URL, or `null` (no descriptors); absent is
+    /// reported at `connect()`.
+    descriptor_url: Option<serde_json::Value>,
+    descriptor_token: Option<String>,
     encoding: Option<String>,
     descriptor_capacity: Option<usize>,
     connect_timeout_ms: Option<u32>,
@@ -32,38 +37,68 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    pub(crate) fn into_config(self, url: String, token: String) -> Result<Config, Error> {
-        let mut config = Config::new(url, token);
-        if let Some(base) = &self.descriptor_url {
-            config = config.with_descriptor_url(base);
-        }
+    pub(crate) fn into_config(self, url: String, token: TokenSource) -> Result<Config, Error> {
+        let mut session = SessionConfig::default();
+        let descriptors = match self.descriptor_url {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(base)) if !base.is_empty() => Some(DescriptorSource {
+                endpoint: batch_endpoint(&base),
+                token: self.descriptor_token,
+            }),
+            Some(other) => {
+                return Err(Error::InvalidOption(format!(
+                    "descriptorUrl must be \"same-origin\", a URL, or null, not {other}"
+                )));
+            }
+        };
+        session.fetch_descriptors = descriptors.is_some();
         if let Some(encoding) = &self.encoding {
-            config.encoding = encoding_named(encoding)?;
+            session.encoding = encoding_named(encoding)?;
         }
         if let Some(capacity) = self.descriptor_capacity {
-            config.descriptor_capacity = NonZeroUsize::new(capacity).ok_or_else(|| {
+            session.descriptor_capacity = NonZeroUsize::new(capacity).ok_or_else(|| {
                 Error::InvalidOption("descriptorCapacity must be positive".into())
             })?;
         }
         let ms = |value: u32| Duration::from_millis(value.into());
-        config.connect_timeout_ms = self.connect_timeout_ms.unwrap_or(config.connect_timeout_ms);
-        config.reconnect_min_delay = self
+        session.connect_timeout = self.connect_timeout_ms.map_or(session.connect_timeout, ms);
+        session.reconnect_min_delay = self
             .reconnect_min_delay_ms
-            .map_or(config.reconnect_min_delay, ms);
-        config.reconnect_max_delay = self
+            .map_or(session.reconnect_min_delay, ms);
+        session.reconnect_max_delay = self
             .reconnect_max_delay_ms
-            .map_or(config.reconnect_max_delay, ms);
-        if config.reconnect_max_delay < config.reconnect_min_delay {
+            .map_or(session.reconnect_max_delay, ms);
+        if session.reconnect_max_delay < session.reconnect_min_delay {
             return Err(Error::InvalidOption(
                 "reconnectMaxDelayMs must be at least reconnectMinDelayMs".into(),
             ));
         }
-        config.ping_interval_ms = self
+        session.ping_interval = self
             .ping_interval_ms
-            .unwrap_or(config.ping_interval_ms)
-            .max(1);
-        config.batch_window_ms = self.batch_window_ms.unwrap_or(config.batch_window_ms);
-        Ok(config)
+            .map_or(session.ping_interval, |v| ms(v.max(1)));
+        session.batch_window = self.batch_window_ms.map_or(session.batch_window, ms);
+        // Every browser would otherwise draw the same jitter, which is the
+        // thundering herd jitter exists to avoid.
+        session.jitter_seed = (js_random() * (1u64 << 53) as f64) as u64;
+        Ok(Config {
+            url,
+            token,
+            session,
+            descriptors,
+        })
+    }
+}
+
+/// A random number in `[0, 1)`: `Math.random` in wasm, a fixed one in
+/// native unit tests.
+fn js_random() -> f64 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        js_sys::Math::random()
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        0.5
     }
 }
 
@@ -163,10 +198,12 @@ pub(crate) fn dispatch(shared: &Shared, events: Vec<Event>) {
 #[derive(Debug)]
 pub struct InventoryClient {
     shared: Shared,
+    /// `descriptorUrl` was left out: said once, at `connect()`.
+    descriptors_unset: bool,
 }
 
 impl InventoryClient {
-    fn run(&self, work: impl FnOnce(&mut Driver, &Weak<RefCell<Driver>>)) {
+    fn run(&self, work: impl FnOnce(&mut Driver, sdk::Millis)) {
         let events = with_driver(&Rc::downgrade(&self.shared), work);
         dispatch(&self.shared, events);
     }
@@ -195,16 +232,27 @@ impl InventoryClient {
 #[wasm_bindgen]
 impl InventoryClient {
     /// A client of the node at `url` (`ws://…/v1/ws`, `wss://…`, or a URL
-    /// relative to the page), authenticating with `token`. Nothing happens
-    /// until `connect()`.
+    /// relative to the page), authenticating with `token`: a fixed token, or
+    /// a provider `() => Promise<string>` asked before connecting, before
+    /// each token expires and whenever the node closes the session for an
+    /// expired one. Nothing happens until `connect()`.
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: String,
-        token: String,
+        #[wasm_bindgen(unchecked_param_type = "string | (() => Promise<string>)")] token: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "InventoryClientOptions")] options: Option<
             js_sys::Object,
         >,
     ) -> Result<InventoryClient, JsValue> {
+        let token = match (token.as_string(), token.dyn_into::<Function>()) {
+            (Some(token), _) => TokenSource::Fixed(token),
+            (None, Ok(provider)) => TokenSource::Provider(provider),
+            (None, Err(_)) => {
+                return Err(option_to_js(&Error::InvalidOption(
+                    "token must be a string or a function returning a promise of one".into(),
+                )));
+            }
+        };
         let options: Options = match options {
             Some(options) => {
                 let json = js_sys::JSON::stringify(&options)
@@ -214,17 +262,18 @@ impl InventoryClient {
             }
             None => Options::default(),
         };
+        let descriptors_unset = options.descriptor_url.is_none();
         let config = options
             .into_config(url, token)
             .map_err(|e| option_to_js(&e))?;
         Ok(Self {
             shared: Rc::new(RefCell::new(Driver::new(config))),
+            descriptors_unset,
         })
     }
 
-    /// Connects, says hello and resolves once the node has welcomed the
-    /// client and every inventory of the session has arrived (they are then
-    /// in `items()`). Rejects with an
+    /// Connects and resolves once every inventory of the player is held
+    /// (they are then in `items()` and `getSnapshot()`). Rejects with an
     /// `InventoryError` if the first connection fails or the token is
     /// refused; afterwards the client reconnects and resumes by itself.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
@@ -236,15 +285,41 @@ impl InventoryClient {
                 .pending
                 .push((resolve, reject));
         });
-        self.run(|driver, me| driver.connect(me));
+        if self.descriptors_unset {
+            let unset = sdk::Error::Server(protocol::ErrorBody::new(
+                protocol::ErrorCode::MalformedRequest,
+                "no descriptorUrl was given, so descriptors are not fetched and items stay \
+                 \"loading\"; pass \"same-origin\", the descriptor service's URL, or null",
+            ));
+            dispatch(&self.shared, vec![Event::Error(unset)]);
+        }
+        self.run(|driver, now| driver.session_mut().connect(now));
         promise
     }
 
-    /// Every inventory of the player, account first, then characters.
+    /// Every inventory of the player, account first, then characters, as
+    /// new objects (see `getSnapshot` for a shared, immutable one).
     #[wasm_bindgen(unchecked_return_type = "OwnerInventory[]")]
     pub fn items(&self) -> JsValue {
-        let view = self.shared.borrow().state().view();
+        let view = self.shared.borrow().session().state().view();
         to_plain(&js_view::owners(&view))
+    }
+
+    /// The inventories as one frozen array, the same object until something
+    /// changes, and an unchanged inventory keeps its object: usable as the
+    /// `getSnapshot` of React's `useSyncExternalStore` (with `subscribe`).
+    #[wasm_bindgen(js_name = getSnapshot, unchecked_return_type = "readonly OwnerInventory[]")]
+    pub fn get_snapshot(&self) -> JsValue {
+        self.shared.borrow_mut().snapshot()
+    }
+
+    /// Calls `listener` (without arguments) after every change of the view.
+    /// Returns the unsubscribe function.
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "() => void")] listener: Function,
+    ) -> JsValue {
+        self.listen(Kind::Change, listener)
     }
 
     /// One inventory by owner id (`a:<user>` or `c:<user>:<character>`).
@@ -253,7 +328,7 @@ impl InventoryClient {
         let Ok(owner) = OwnerId::parse(owner) else {
             return JsValue::UNDEFINED;
         };
-        let view = self.shared.borrow().state().view();
+        let view = self.shared.borrow().session().state().view();
         view.owner(&owner)
             .map_or(JsValue::UNDEFINED, |o| to_plain(&js_view::owner(o)))
     }
@@ -262,6 +337,7 @@ impl InventoryClient {
     pub fn owners(&self) -> Vec<String> {
         let driver = self.shared.borrow();
         driver
+            .session()
             .state()
             .resume_versions()
             .into_keys()
@@ -271,19 +347,30 @@ impl InventoryClient {
 
     /// The authenticated player, once welcomed.
     pub fn user(&self) -> Option<String> {
-        self.shared.borrow().state().user().map(ToString::to_string)
+        self.shared
+            .borrow()
+            .session()
+            .state()
+            .user()
+            .map(ToString::to_string)
     }
 
     /// Where the connection stands.
     #[wasm_bindgen(js_name = connectionState, unchecked_return_type = "ConnectionState")]
     pub fn connection_state(&self) -> JsValue {
-        to_plain(self.shared.borrow().connection())
+        to_plain(&crate::connection::js_connection(
+            self.shared.borrow().session().connection(),
+        ))
     }
 
     /// The round trip of the last answered ping, in milliseconds.
     #[wasm_bindgen(getter, js_name = latencyMs)]
     pub fn latency_ms(&self) -> Option<f64> {
-        self.shared.borrow().latency_ms()
+        self.shared
+            .borrow()
+            .session()
+            .latency()
+            .map(|d| d.as_secs_f64() * 1000.0)
     }
 
     /// Calls `listener` with the changes of each message the node sends (and
@@ -309,8 +396,8 @@ impl InventoryClient {
     }
 
     /// Calls `listener` with each error the client recovers from (a lost
-    /// connection, a failed descriptor batch) and with the one that closes
-    /// it. Returns the unsubscribe function.
+    /// connection, a failed descriptor batch, an expired token) and with the
+    /// one that closes it. Returns the unsubscribe function.
     #[wasm_bindgen(js_name = onError, unchecked_return_type = "() => void")]
     pub fn on_error(
         &self,
@@ -323,12 +410,14 @@ impl InventoryClient {
     /// Drops the connection and reconnects at once, resuming from the held
     /// versions.
     pub fn reconnect(&self) {
-        self.run(|driver, me| driver.reconnect(me));
+        self.run(|driver, now| driver.session_mut().reconnect(now));
     }
 
-    /// Closes the connection for good; a pending `connect()` rejects.
+    /// Closes the connection for good; a pending `connect()` rejects. The
+    /// client's wasm memory is freed by `free()` (or `using`, through
+    /// `Symbol.dispose`).
     pub fn close(&self) {
-        self.run(|driver, _| driver.close());
+        self.run(|driver, _| driver.session_mut().close());
     }
 }
 
@@ -339,23 +428,34 @@ mod tests {
     fn options(json: &str) -> Result<Config, String> {
         let options: Options = serde_json::from_str(json).map_err(|e| e.to_string())?;
         options
-            .into_config("ws://node/v1/ws".into(), "t".into())
+            .into_config("ws://node/v1/ws".into(), TokenSource::Fixed("t".into()))
             .map_err(|e| e.to_string())
     }
 
     #[test]
     fn options_are_camel_case_and_checked() {
         let config = options(
-            r#"{"descriptorUrl": "/", "encoding": "msgpack", "reconnectMinDelayMs": 5, "pingIntervalMs": 0}"#,
+            r#"{"descriptorUrl": "same-origin", "descriptorToken": "r", "encoding": "msgpack", "reconnectMinDelayMs": 5, "pingIntervalMs": 0}"#,
         )
         .unwrap();
         assert_eq!(
-            config.descriptor_endpoint.as_deref(),
-            Some("/v1/descriptors/batch")
+            config.descriptors,
+            Some(DescriptorSource {
+                endpoint: "/v1/descriptors/batch".into(),
+                token: Some("r".into()),
+            })
         );
-        assert_eq!(config.encoding, Encoding::MessagePack);
-        assert_eq!(config.reconnect_min_delay, Duration::from_millis(5));
-        assert_eq!(config.ping_interval_ms, 1);
+        assert!(config.session.fetch_descriptors);
+        assert_eq!(config.session.encoding, Encoding::MessagePack);
+        assert_eq!(config.session.reconnect_min_delay, Duration::from_millis(5));
+        assert_eq!(config.session.ping_interval, Duration::from_millis(1));
+        let none = options(r#"{"descriptorUrl": null}"#).unwrap();
+        assert!(none.descriptors.is_none() && !none.session.fetch_descriptors);
+        assert!(
+            options(r#"{"descriptorUrl": ""}"#)
+                .unwrap_err()
+                .contains("same-origin")
+        );
         assert!(
             options(r#"{"encoding": "xml"}"#)
                 .unwrap_err()

@@ -1,90 +1,57 @@
-//! The browser driver: a web-sys `WebSocket` feeding the SDK's [`ClientState`],
-//! with reconnect and exponential backoff, resume, pings, a connect timeout,
-//! and descriptor batches over `fetch`.
+//! The browser driver of the SDK's [`Session`]: a web-sys `WebSocket`,
+//! one `setTimeout` for the session's next deadline, `fetch` for descriptor
+//! batches, and the page's token provider. Reconnects, resume, pings,
+//! hydration and the token's lifecycle are the session's, shared with the
+//! native driver.
 //!
-//! Everything runs on the one JavaScript thread. The driver's state lives in
-//! an `Rc<RefCell<Driver>>`; socket and timer callbacks hold only a `Weak`
-//! reference (so that dropping the client frees everything) and the session
-//! number they were made for (so that a late event of a replaced socket is
-//! ignored). A callback mutates the driver, which queues what users must hear
-//! in its outbox; the outbox is dispatched after the borrow ends, so user
-//! listeners may call back into the client (read the view, close) without
-//! re-entrancy.
+//! Everything runs on the one JavaScript thread. The driver lives in an
+//! `Rc<RefCell<Driver>>`; socket, timer and promise callbacks hold only a
+//! `Weak` reference (so that dropping the client frees everything). Each
+//! entry point feeds the session, then [`Driver::pump`] does what it asks and
+//! queues what users must hear in the outbox, which is dispatched after the
+//! borrow ends, so user listeners may call back into the client (read the
+//! view, close) without re-entrancy.
 
 use std::cell::RefCell;
-use std::num::NonZeroUsize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
-use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use gloo_timers::callback::{Interval, Timeout};
-use protocol::{
-    BatchGetResponse, ClientMessage, Encoding, ErrorCode, ItemId, MAX_BATCH_IDS, ServerMessage,
-};
-use sdk::{ClientState, ViewChange};
+use gloo_timers::callback::Timeout;
+use js_sys::{Function, Promise};
+use protocol::{BatchGetResponse, ItemId, OwnerId};
+use sdk::{Action, ConnectionState, Millis, Session, SessionConfig, SessionEvent, SocketId};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use crate::Error;
-use crate::client::Listeners;
+use crate::client::{Listeners, to_plain};
 use crate::error::transport;
-use crate::fetch::{batch_endpoint, post_batch};
+use crate::fetch::{DescriptorSource, post_batch};
 use crate::js_view::JsConnection;
 
-/// The driver's settings, from the constructor's options.
+/// Where the client's tokens come from.
+#[derive(Clone, Debug)]
+pub(crate) enum TokenSource {
+    Fixed(String),
+    /// A JavaScript `() => Promise<string>`.
+    Provider(Function),
+}
+
+/// The driver's settings, from the constructor's arguments.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub url: String,
-    pub token: String,
-    pub encoding: Encoding,
-    /// The batch endpoint, when descriptors are fetched.
-    pub descriptor_endpoint: Option<String>,
-    pub descriptor_capacity: NonZeroUsize,
-    pub connect_timeout_ms: u32,
-    pub reconnect_min_delay: Duration,
-    pub reconnect_max_delay: Duration,
-    pub ping_interval_ms: u32,
-    pub batch_window_ms: u32,
-}
-
-impl Config {
-    pub fn new(url: String, token: String) -> Self {
-        Self {
-            url,
-            token,
-            encoding: Encoding::Json,
-            descriptor_endpoint: None,
-            descriptor_capacity: ClientState::DEFAULT_DESCRIPTOR_CAPACITY,
-            connect_timeout_ms: 10_000,
-            reconnect_min_delay: Duration::from_millis(100),
-            reconnect_max_delay: Duration::from_secs(10),
-            ping_interval_ms: 15_000,
-            batch_window_ms: 5,
-        }
-    }
-
-    pub fn with_descriptor_url(mut self, base_url: &str) -> Self {
-        self.descriptor_endpoint = Some(batch_endpoint(base_url));
-        self
-    }
-
-    fn backoff(&self) -> ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(self.reconnect_min_delay)
-            .with_max_delay(self.reconnect_max_delay)
-            .with_jitter()
-            // Every browser would otherwise draw the same jitter, which is the
-            // thundering herd jitter exists to avoid.
-            .with_jitter_seed((js_sys::Math::random() * (1u64 << 53) as f64) as u64)
-            .without_max_times()
-            .build()
-    }
+    pub token: TokenSource,
+    pub session: SessionConfig,
+    /// Where descriptors come from, when they are fetched.
+    pub descriptors: Option<DescriptorSource>,
 }
 
 /// What users must hear, queued while the driver is borrowed.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Changes(Vec<ViewChange>),
+    Changes(Vec<sdk::ViewChange>),
     Connection(JsConnection),
     Error(sdk::Error),
     /// Settles the promise of `connect()`.
@@ -111,41 +78,16 @@ impl Drop for Socket {
     }
 }
 
-/// Descriptor ids waiting for the batch window, and the retry schedule.
-#[derive(Default)]
-struct DescriptorQueue {
-    queued: Vec<ItemId>,
-    flush: Option<Timeout>,
-    retry: Option<Timeout>,
-    retry_delays: Option<ExponentialBackoff>,
-}
-
 /// The state behind one `InventoryClient`.
 pub(crate) struct Driver {
-    config: Config,
-    state: ClientState,
-    connection: JsConnection,
+    url: String,
+    provider: Option<Function>,
+    descriptors: Option<DescriptorSource>,
+    session: Session,
     socket: Option<Socket>,
-    /// Incremented for every socket, so that events of an old one are ignored.
-    session: u64,
-    welcomed: bool,
-    /// The owners of the session's welcome until each is held: the session
-    /// counts as connected (and `connect()` resolves) once all are.
-    hydrating: Option<Vec<protocol::OwnerId>>,
-    closed: bool,
-    delays: ExponentialBackoff,
-    attempt: u32,
-    reconnect_timer: Option<Timeout>,
-    connect_timer: Option<Timeout>,
-    ping_timer: Option<Interval>,
-    last_frame_ms: f64,
-    nonce: u64,
-    ping_sent: Option<(u64, f64)>,
-    latency_ms: Option<f64>,
-    /// Whether a session ever got connected: until then a failure ends the
-    /// client (and rejects `connect()`), as natively.
-    ever_connected: bool,
-    descriptors: DescriptorQueue,
+    /// The armed timer and when it fires.
+    timer: Option<(Millis, Timeout)>,
+    snapshot: Snapshot,
     outbox: Vec<Event>,
     /// The user's listeners and pending `connect()` promises.
     pub listeners: Listeners,
@@ -154,8 +96,7 @@ pub(crate) struct Driver {
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
-            .field("url", &self.config.url)
-            .field("connection", &self.connection)
+            .field("url", &self.url)
             .field("session", &self.session)
             .finish_non_exhaustive()
     }
@@ -163,128 +104,157 @@ impl std::fmt::Debug for Driver {
 
 pub(crate) type Shared = Rc<RefCell<Driver>>;
 
-/// Runs `work` on the driver if it still exists, then returns what it queued
-/// for users: the caller dispatches it after the borrow has ended.
+/// Runs `work` on the driver if it still exists, does what the session then
+/// asks, and returns what it queued for users: the caller dispatches it after
+/// the borrow has ended.
 pub(crate) fn with_driver(
     weak: &Weak<RefCell<Driver>>,
-    work: impl FnOnce(&mut Driver, &Weak<RefCell<Driver>>),
+    work: impl FnOnce(&mut Driver, Millis),
 ) -> Vec<Event> {
     let Some(shared) = weak.upgrade() else {
         return Vec::new();
     };
     let mut driver = shared.borrow_mut();
-    work(&mut driver, weak);
+    work(&mut driver, now());
+    driver.pump(weak);
     std::mem::take(&mut driver.outbox)
+}
+
+/// The page's clock, in milliseconds since the Unix epoch.
+fn now() -> Millis {
+    js_sys::Date::now() as Millis
 }
 
 impl Driver {
     pub fn new(config: Config) -> Self {
+        let (session, provider) = match config.token {
+            TokenSource::Fixed(token) => (Session::new(config.session, token), None),
+            TokenSource::Provider(provider) => {
+                (Session::with_token_provider(config.session), Some(provider))
+            }
+        };
         Self {
-            state: ClientState::new(config.descriptor_capacity),
-            delays: config.backoff(),
-            config,
-            connection: JsConnection::Idle,
+            url: config.url,
+            provider,
+            descriptors: config.descriptors,
+            session,
             socket: None,
-            session: 0,
-            welcomed: false,
-            hydrating: None,
-            closed: false,
-            attempt: 0,
-            reconnect_timer: None,
-            connect_timer: None,
-            ping_timer: None,
-            last_frame_ms: 0.0,
-            nonce: 0,
-            ping_sent: None,
-            latency_ms: None,
-            ever_connected: false,
-            descriptors: DescriptorQueue::default(),
+            timer: None,
+            snapshot: Snapshot::default(),
             outbox: Vec::new(),
             listeners: Listeners::default(),
         }
     }
 
-    pub fn state(&self) -> &ClientState {
-        &self.state
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
-    pub fn connection(&self) -> &JsConnection {
-        &self.connection
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 
-    pub fn latency_ms(&self) -> Option<f64> {
-        self.latency_ms
-    }
-
-    /// Starts connecting unless it already has; the next welcome, or a
-    /// failure that ends the client, is reported as [`Event::Ready`].
-    pub fn connect(&mut self, me: &Weak<RefCell<Driver>>) {
-        if self.closed {
-            self.outbox.push(Event::Ready(Err(sdk::Error::Closed)));
-        } else if self.connection == JsConnection::Connected {
-            self.outbox.push(Event::Ready(Ok(())));
-        } else if self.connection == JsConnection::Idle {
-            self.open(me);
-        }
-    }
-
-    /// Drops the connection and opens a new one at once, resuming.
-    pub fn reconnect(&mut self, me: &Weak<RefCell<Driver>>) {
-        if self.closed || self.connection == JsConnection::Idle {
-            return;
-        }
-        self.end_session();
-        self.delays = self.config.backoff();
-        self.attempt = 0;
-        self.open(me);
-    }
-
-    /// Closes for good.
-    pub fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        self.end_session();
-        self.descriptors = DescriptorQueue::default();
-        self.outbox.push(Event::Ready(Err(sdk::Error::Closed)));
-        self.set_connection(JsConnection::Closed);
-    }
-
-    fn set_connection(&mut self, connection: JsConnection) {
-        if self.connection != connection {
-            self.connection = connection.clone();
-            self.outbox.push(Event::Connection(connection));
-        }
-    }
-
-    fn end_session(&mut self) {
-        self.socket = None;
-        self.welcomed = false;
-        self.hydrating = None;
-        self.reconnect_timer = None;
-        self.connect_timer = None;
-        self.ping_timer = None;
-        self.ping_sent = None;
-    }
-
-    fn open(&mut self, me: &Weak<RefCell<Driver>>) {
-        self.end_session();
-        self.session += 1;
-        let session = self.session;
-        self.set_connection(JsConnection::Connecting {
-            attempt: self.attempt,
-        });
-        let ws = match WebSocket::new_with_str(&self.config.url, self.config.encoding.subprotocol())
+    /// The frozen snapshot of every inventory: the previous one while nothing
+    /// changed, and otherwise a new array in which unchanged inventories keep
+    /// their objects.
+    pub fn snapshot(&mut self) -> JsValue {
+        if let Some(array) = &self.snapshot.array
+            && self.snapshot.changed.is_empty()
         {
+            return array.clone();
+        }
+        let view = self.session.state().view();
+        let array = js_sys::Array::new();
+        let mut owners = BTreeMap::new();
+        for owner in &view.owners {
+            let object = match self.snapshot.owners.remove(&owner.owner) {
+                Some(object) if !self.snapshot.changed.contains(&owner.owner) => object,
+                _ => deep_freeze(to_plain(&crate::js_view::owner(owner))),
+            };
+            array.push(&object);
+            owners.insert(owner.owner.clone(), object);
+        }
+        let array: JsValue = js_sys::Object::freeze(&array).into();
+        self.snapshot = Snapshot {
+            array: Some(array.clone()),
+            owners,
+            changed: BTreeSet::new(),
+        };
+        array
+    }
+
+    /// Does what the session asks and queues what it says, until it has
+    /// nothing more; then arms the timer for its next deadline.
+    fn pump(&mut self, me: &Weak<RefCell<Driver>>) {
+        loop {
+            let mut acted = false;
+            while let Some(action) = self.session.poll_action() {
+                acted = true;
+                self.act(action, me);
+            }
+            while let Some(event) = self.session.poll_event() {
+                self.outbox.push(match event {
+                    SessionEvent::Changes(changes) => {
+                        self.snapshot
+                            .changed
+                            .extend(changes.iter().map(|c| c.owner().clone()));
+                        Event::Changes(changes)
+                    }
+                    SessionEvent::Connection(state) => Event::Connection(js_connection(state)),
+                    SessionEvent::Error(error) => Event::Error(error),
+                    SessionEvent::Ready(result) => Event::Ready(result),
+                });
+            }
+            if !acted {
+                break;
+            }
+        }
+        self.arm_timer(me);
+    }
+
+    fn arm_timer(&mut self, me: &Weak<RefCell<Driver>>) {
+        let Some(at) = self.session.poll_timeout() else {
+            self.timer = None;
+            return;
+        };
+        if self.timer.as_ref().is_some_and(|(armed, _)| *armed == at) {
+            return;
+        }
+        let delay = u32::try_from(at.saturating_sub(now())).unwrap_or(u32::MAX);
+        let me = me.clone();
+        let timeout = Timeout::new(delay, move || {
+            dispatch_from(
+                &me,
+                with_driver(&me, |d, now| {
+                    d.timer = None;
+                    d.session.handle_timeout(now);
+                }),
+            );
+        });
+        self.timer = Some((at, timeout));
+    }
+
+    fn act(&mut self, action: Action, me: &Weak<RefCell<Driver>>) {
+        match action {
+            Action::Open(id) => self.open(id, me),
+            Action::Send(frame) => self.send(&frame),
+            Action::CloseSocket => self.socket = None,
+            Action::RefreshToken => self.refresh_token(me),
+            Action::FetchDescriptors(ids) => self.fetch(ids, me),
+        }
+    }
+
+    fn open(&mut self, id: SocketId, me: &Weak<RefCell<Driver>>) {
+        self.socket = None;
+        let subprotocol = self.session.config().encoding.subprotocol();
+        let ws = match WebSocket::new_with_str(&self.url, subprotocol) {
             Ok(ws) => ws,
             Err(error) => {
                 // An unusable URL will not get better by retrying.
-                let error = sdk::Error::InvalidUrl {
-                    url: self.config.url.clone(),
+                self.session.fail(sdk::Error::InvalidUrl {
+                    url: self.url.clone(),
                     reason: Error::browser(&error).to_string(),
-                };
-                self.refused(error);
+                });
                 return;
             }
         };
@@ -292,31 +262,34 @@ impl Driver {
         let on_open = {
             let me = me.clone();
             Closure::<dyn FnMut()>::new(move || {
-                dispatch_from(&me, with_driver(&me, |d, _| d.on_open(session)));
+                dispatch_from(
+                    &me,
+                    with_driver(&me, |d, now| d.session.socket_opened(now, id)),
+                );
             })
         };
         let on_message = {
             let me = me.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let data = event.data();
+                let frame = match data.as_string() {
+                    Some(text) => text.into_bytes(),
+                    None => js_sys::Uint8Array::new(&data).to_vec(),
+                };
                 dispatch_from(
                     &me,
-                    with_driver(&me, |d, me| d.on_frame(session, &event.data(), me)),
+                    with_driver(&me, |d, now| d.session.frame(now, id, &frame)),
                 );
             })
         };
         let on_close = {
             let me = me.clone();
             Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-                let error = Error::SocketClosed {
-                    code: event.code(),
-                    reason: event.reason(),
-                };
                 dispatch_from(
                     &me,
-                    with_driver(&me, |d, me| {
-                        if d.session == session {
-                            d.lost(sdk::Error::transport(error), me);
-                        }
+                    with_driver(&me, |d, now| {
+                        d.session
+                            .socket_closed(now, id, Some(event.code()), &event.reason());
                     }),
                 );
             })
@@ -330,290 +303,102 @@ impl Driver {
             _on_message: on_message,
             _on_close: on_close,
         });
-        let timeout_ms = self.config.connect_timeout_ms;
-        let me = me.clone();
-        self.connect_timer = Some(Timeout::new(timeout_ms, move || {
-            dispatch_from(
-                &me,
-                with_driver(&me, |d, me| {
-                    if d.session == session && !d.welcomed {
-                        d.lost(sdk::Error::transport(Error::ConnectTimeout(timeout_ms)), me);
-                    }
-                }),
-            );
-        }));
     }
 
-    fn on_open(&mut self, session: u64) {
-        if session != self.session {
-            return;
-        }
-        self.last_frame_ms = js_sys::Date::now();
-        let hello = self.state.hello(self.config.token.clone());
-        self.send(&hello);
-    }
-
-    fn send(&mut self, message: &ClientMessage) {
+    fn send(&mut self, frame: &[u8]) {
         let Some(socket) = &self.socket else { return };
-        let sent = protocol::encode_client(self.config.encoding, message)
-            .map_err(sdk::Error::from)
-            .and_then(|frame| {
-                if self.config.encoding.is_text() {
-                    // JSON encoding produces UTF-8.
-                    let text = String::from_utf8_lossy(&frame);
-                    socket.ws.send_with_str(&text)
-                } else {
-                    socket.ws.send_with_u8_array(&frame)
-                }
-                .map_err(|e| transport(&e))
-            });
-        if let Err(error) = sent {
-            self.outbox.push(Event::Error(error));
-        }
-    }
-
-    fn on_frame(&mut self, session: u64, data: &JsValue, me: &Weak<RefCell<Driver>>) {
-        if session != self.session {
-            return;
-        }
-        self.last_frame_ms = js_sys::Date::now();
-        let frame = match data.as_string() {
-            Some(text) => text.into_bytes(),
-            None => js_sys::Uint8Array::new(data).to_vec(),
-        };
-        let message = match protocol::decode_server(self.config.encoding, &frame) {
-            Ok(message) => message,
-            Err(error) => {
-                self.outbox.push(Event::Error(error.into()));
-                return;
-            }
-        };
-        match &message {
-            ServerMessage::Welcome { owners, .. } => {
-                if !self.welcomed {
-                    self.hydrating = Some(owners.clone());
-                }
-                self.welcomed(me);
-            }
-            ServerMessage::Pong { nonce } => {
-                if let Some((sent_nonce, sent_at)) = self.ping_sent
-                    && sent_nonce == *nonce
-                {
-                    self.latency_ms = Some(js_sys::Date::now() - sent_at);
-                    self.ping_sent = None;
-                }
-            }
-            ServerMessage::Error(body)
-                if matches!(body.code, ErrorCode::Unauthorized | ErrorCode::Forbidden) =>
-            {
-                self.refused(sdk::Error::Server(body.clone()));
-                return;
-            }
-            ServerMessage::Error(body) => {
-                self.outbox
-                    .push(Event::Error(sdk::Error::Server(body.clone())));
-            }
-            _ => {}
-        }
-        let changes = self.state.handle(message);
-        if !changes.is_empty() {
-            self.outbox.push(Event::Changes(changes));
-        }
-        self.check_hydrated();
-        if let Some(resume) = self.state.take_resume_request() {
-            self.send(&ClientMessage::Hello {
-                token: self.config.token.clone(),
-                resume: Some(resume),
-            });
-        }
-        self.pump_descriptors(me);
-    }
-
-    fn welcomed(&mut self, me: &Weak<RefCell<Driver>>) {
-        // A Welcome answering a resume on an open session changes nothing here.
-        if self.welcomed {
-            return;
-        }
-        self.welcomed = true;
-        self.connect_timer = None;
-        self.delays = self.config.backoff();
-        self.attempt = 0;
-        let session = self.session;
-        let me = me.clone();
-        let interval_ms = self.config.ping_interval_ms;
-        self.ping_timer = Some(Interval::new(interval_ms, move || {
-            dispatch_from(&me, with_driver(&me, |d, me| d.on_ping_tick(session, me)));
-        }));
-        // Replay the immediate first ping so that the latency is known early.
-        self.ping();
-    }
-
-    /// Reports the session connected once every welcomed owner is held.
-    fn check_hydrated(&mut self) {
-        let hydrated = self
-            .hydrating
-            .as_ref()
-            .is_some_and(|owners| owners.iter().all(|owner| self.state.owner(owner).is_some()));
-        if hydrated {
-            self.hydrating = None;
-            self.ever_connected = true;
-            self.set_connection(JsConnection::Connected);
-            self.outbox.push(Event::Ready(Ok(())));
-        }
-    }
-
-    fn on_ping_tick(&mut self, session: u64, me: &Weak<RefCell<Driver>>) {
-        if session != self.session {
-            return;
-        }
-        let silent_for = js_sys::Date::now() - self.last_frame_ms;
-        let limit = 2 * self.config.ping_interval_ms;
-        if silent_for > f64::from(limit) {
-            self.lost(sdk::Error::transport(Error::Silent(limit)), me);
+        let sent = if self.session.config().encoding.is_text() {
+            // The text encoding (JSON) produces UTF-8.
+            socket.ws.send_with_str(&String::from_utf8_lossy(frame))
         } else {
-            self.ping();
+            socket.ws.send_with_u8_array(frame)
+        };
+        if let Err(error) = sent {
+            self.outbox.push(Event::Error(transport(&error)));
         }
     }
 
-    fn ping(&mut self) {
-        self.nonce += 1;
-        self.ping_sent = Some((self.nonce, js_sys::Date::now()));
-        self.send(&ClientMessage::Ping { nonce: self.nonce });
-    }
-
-    /// The node refused the client for good: close and say why.
-    fn refused(&mut self, error: sdk::Error) {
-        self.outbox.push(Event::Error(error.clone()));
-        self.outbox.push(Event::Ready(Err(error)));
-        self.closed = true;
-        self.end_session();
-        self.set_connection(JsConnection::Closed);
-    }
-
-    /// The connection was lost or could not be made: the first connection's
-    /// failure is reported to `connect()` (and ends the client, as natively);
-    /// later ones are retried after a backoff delay, resuming.
-    fn lost(&mut self, error: sdk::Error, me: &Weak<RefCell<Driver>>) {
-        self.end_session();
-        self.outbox.push(Event::Error(error.clone()));
-        if !self.ever_connected {
-            self.outbox.push(Event::Ready(Err(error)));
-            self.closed = true;
-            self.set_connection(JsConnection::Closed);
+    /// Calls the page's token provider; its promise's answer goes to the
+    /// session.
+    fn refresh_token(&mut self, me: &Weak<RefCell<Driver>>) {
+        let Some(provider) = &self.provider else {
             return;
-        }
-        self.attempt += 1;
-        let delay = self
-            .delays
-            .next()
-            .unwrap_or(self.config.reconnect_max_delay);
-        self.set_connection(JsConnection::Reconnecting {
-            attempt: self.attempt,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-        });
+        };
+        let called = provider.call0(&JsValue::NULL);
         let me = me.clone();
-        self.reconnect_timer = Some(Timeout::new(millis(delay), move || {
+        wasm_bindgen_futures::spawn_local(async move {
+            let token = match called {
+                Ok(value) => match value.dyn_into::<Promise>() {
+                    Ok(promise) => JsFuture::from(promise).await,
+                    Err(value) => Ok(value),
+                },
+                Err(thrown) => Err(thrown),
+            };
+            let token = match token {
+                Ok(value) => value.as_string().ok_or_else(|| {
+                    sdk::Error::transport(Error::Browser(
+                        "the token provider must resolve to a string".to_owned(),
+                    ))
+                }),
+                Err(error) => Err(transport(&error)),
+            };
+            dispatch_from(&me, with_driver(&me, |d, now| d.session.token(now, token)));
+        });
+    }
+
+    fn fetch(&mut self, ids: Vec<ItemId>, me: &Weak<RefCell<Driver>>) {
+        let Some(source) = self.descriptors.clone() else {
+            return;
+        };
+        let me = me.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result: Result<BatchGetResponse, sdk::Error> = post_batch(&source, &ids).await;
             dispatch_from(
                 &me,
-                with_driver(&me, |d, me| {
-                    d.reconnect_timer = None;
-                    if !d.closed {
-                        d.open(me);
-                    }
-                }),
+                with_driver(&me, |d, now| d.session.descriptors(now, &ids, result)),
             );
-        }));
-    }
-
-    /// Queues the descriptors the state needs and arms the batch window, so
-    /// that ids arriving close together share one POST.
-    fn pump_descriptors(&mut self, me: &Weak<RefCell<Driver>>) {
-        if self.config.descriptor_endpoint.is_none() || self.closed {
-            return;
-        }
-        let wanted = self.state.descriptors_to_fetch();
-        if wanted.is_empty() {
-            return;
-        }
-        self.descriptors.queued.extend(wanted);
-        if self.descriptors.flush.is_none() {
-            let me = me.clone();
-            self.descriptors.flush = Some(Timeout::new(self.config.batch_window_ms, move || {
-                dispatch_from(&me, with_driver(&me, |d, me| d.flush_descriptors(me)));
-            }));
-        }
-    }
-
-    fn flush_descriptors(&mut self, me: &Weak<RefCell<Driver>>) {
-        self.descriptors.flush = None;
-        let Some(endpoint) = self.config.descriptor_endpoint.clone() else {
-            return;
-        };
-        let queued = std::mem::take(&mut self.descriptors.queued);
-        for chunk in queued.chunks(MAX_BATCH_IDS) {
-            let (ids, endpoint, me) = (chunk.to_vec(), endpoint.clone(), me.clone());
-            wasm_bindgen_futures::spawn_local(async move {
-                let result = post_batch(&endpoint, &ids).await;
-                dispatch_from(&me, with_driver(&me, |d, me| d.fetched(&ids, result, me)));
-            });
-        }
-    }
-
-    fn fetched(
-        &mut self,
-        ids: &[ItemId],
-        result: Result<BatchGetResponse, sdk::Error>,
-        me: &Weak<RefCell<Driver>>,
-    ) {
-        if self.closed {
-            return;
-        }
-        match result {
-            Ok(response) => {
-                self.descriptors.retry_delays = None;
-                let changes = self.state.apply_descriptors(&response);
-                if !changes.is_empty() {
-                    self.outbox.push(Event::Changes(changes));
-                }
-                self.pump_descriptors(me);
-            }
-            Err(error) => {
-                // A refusal is not retried on a timer: the ids are asked for
-                // again with the next message, as natively.
-                let retryable = error.is_retryable();
-                self.outbox.push(Event::Error(error));
-                self.state.descriptor_fetch_failed(ids);
-                if !retryable || self.descriptors.retry.is_some() {
-                    return;
-                }
-                let config = &self.config;
-                let delay = self
-                    .descriptors
-                    .retry_delays
-                    .get_or_insert_with(|| config.backoff())
-                    .next()
-                    .unwrap_or(config.reconnect_max_delay);
-                let me = me.clone();
-                self.descriptors.retry = Some(Timeout::new(millis(delay), move || {
-                    dispatch_from(
-                        &me,
-                        with_driver(&me, |d, me| {
-                            d.descriptors.retry = None;
-                            d.pump_descriptors(me);
-                        }),
-                    );
-                }));
-            }
-        }
+        });
     }
 }
 
-fn millis(delay: Duration) -> u32 {
-    u32::try_from(delay.as_millis()).unwrap_or(u32::MAX)
+/// The last snapshot handed out, and the owners changed since.
+#[derive(Default)]
+struct Snapshot {
+    array: Option<JsValue>,
+    owners: BTreeMap<OwnerId, JsValue>,
+    changed: BTreeSet<OwnerId>,
+}
+
+/// Freezes a plain object or array and everything in it.
+fn deep_freeze(value: JsValue) -> JsValue {
+    if let Some(object) = value.dyn_ref::<js_sys::Object>() {
+        for nested in js_sys::Object::values(object).iter() {
+            if nested.is_object() {
+                deep_freeze(nested);
+            }
+        }
+        js_sys::Object::freeze(object);
+    }
+    value
+}
+
+/// The JavaScript form of a connection state.
+pub(crate) fn js_connection(state: ConnectionState) -> JsConnection {
+    match state {
+        ConnectionState::Idle => JsConnection::Idle,
+        ConnectionState::Connecting { attempt } => JsConnection::Connecting { attempt },
+        ConnectionState::Connected => JsConnection::Connected,
+        ConnectionState::Reconnecting { attempt, delay } => JsConnection::Reconnecting {
+            attempt,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        },
+        // `Closed`, and any state a later core adds.
+        _ => JsConnection::Closed,
+    }
 }
 
 /// Hands queued events to the client's listeners (see `client.rs`).
-fn dispatch_from(me: &Weak<RefCell<Driver>>, events: Vec<Event>) {
+pub(crate) fn dispatch_from(me: &Weak<RefCell<Driver>>, events: Vec<Event>) {
     if events.is_empty() {
         return;
     }

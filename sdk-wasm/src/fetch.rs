@@ -21,21 +21,47 @@ extern "C" {
     fn fetch_with_request(input: &Request) -> js_sys::Promise;
 }
 
-/// The batch endpoint under `base_url`, which may be relative (`""` for the
-/// page's own origin) since the browser resolves it.
-#[must_use]
-pub fn batch_endpoint(base_url: &str) -> String {
-    format!("{}{BATCH_PATH}", base_url.trim_end_matches('/'))
+/// Where descriptor batches go, and the read token they carry, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorSource {
+    /// The batch endpoint.
+    pub endpoint: String,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    pub token: Option<String>,
 }
 
+/// The batch endpoint under `base_url`: `"same-origin"` for the page's own
+/// origin, else the service's base URL.
+#[must_use]
+pub fn batch_endpoint(base_url: &str) -> String {
+    let base = if base_url == SAME_ORIGIN {
+        ""
+    } else {
+        base_url
+    };
+    format!("{}{BATCH_PATH}", base.trim_end_matches('/'))
+}
+
+/// The `descriptorUrl` that names the page's own origin.
+pub const SAME_ORIGIN: &str = "same-origin";
+
 /// Posts one batch (at most `MAX_BATCH_IDS` ids) and reads the answer.
-pub async fn post_batch(endpoint: &str, ids: &[ItemId]) -> Result<BatchGetResponse, sdk::Error> {
+pub async fn post_batch(
+    source: &DescriptorSource,
+    ids: &[ItemId],
+) -> Result<BatchGetResponse, sdk::Error> {
+    let endpoint = source.endpoint.as_str();
     let body = serde_json::to_string(&BatchGetRequest { ids: ids.to_vec() })
         .map_err(|e| sdk::Error::Protocol(protocol::Error::Encoding(e.to_string())))?;
     let headers = Headers::new().map_err(|e| transport(&e))?;
     headers
         .set("content-type", "application/json")
         .map_err(|e| transport(&e))?;
+    if let Some(token) = &source.token {
+        headers
+            .set("authorization", &format!("Bearer {token}"))
+            .map_err(|e| transport(&e))?;
+    }
     let init = RequestInit::new();
     init.set_method("POST");
     init.set_headers(&headers);
@@ -79,7 +105,7 @@ mod tests {
 
     #[test]
     fn the_endpoint_sits_under_the_base_url() {
-        assert_eq!(batch_endpoint(""), "/v1/descriptors/batch");
+        assert_eq!(batch_endpoint("same-origin"), "/v1/descriptors/batch");
         assert_eq!(
             batch_endpoint("http://d:7100/"),
             "http://d:7100/v1/descriptors/batch"

@@ -3,7 +3,9 @@
 //! (camelCase keys, numbers, strings, `null`). The TypeScript declarations in
 //! `typescript.rs` describe exactly these shapes.
 
-use protocol::{Descriptor, OwnerId};
+use std::collections::BTreeMap;
+
+use protocol::{AttributeValue, CraftInput, Descriptor, DescriptorKind, OwnerId, Stacking};
 use sdk::{DescriptorState, InventoryView, ItemView, OwnerView, ViewChange};
 use serde::Serialize;
 
@@ -36,7 +38,55 @@ pub struct JsItem<'a> {
     /// `"loading"`, `"ready"`, `"not_found"` or `"burned"`.
     pub status: &'static str,
     /// The descriptor, when `status` is `"ready"`.
-    pub descriptor: Option<&'a Descriptor>,
+    pub descriptor: Option<JsDescriptor<'a>>,
+}
+
+/// A descriptor as JavaScript sees it (`Descriptor` in TypeScript): the
+/// service's descriptor with camelCase keys.
+#[derive(Serialize, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct JsDescriptor<'a> {
+    /// The item id.
+    pub id: &'a str,
+    /// `"catalog"` or `"crafted"`.
+    pub kind: &'a DescriptorKind,
+    /// The catalog template a crafted item instantiates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<&'a str>,
+    /// The display name.
+    pub name: &'a str,
+    /// `"stackable"` or `"unique"`.
+    pub stacking: &'a Stacking,
+    /// 1 when created; catalog revisions count up.
+    pub revision: u32,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Who crafted it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crafted_by: Option<&'a str>,
+    /// What crafting it consumed.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub inputs: &'a [CraftInput],
+    /// Free-form scalar attributes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: &'a BTreeMap<String, AttributeValue>,
+}
+
+impl<'a> From<&'a Descriptor> for JsDescriptor<'a> {
+    fn from(d: &'a Descriptor) -> Self {
+        Self {
+            id: d.id.as_str(),
+            kind: &d.kind,
+            template: d.template.as_ref().map(protocol::ItemId::as_str),
+            name: &d.name,
+            stacking: &d.stacking,
+            revision: d.revision,
+            created_at: d.created_at,
+            crafted_by: d.crafted_by.as_ref().map(protocol::UserId::as_str),
+            inputs: &d.inputs,
+            attributes: &d.attributes,
+        }
+    }
 }
 
 /// One change of the view (`InventoryChange` in TypeScript), tagged by `type`.
@@ -58,7 +108,7 @@ pub enum JsChange<'a> {
         /// What is known of its descriptor.
         status: &'static str,
         /// The descriptor, if known.
-        descriptor: Option<&'a Descriptor>,
+        descriptor: Option<JsDescriptor<'a>>,
     },
     /// A stack disappeared.
     ItemRemoved {
@@ -89,7 +139,7 @@ pub enum JsChange<'a> {
         /// What is now known.
         status: &'static str,
         /// The descriptor, if found.
-        descriptor: Option<&'a Descriptor>,
+        descriptor: Option<JsDescriptor<'a>>,
     },
     /// An owner was replaced by a snapshot; its item changes follow.
     Resynced {
@@ -172,7 +222,7 @@ fn item(view: &ItemView) -> JsItem<'_> {
         item: view.item.as_str(),
         qty: view.qty,
         status: status(&view.descriptor),
-        descriptor: view.descriptor.descriptor(),
+        descriptor: view.descriptor.descriptor().map(JsDescriptor::from),
     }
 }
 
@@ -191,7 +241,7 @@ pub fn change(change: &ViewChange) -> Option<JsChange<'_>> {
             item: item.as_str(),
             qty: *qty,
             status: status(descriptor),
-            descriptor: descriptor.descriptor(),
+            descriptor: descriptor.descriptor().map(JsDescriptor::from),
         },
         ViewChange::ItemRemoved { owner, item, qty } => JsChange::ItemRemoved {
             owner: owner.to_string(),
@@ -217,7 +267,7 @@ pub fn change(change: &ViewChange) -> Option<JsChange<'_>> {
             owner: owner.to_string(),
             item: item.as_str(),
             status: status(descriptor),
-            descriptor: descriptor.descriptor(),
+            descriptor: descriptor.descriptor().map(JsDescriptor::from),
         },
         ViewChange::Resynced { owner, version } => JsChange::Resynced {
             owner: owner.to_string(),

@@ -12,7 +12,7 @@
 //! ```js
 //! import init, { InventoryClient } from "./sdk_wasm.js";
 //! await init();
-//! const client = new InventoryClient("ws://127.0.0.1:7000/v1/ws", token, { descriptorUrl: "" });
+//! const client = new InventoryClient("ws://127.0.0.1:7000/v1/ws", token, { descriptorUrl: "same-origin" });
 //! const stop = client.onChange((changes) => render(client.items()));
 //! await client.connect();
 //! ```

@@ -5,15 +5,24 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
+/** Where session tokens come from: a fixed token, or a provider the client asks before connecting, before each token expires, and when the node closes a session for an expired one. */
+export type TokenSource = string | (() => Promise<string>);
+
 /** Options of `new InventoryClient(url, token, options)`. */
 export interface InventoryClientOptions {
-  /** Base URL of the descriptor service (`""` for the page's origin); without it items stay `"loading"`. */
-  descriptorUrl?: string;
+  /**
+   * Where descriptors come from: `"same-origin"` (the page's origin), the
+   * descriptor service's base URL, or `null` to fetch none (items stay
+   * `"loading"`). Left out, `connect()` reports an `InventoryError` saying so.
+   */
+  descriptorUrl?: "same-origin" | string | null;
+  /** A read token sent as `Authorization: Bearer` with descriptor requests. */
+  descriptorToken?: string;
   /** Wire encoding, negotiated as a WebSocket subprotocol. Default `"json"`. */
   encoding?: "json" | "msgpack";
   /** How many descriptor answers are cached. Default 4096. */
   descriptorCapacity?: number;
-  /** How long a connection may take to be welcomed. Default 10000. */
+  /** How long a connection may take until every inventory is held. Default 10000. */
   connectTimeoutMs?: number;
   /** First reconnect delay (exponential, with jitter). Default 100. */
   reconnectMinDelayMs?: number;
@@ -40,8 +49,8 @@ export interface Descriptor {
   stacking: "stackable" | "unique";
   revision: number;
   /** Milliseconds since the Unix epoch. */
-  created_at: number;
-  crafted_by?: string;
+  createdAt: number;
+  craftedBy?: string;
   inputs?: { item: string; qty: number }[];
   attributes?: Record<string, AttributeValue>;
 }
@@ -86,7 +95,7 @@ export type ConnectionState =
 
 /** Every error the SDK reports: an `Error` with a stable code. */
 export interface InventoryError extends Error {
-  /** A stable `protocol::ErrorCode`, e.g. `"unauthorized"`, `"unavailable"`. */
+  /** A stable `protocol::ErrorCode`, e.g. `"unauthorized"`, `"token_expired"`, `"unavailable"`. */
   code: string;
   /** Whether trying again later may succeed. */
   retryable: boolean;

@@ -190,7 +190,7 @@ fn bad_options_throw_an_error_with_a_stable_code() {
 #[wasm_bindgen_test]
 async fn the_client_shows_the_inventory_with_descriptors_fetched_in_one_batch() {
     let walt = unique("walt");
-    let client = InventoryClient::new(ws_url(), walt.clone(), fast_options()).unwrap();
+    let client = InventoryClient::new(ws_url(), walt.clone().into(), fast_options()).unwrap();
     let (states, on_connection) = recorder();
     let _stop = client.on_connection(on_connection);
     JsFuture::from(client.connect()).await.unwrap();
@@ -226,6 +226,10 @@ async fn the_client_shows_the_inventory_with_descriptors_fetched_in_one_batch() 
         format!("The {walt}-sword")
     );
     assert_eq!(hero["items"][0]["descriptor"]["attributes"]["power"], 3);
+    assert_eq!(
+        hero["items"][0]["descriptor"]["createdAt"], 0,
+        "camelCase keys"
+    );
     let batches = control("GET", "/test/batches", None).await;
     let mine: Vec<_> = batches
         .as_array()
@@ -246,7 +250,7 @@ async fn the_client_shows_the_inventory_with_descriptors_fetched_in_one_batch() 
 async fn changes_reach_listeners_until_they_unsubscribe() {
     let cleo = unique("cleo");
     let bank = format!("a:{cleo}");
-    let client = InventoryClient::new(ws_url(), cleo.clone(), fast_options()).unwrap();
+    let client = InventoryClient::new(ws_url(), cleo.clone().into(), fast_options()).unwrap();
     JsFuture::from(client.connect()).await.unwrap();
     let (changes, on_change) = recorder();
     let stop: Function = client.on_change(on_change).unchecked_into();
@@ -271,7 +275,7 @@ async fn changes_reach_listeners_until_they_unsubscribe() {
 async fn a_lost_connection_reconnects_and_resumes_from_the_held_versions() {
     let rey = unique("rey");
     let hero = format!("c:{rey}:hero");
-    let client = InventoryClient::new(ws_url(), rey.clone(), fast_options()).unwrap();
+    let client = InventoryClient::new(ws_url(), rey.clone().into(), fast_options()).unwrap();
     JsFuture::from(client.connect()).await.unwrap();
     let (states, on_connection) = recorder();
     let _stop = client.on_connection(on_connection);
@@ -338,4 +342,154 @@ async fn close_rejects_a_pending_connect() {
     client.close();
     let error = pending.await.unwrap_err();
     assert_eq!(Reflect::get(&error, &"code".into()).unwrap(), "unavailable");
+}
+
+/// An unsigned JWT for `user` expiring `seconds` from now, as the stub reads
+/// them (it checks `exp`, not the signature).
+fn short_token(user: &str, seconds: f64) -> String {
+    fn b64(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+            for i in 0..=chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    }
+    let exp = (js_sys::Date::now() / 1000.0 + seconds) as u64;
+    format!(
+        "{}.{}.unsigned",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(json!({"sub": user, "exp": exp}).to_string().as_bytes())
+    )
+}
+
+/// A token provider (`() => Promise<string>`) handing out 2 s tokens for
+/// `user`, answering every call whose number `late` picks only after 2.5 s;
+/// and how many times it was called.
+fn provider(user: &str, late: fn(u32) -> bool) -> (Function, Rc<RefCell<u32>>) {
+    let calls = Rc::new(RefCell::new(0));
+    let count = calls.clone();
+    let user = user.to_owned();
+    let provide = Closure::<dyn FnMut() -> Promise>::new(move || {
+        let call = *count.borrow();
+        *count.borrow_mut() += 1;
+        let user = user.clone();
+        let delay = if late(call) { 2_500 } else { 0 };
+        wasm_bindgen_futures::future_to_promise(async move {
+            TimeoutFuture::new(delay).await;
+            Ok(short_token(&user, 2.0).into())
+        })
+    });
+    (provide.into_js_value().unchecked_into(), calls)
+}
+
+/// Grants one wood to `owner` every 100 ms for `ms`; how many.
+async fn keep_granting(user: &str, owner: &str, ms: u32) -> u64 {
+    let mut granted = 0;
+    for _ in 0..ms / 100 {
+        let grant = json!({"user": user, "owner": owner, "item": "wood", "qty": 1});
+        control("POST", "/test/grant", Some(grant)).await;
+        granted += 1;
+        TimeoutFuture::new(100).await;
+    }
+    granted
+}
+
+/// Every Hello after the first resumed: nothing was snapshotted again.
+async fn resumed_every_time(user: &str) {
+    let hellos = control("GET", &format!("/test/hellos?user={user}"), None).await;
+    let hellos = hellos.as_array().unwrap();
+    assert_eq!(hellos[0], Value::Null);
+    assert!(
+        hellos[1..].iter().all(Value::is_object),
+        "resumes only: {hellos:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_token_provider_carries_the_client_across_expiries() {
+    let tia = unique("tia");
+    let bank = format!("a:{tia}");
+    let (provide, calls) = provider(&tia, |_| false);
+    let client = InventoryClient::new(ws_url(), provide.into(), fast_options()).unwrap();
+    JsFuture::from(client.connect()).await.unwrap();
+    let granted = keep_granting(&tia, &bank, 5_000).await;
+    eventually("every grant", || {
+        qty(&client, &bank, "wood") == Some(10 + granted)
+    })
+    .await;
+    assert!(*calls.borrow() >= 3, "{} tokens", calls.borrow());
+    resumed_every_time(&tia).await;
+    assert_eq!(
+        plain(&client.connection_state()),
+        json!({"state": "connected"})
+    );
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn an_expiry_close_reconnects_with_a_fresh_token_and_resumes() {
+    let uma = unique("uma");
+    let bank = format!("a:{uma}");
+    // The refreshes come too late: the stub closes each session at expiry.
+    let (provide, _) = provider(&uma, |call| call % 2 == 1);
+    let client = InventoryClient::new(ws_url(), provide.into(), fast_options()).unwrap();
+    JsFuture::from(client.connect()).await.unwrap();
+    let (errors, on_error) = recorder();
+    let _stop = client.on_error(on_error);
+    let granted = keep_granting(&uma, &bank, 5_000).await;
+    eventually("every grant", || {
+        qty(&client, &bank, "wood") == Some(10 + granted)
+    })
+    .await;
+    assert!(
+        errors
+            .borrow()
+            .iter()
+            .any(|e| e.to_string().contains("expired")),
+        "an expiry was survived: {:?}",
+        errors.borrow()
+    );
+    resumed_every_time(&uma).await;
+    client.close();
+}
+
+#[wasm_bindgen_test]
+async fn the_snapshot_is_shared_until_something_changes() {
+    let vic = unique("vic");
+    let bank = format!("a:{vic}");
+    let client = InventoryClient::new(ws_url(), vic.clone().into(), fast_options()).unwrap();
+    JsFuture::from(client.connect()).await.unwrap();
+    eventually("descriptors", || {
+        plain(&client.get_snapshot()).to_string().contains("ready")
+            && !plain(&client.get_snapshot())
+                .to_string()
+                .contains("loading")
+    })
+    .await;
+    let first = client.get_snapshot();
+    assert!(js_sys::Object::is(&first, &client.get_snapshot()));
+    assert!(js_sys::Object::is_frozen(
+        first.unchecked_ref::<js_sys::Object>()
+    ));
+    let (ticks, on_tick) = recorder();
+    let _stop = client.subscribe(on_tick);
+    let grant = json!({"user": vic, "owner": bank, "item": "wood", "qty": 1});
+    control("POST", "/test/grant", Some(grant)).await;
+    eventually("the delta", || qty(&client, &bank, "wood") == Some(11)).await;
+    assert!(!ticks.borrow().is_empty());
+    let second = client.get_snapshot();
+    assert!(!js_sys::Object::is(&first, &second));
+    let at = |snapshot: &JsValue, i: u32| js_sys::Array::from(snapshot).get(i);
+    // The account changed; the hero did not and keeps its object.
+    assert!(!js_sys::Object::is(&at(&first, 0), &at(&second, 0)));
+    assert!(js_sys::Object::is(&at(&first, 1), &at(&second, 1)));
+    client.close();
 }

@@ -299,6 +299,20 @@ impl Session {
         }
     }
 
+    /// The settings it runs with.
+    #[must_use]
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Ends the session for good with `error`: the driver cannot go on (its
+    /// URL is unusable, say).
+    pub fn fail(&mut self, error: Error) {
+        if !matches!(self.phase, Phase::Closed) {
+            self.refused(error);
+        }
+    }
+
     /// The player's inventories and descriptors as held now.
     #[must_use]
     pub fn state(&self) -> &ClientState {

@@ -8,17 +8,30 @@ import init, {
   type InventoryChange,
   type InventoryError,
   type OwnerInventory,
+  type TokenSource,
 } from "inventory-sdk";
 
 export async function usage(token: string): Promise<number> {
   await init();
   const client = new InventoryClient("ws://127.0.0.1:7000/v1/ws", token, {
-    descriptorUrl: "",
+    descriptorUrl: "same-origin",
+    descriptorToken: "read-token",
     encoding: "msgpack",
     reconnectMinDelayMs: 50,
   });
-  const plain = new InventoryClient("/v1/ws", token);
-  plain.free();
+  const provider: TokenSource = async () => token;
+  const refreshing = new InventoryClient("/v1/ws", provider, { descriptorUrl: "https://descriptors.example" });
+  refreshing.free();
+  const plain = new InventoryClient("/v1/ws", token, { descriptorUrl: null });
+  plain[Symbol.dispose]();
+
+  // React: useSyncExternalStore(client.subscribe.bind(client), client.getSnapshot.bind(client)).
+  const stop: () => void = client.subscribe(() => {
+    const snapshot: readonly OwnerInventory[] = client.getSnapshot();
+    const created: number | undefined = snapshot[0]?.items[0]?.descriptor?.createdAt;
+    console.log(snapshot.length, created);
+  });
+  stop();
 
   const unsubscribe: () => void = client.onChange((changes: InventoryChange[]) => {
     for (const change of changes) {
