@@ -106,7 +106,12 @@ fn js_random() -> f64 {
 pub(crate) fn encoding_named(name: &str) -> Result<Encoding, Error> {
     match name {
         "json" => Ok(Encoding::Json),
-        "msgpack" => Ok(Encoding::MessagePack),
+        "msgpack" if Encoding::MessagePack.is_built_in() => Ok(Encoding::MessagePack),
+        "msgpack" => Err(Error::InvalidOption(
+            "this build of the SDK has no MessagePack (build sdk-wasm with its `msgpack` \
+             feature); use \"json\""
+                .into(),
+        )),
         other => Err(Error::InvalidOption(format!(
             "encoding must be \"json\" or \"msgpack\", not {other:?}"
         ))),
@@ -435,7 +440,10 @@ mod tests {
     #[test]
     fn options_are_camel_case_and_checked() {
         let config = options(
-            r#"{"descriptorUrl": "same-origin", "descriptorToken": "r", "encoding": "msgpack", "reconnectMinDelayMs": 5, "pingIntervalMs": 0}"#,
+            &format!(
+                r#"{{"descriptorUrl": "same-origin", "descriptorToken": "r", "encoding": "{}", "reconnectMinDelayMs": 5, "pingIntervalMs": 0}}"#,
+                if cfg!(feature = "msgpack") { "msgpack" } else { "json" }
+            ),
         )
         .unwrap();
         assert_eq!(
@@ -446,7 +454,14 @@ mod tests {
             })
         );
         assert!(config.session.fetch_descriptors);
-        assert_eq!(config.session.encoding, Encoding::MessagePack);
+        assert_eq!(
+            config.session.encoding,
+            if cfg!(feature = "msgpack") {
+                Encoding::MessagePack
+            } else {
+                Encoding::Json
+            }
+        );
         assert_eq!(config.session.reconnect_min_delay, Duration::from_millis(5));
         assert_eq!(config.session.ping_interval, Duration::from_millis(1));
         let none = options(r#"{"descriptorUrl": null}"#).unwrap();

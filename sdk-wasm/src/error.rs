@@ -40,7 +40,7 @@ impl Error {
             .dyn_ref::<js_sys::Error>()
             .map(|error| String::from(error.message()))
             .or_else(|| value.as_string())
-            .unwrap_or_else(|| format!("{value:?}"));
+            .unwrap_or_else(|| "a browser API failed without a message".to_owned());
         Self::Browser(message)
     }
 }

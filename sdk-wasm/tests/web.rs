@@ -161,6 +161,24 @@ fn a_gap_asks_for_a_resume() {
     assert!(state.needs_resume());
 }
 
+#[cfg(not(feature = "msgpack"))]
+#[wasm_bindgen_test]
+fn message_pack_is_refused_clearly_by_the_lean_build() {
+    let error = InventoryState::new(Some("msgpack".into())).unwrap_err();
+    assert_eq!(
+        Reflect::get(&error, &"code".into()).unwrap(),
+        "malformed_request"
+    );
+    assert!(
+        js_sys::Error::from(error)
+            .message()
+            .as_string()
+            .unwrap()
+            .contains("msgpack")
+    );
+}
+
+#[cfg(feature = "msgpack")]
 #[wasm_bindgen_test]
 fn message_pack_frames_are_read_from_bytes() {
     let mut state = InventoryState::new(Some("msgpack".into())).unwrap();

@@ -575,8 +575,8 @@ impl Session {
             let timeout = std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
-                    "no inventories within {:?} of connecting",
-                    self.config.connect_timeout
+                    "no inventories within {} ms of connecting",
+                    self.config.connect_timeout.as_millis()
                 ),
             );
             self.lost(now, Error::transport(timeout));
