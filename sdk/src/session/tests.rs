@@ -370,28 +370,53 @@ fn a_gap_asks_the_node_to_resume_on_the_open_socket() {
     );
 }
 
+/// Each row: a frame that breaks the contract, and the code reported.
 #[test]
 fn garbage_from_the_node_is_reported_and_the_session_starts_over() {
-    let (mut h, id) = Harness::connected();
-    h.session.frame(h.now, id, b"{\"type\":\"surprise\"}");
-    let errors: Vec<ErrorCode> = h
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            SessionEvent::Error(e) => Some(e.code()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(errors, [ErrorCode::MalformedRequest]);
-    assert!(h.actions().contains(&Action::CloseSocket));
-    assert_eq!(h.session.stats().bad_frames, 1);
-    h.next_timer();
-    let id = h.opened();
-    h.session.socket_opened(h.now, id);
-    assert!(
-        is_hello(&h.sent()[0]).expect("hello").1.is_some(),
-        "resumes"
-    );
+    let oversized = vec![b' '; protocol::MAX_SERVER_FRAME_BYTES + 1];
+    let cases: [(&str, &[u8], ErrorCode); 5] = [
+        (
+            "unknown type",
+            b"{\"type\":\"surprise\"}",
+            ErrorCode::MalformedRequest,
+        ),
+        ("not JSON", b"\xff\xfe", ErrorCode::MalformedRequest),
+        (
+            "type not first",
+            b"{\"nonce\":1,\"type\":\"pong\"}",
+            ErrorCode::MalformedRequest,
+        ),
+        (
+            "a field missing",
+            b"{\"type\":\"welcome\",\"owners\":[]}",
+            ErrorCode::MalformedRequest,
+        ),
+        ("oversized", &oversized, ErrorCode::PayloadTooLarge),
+    ];
+    for (name, frame, code) in cases {
+        let (mut h, id) = Harness::connected();
+        let before = h.session.state().view();
+        h.session.frame(h.now, id, frame);
+        let errors: Vec<ErrorCode> = h
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                SessionEvent::Error(e) => Some(e.code()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors, [code], "{name}");
+        assert!(h.actions().contains(&Action::CloseSocket), "{name}");
+        assert_eq!(h.session.stats().bad_frames, 1, "{name}");
+        assert_eq!(h.session.state().view(), before, "{name}: nothing shown");
+        h.next_timer();
+        let id = h.opened();
+        h.session.socket_opened(h.now, id);
+        assert!(
+            is_hello(&h.sent()[0]).expect("hello").1.is_some(),
+            "{name}: resumes"
+        );
+    }
 }
 
 #[test]
