@@ -365,27 +365,7 @@ async fn close_rejects_a_pending_connect() {
 /// An unsigned JWT for `user` expiring `seconds` from now, as the stub reads
 /// them (it checks `exp`, not the signature).
 fn short_token(user: &str, seconds: f64) -> String {
-    fn b64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..=chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    }
-    let exp = (js_sys::Date::now() / 1000.0 + seconds) as u64;
-    format!(
-        "{}.{}.unsigned",
-        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
-        b64(json!({"sub": user, "exp": exp}).to_string().as_bytes())
-    )
+    sdk::testing::unsigned_jwt(user, (js_sys::Date::now() / 1000.0 + seconds) as u64)
 }
 
 /// A token provider (`() => Promise<string>`) handing out 2 s tokens for

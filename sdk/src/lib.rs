@@ -88,6 +88,8 @@ mod fixtures;
 mod native;
 mod session;
 mod state;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 mod view;
 
 pub use descriptor_cache::{DescriptorCache, DescriptorState};

@@ -64,26 +64,7 @@ fn welcome(owners: &[OwnerId]) -> ServerMessage {
 
 /// An unsigned JWT whose `exp` is `exp_ms` (rounded down to seconds).
 fn jwt(exp_ms: Millis) -> String {
-    fn b64(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..=chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    }
-    format!(
-        "{}.{}.sig",
-        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
-        b64(format!(r#"{{"sub":"alice","exp":{}}}"#, exp_ms / 1000).as_bytes())
-    )
+    crate::testing::unsigned_jwt("alice", exp_ms / 1000)
 }
 
 /// A session and its clock, with helpers that feed it and read it out.
@@ -429,13 +410,7 @@ fn a_provider_is_asked_before_connecting_and_before_expiry() {
     let id = h.opened();
     h.session.socket_opened(h.now, id);
     assert_eq!(is_hello(&h.sent()[0]).expect("hello").0, first);
-    h.receive(id, &welcome(&[bank()]));
-    h.receive(
-        id,
-        &ServerMessage::Snapshot {
-            owners: vec![snapshot(&bank(), 3, 10)],
-        },
-    );
+    h.hydrate(id, snapshot(&bank(), 3, 10));
     assert_eq!(h.ready(), [Ok(())]);
     let _ = h.actions();
     // Three quarters of the 8 s lifetime: a fresh token, sent on the open
@@ -461,13 +436,7 @@ fn an_expiry_close_reconnects_at_once_with_a_fresh_token() {
     h.session.token(h.now, Ok(jwt(T0 + 4_000)));
     let id = h.opened();
     h.session.socket_opened(h.now, id);
-    h.receive(id, &welcome(&[bank()]));
-    h.receive(
-        id,
-        &ServerMessage::Snapshot {
-            owners: vec![snapshot(&bank(), 3, 10)],
-        },
-    );
+    h.hydrate(id, snapshot(&bank(), 3, 10));
     let _ = (h.actions(), h.events());
     // The proactive refresh fails; the node closes at expiry.
     h.advance_to(T0 + 3_000);
@@ -519,13 +488,7 @@ fn descriptors_are_batched_and_retried_after_a_retryable_failure() {
     h.session.connect(h.now);
     let id = h.opened();
     h.session.socket_opened(h.now, id);
-    h.receive(id, &welcome(&[bank()]));
-    h.receive(
-        id,
-        &ServerMessage::Snapshot {
-            owners: vec![snapshot(&bank(), 3, 10)],
-        },
-    );
+    h.hydrate(id, snapshot(&bank(), 3, 10));
     assert!(
         !h.actions()
             .iter()
@@ -646,14 +609,19 @@ proptest! {
 }
 
 impl Harness {
+    /// The node welcomes the client with `bank` alone, then sends it.
+    fn hydrate(&mut self, id: SocketId, bank: OwnerSnapshot) {
+        self.receive(id, &welcome(std::slice::from_ref(&bank.owner)));
+        self.receive(id, &ServerMessage::Snapshot { owners: vec![bank] });
+    }
+
     /// Connected with the bank alone, held as `bank`.
     fn connected_with(bank: OwnerSnapshot) -> (Self, SocketId) {
         let mut h = Self::fixed();
         h.session.connect(h.now);
         let id = h.opened();
         h.session.socket_opened(h.now, id);
-        h.receive(id, &welcome(std::slice::from_ref(&bank.owner)));
-        h.receive(id, &ServerMessage::Snapshot { owners: vec![bank] });
+        h.hydrate(id, bank);
         assert_eq!(h.ready(), [Ok(())]);
         let _ = (h.actions(), h.events());
         (h, id)
