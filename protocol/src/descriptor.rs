@@ -83,8 +83,12 @@ pub struct CraftInput {
 }
 
 /// A free-form attribute value: a scalar, never a nested structure.
+///
+/// On the wire the bare scalar. Decoding takes whatever scalar comes (an
+/// integer beyond `i64` becomes a float), without serde's buffering of
+/// untagged enums.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Debug, Serialize)]
 #[serde(untagged)]
 pub enum AttributeValue {
     /// `true` or `false`.
@@ -95,6 +99,45 @@ pub enum AttributeValue {
     Float(f64),
     /// Text, at most [`MAX_ATTRIBUTE_TEXT_LEN`] bytes.
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for AttributeValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl serde::de::Visitor<'_> for Scalar {
+            type Value = AttributeValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a boolean, a number or a string")
+            }
+
+            fn visit_bool<E>(self, v: bool) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Bool(v))
+            }
+
+            fn visit_i64<E>(self, v: i64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Int(v))
+            }
+
+            #[allow(clippy::cast_precision_loss)] // Beyond i64 only a float can hold it.
+            fn visit_u64<E>(self, v: u64) -> Result<AttributeValue, E> {
+                Ok(i64::try_from(v).map_or(AttributeValue::Float(v as f64), AttributeValue::Int))
+            }
+
+            fn visit_f64<E>(self, v: f64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Float(v))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Text(v.to_owned()))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Text(v))
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
 }
 
 /// Everything about one item except who holds how many.

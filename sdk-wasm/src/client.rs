@@ -23,9 +23,10 @@ use crate::js_view;
 #[derive(Deserialize, Default, Debug, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct Options {
-    /// `"same-origin"`, a URL, or `null` (no descriptors); absent is
-    /// reported at `connect()`.
-    descriptor_url: Option<serde_json::Value>,
+    /// `"same-origin"`, a URL, or `null` (no descriptors); absent
+    /// (`None`) is reported at `connect()`.
+    #[serde(default, deserialize_with = "present")]
+    descriptor_url: Option<Option<String>>,
     descriptor_token: Option<String>,
     encoding: Option<String>,
     descriptor_capacity: Option<usize>,
@@ -39,16 +40,16 @@ pub(crate) struct Options {
 impl Options {
     pub(crate) fn into_config(self, url: String, token: TokenSource) -> Result<Config, Error> {
         let mut session = SessionConfig::default();
-        let descriptors = match self.descriptor_url {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(base)) if !base.is_empty() => Some(DescriptorSource {
+        let descriptors = match self.descriptor_url.flatten() {
+            None => None,
+            Some(base) if !base.is_empty() => Some(DescriptorSource {
                 endpoint: batch_endpoint(&base),
                 token: self.descriptor_token,
             }),
-            Some(other) => {
-                return Err(Error::InvalidOption(format!(
-                    "descriptorUrl must be \"same-origin\", a URL, or null, not {other}"
-                )));
+            Some(_) => {
+                return Err(Error::InvalidOption(
+                    "descriptorUrl must be \"same-origin\", a URL, or null, not \"\"".into(),
+                ));
             }
         };
         session.fetch_descriptors = descriptors.is_some();
@@ -100,6 +101,11 @@ fn js_random() -> f64 {
     {
         0.5
     }
+}
+
+/// A field that is present: `Some` of its value, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// The encoding named `"json"` or `"msgpack"`.

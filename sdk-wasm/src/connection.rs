@@ -13,7 +13,6 @@
 //! view, close) without re-entrancy.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -165,20 +164,26 @@ impl Driver {
         }
         let view = self.session.state().view();
         let array = js_sys::Array::new();
-        let mut owners = BTreeMap::new();
+        let mut owners = Vec::with_capacity(view.owners.len());
         for owner in &view.owners {
-            let object = match self.snapshot.owners.remove(&owner.owner) {
-                Some(object) if !self.snapshot.changed.contains(&owner.owner) => object,
-                _ => deep_freeze(to_plain(&crate::js_view::owner(owner))),
+            let kept = self
+                .snapshot
+                .owners
+                .iter()
+                .find(|(id, _)| *id == owner.owner)
+                .filter(|_| !self.snapshot.changed.contains(&owner.owner));
+            let object = match kept {
+                Some((_, object)) => object.clone(),
+                None => deep_freeze(to_plain(&crate::js_view::owner(owner))),
             };
             array.push(&object);
-            owners.insert(owner.owner.clone(), object);
+            owners.push((owner.owner.clone(), object));
         }
         let array: JsValue = js_sys::Object::freeze(&array).into();
         self.snapshot = Snapshot {
             array: Some(array.clone()),
             owners,
-            changed: BTreeSet::new(),
+            changed: Vec::new(),
         };
         array
     }
@@ -195,9 +200,11 @@ impl Driver {
             while let Some(event) = self.session.poll_event() {
                 self.outbox.push(match event {
                     SessionEvent::Changes(changes) => {
-                        self.snapshot
-                            .changed
-                            .extend(changes.iter().map(|c| c.owner().clone()));
+                        for change in &changes {
+                            if !self.snapshot.changed.contains(change.owner()) {
+                                self.snapshot.changed.push(change.owner().clone());
+                            }
+                        }
                         Event::Changes(changes)
                     }
                     SessionEvent::Connection(state) => Event::Connection(js_connection(state)),
@@ -361,12 +368,14 @@ impl Driver {
     }
 }
 
-/// The last snapshot handed out, and the owners changed since.
+/// The last snapshot handed out, and the owners changed since. (A player
+/// has a handful of owners: plain vectors, and no map type more in the
+/// bundle.)
 #[derive(Default)]
 struct Snapshot {
     array: Option<JsValue>,
-    owners: BTreeMap<OwnerId, JsValue>,
-    changed: BTreeSet<OwnerId>,
+    owners: Vec<(OwnerId, JsValue)>,
+    changed: Vec<OwnerId>,
 }
 
 /// Freezes a plain object or array and everything in it.

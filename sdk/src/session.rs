@@ -838,10 +838,15 @@ struct SocketClosed {
 /// verifies; the client only schedules its refresh). `None` for anything
 /// that is not a JWT with a numeric `exp`.
 fn jwt_expiry(token: &str) -> Option<Millis> {
+    /// The one claim the session reads.
+    #[derive(serde::Deserialize)]
+    struct Expiry {
+        exp: u64,
+    }
     let payload = token.split('.').nth(1)?;
     let json = base64url_decode(payload)?;
-    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    claims.get("exp")?.as_u64()?.checked_mul(1000)
+    let claims: Expiry = serde_json::from_slice(&json).ok()?;
+    claims.exp.checked_mul(1000)
 }
 
 /// Unpadded base64url, as JWTs use it.
