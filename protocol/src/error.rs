@@ -16,7 +16,7 @@ use crate::{
 macro_rules! error_codes {
     ($($(#[$doc:meta])* $variant:ident = ($code:literal, $status:literal, $retryable:literal),)*) => {
         /// A stable, machine-readable error code.
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
         #[serde(rename_all = "snake_case")]
         #[non_exhaustive]
         pub enum ErrorCode {
@@ -139,6 +139,30 @@ error_codes! {
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Read from its stable string by a search of the table (a derived decoder
+/// would compile a match of every name twice, for `&str` and for bytes).
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Code;
+        impl serde::de::Visitor<'_> for Code {
+            type Value = ErrorCode;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an error code")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ErrorCode, E> {
+                ErrorCode::ALL
+                    .iter()
+                    .copied()
+                    .find(|code| code.as_str() == v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_str(Code)
     }
 }
 
