@@ -527,7 +527,7 @@ impl Session {
                 } else {
                     // Ask again a little later; the node's expiry close asks
                     // again anyway.
-                    self.token.refresh_at = Some(now + self.backoff_delay(1).as_millis() as u64);
+                    self.token.refresh_at = Some(now + millis(self.backoff_delay(1)));
                 }
             }
         }
@@ -561,7 +561,7 @@ impl Session {
                 if retryable && self.descriptor_retry_at.is_none() {
                     self.descriptor_failures += 1;
                     let delay = self.backoff_delay(self.descriptor_failures);
-                    self.descriptor_retry_at = Some(now + delay.as_millis() as u64);
+                    self.descriptor_retry_at = Some(now + millis(delay));
                 }
             }
         }
@@ -576,7 +576,7 @@ impl Session {
                 std::io::ErrorKind::TimedOut,
                 format!(
                     "no inventories within {} ms of connecting",
-                    self.config.connect_timeout.as_millis()
+                    millis(self.config.connect_timeout)
                 ),
             );
             self.lost(now, Error::transport(timeout));
@@ -639,7 +639,7 @@ impl Session {
         self.socket = Some(id);
         self.stats.sockets += 1;
         self.phase = Phase::Opening;
-        self.connect_deadline = Some(now + self.config.connect_timeout.as_millis() as u64);
+        self.connect_deadline = Some(now + millis(self.config.connect_timeout));
         self.actions.push_back(Action::Open(id));
     }
 
@@ -701,7 +701,7 @@ impl Session {
     }
 
     fn ping(&mut self, now: Millis) {
-        let interval = self.config.ping_interval.as_millis() as u64;
+        let interval = millis(self.config.ping_interval);
         if now.saturating_sub(self.last_frame) > 2 * interval {
             self.drop_socket();
             let silent = std::io::Error::new(
@@ -770,7 +770,7 @@ impl Session {
         self.phase = Phase::Backoff;
         self.next_ping = None;
         self.connect_deadline = None;
-        self.reconnect_at = Some(now + delay.as_millis() as u64);
+        self.reconnect_at = Some(now + millis(delay));
         self.set_connection(ConnectionState::Reconnecting {
             attempt: self.attempt,
             delay,
@@ -809,7 +809,7 @@ impl Session {
         if self.config.batch_window.is_zero() {
             self.flush_descriptors();
         } else if self.flush_at.is_none() {
-            self.flush_at = Some(now + self.config.batch_window.as_millis() as u64);
+            self.flush_at = Some(now + millis(self.config.batch_window));
         }
     }
 
@@ -820,6 +820,11 @@ impl Session {
                 .push_back(Action::FetchDescriptors(chunk.to_vec()));
         }
     }
+}
+
+/// A duration in whole milliseconds (saturating).
+fn millis(duration: Duration) -> Millis {
+    Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
 }
 
 fn token_of(token: &Token) -> String {
