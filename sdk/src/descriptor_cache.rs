@@ -1,11 +1,10 @@
 //! The client's bounded descriptor cache: what it knows about each item id,
 //! including negative answers, and which ids it still has to fetch.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use lru::LruCache;
 use protocol::{BatchGetResponse, Descriptor, ItemId};
 
 /// What the client knows about one item's descriptor.
@@ -55,8 +54,24 @@ impl DescriptorState {
 ///   number of distinct items a player holds.
 #[derive(Debug)]
 pub struct DescriptorCache {
-    entries: LruCache<ItemId, DescriptorState>,
-    in_flight: HashSet<ItemId>,
+    /// Answers and ids being fetched, in one ordered map (the browser
+    /// bundle then carries no hash map).
+    entries: BTreeMap<ItemId, Slot>,
+    /// How many entries are answers.
+    answers: usize,
+    capacity: NonZeroUsize,
+    /// Counts uses, so that the least recently used answer is the one with
+    /// the smallest stamp.
+    clock: u64,
+}
+
+/// One id's entry.
+#[derive(Debug)]
+enum Slot {
+    /// An answer, last used at `used`.
+    Known { state: DescriptorState, used: u64 },
+    /// Being fetched.
+    Fetching,
 }
 
 impl DescriptorCache {
@@ -64,38 +79,50 @@ impl DescriptorCache {
     #[must_use]
     pub fn new(capacity: NonZeroUsize) -> Self {
         Self {
-            entries: LruCache::new(capacity),
-            in_flight: HashSet::new(),
+            entries: BTreeMap::new(),
+            answers: 0,
+            capacity,
+            clock: 0,
         }
     }
 
     /// The most answers the cache holds.
     #[must_use]
     pub fn capacity(&self) -> NonZeroUsize {
-        self.entries.cap()
+        self.capacity
     }
 
     /// How many answers the cache holds.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.answers
     }
 
     /// Whether the cache holds no answer.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.answers == 0
     }
 
     /// What is known about `id`, without making it recent.
     #[must_use]
     pub fn peek(&self, id: &ItemId) -> DescriptorState {
-        self.entries.peek(id).cloned().unwrap_or_default()
+        match self.entries.get(id) {
+            Some(Slot::Known { state, .. }) => state.clone(),
+            _ => DescriptorState::Loading,
+        }
     }
 
     /// What is known about `id`, making it recent.
     pub fn get(&mut self, id: &ItemId) -> DescriptorState {
-        self.entries.get(id).cloned().unwrap_or_default()
+        self.clock += 1;
+        match self.entries.get_mut(id) {
+            Some(Slot::Known { state, used }) => {
+                *used = self.clock;
+                state.clone()
+            }
+            _ => DescriptorState::Loading,
+        }
     }
 
     /// The ids among `ids` that are neither cached nor being fetched, in
@@ -104,8 +131,14 @@ impl DescriptorCache {
     pub fn to_fetch<'a>(&mut self, ids: impl IntoIterator<Item = &'a ItemId>) -> Vec<ItemId> {
         let mut wanted = Vec::new();
         for id in ids {
-            if self.entries.get(id).is_none() && self.in_flight.insert(id.clone()) {
-                wanted.push(id.clone());
+            self.clock += 1;
+            match self.entries.get_mut(id) {
+                Some(Slot::Known { used, .. }) => *used = self.clock,
+                Some(Slot::Fetching) => {}
+                None => {
+                    self.entries.insert(id.clone(), Slot::Fetching);
+                    wanted.push(id.clone());
+                }
             }
         }
         wanted
@@ -132,11 +165,23 @@ impl DescriptorCache {
             );
         let mut changed = Vec::new();
         for (id, state) in answers {
-            self.in_flight.remove(id);
-            if self.entries.peek(id) != Some(&state) {
-                changed.push(id.clone());
+            self.clock += 1;
+            let slot = Slot::Known {
+                state,
+                used: self.clock,
+            };
+            match self.entries.insert(id.clone(), slot) {
+                Some(Slot::Known { state: old, .. }) => {
+                    if Some(&old) != self.entries.get(id).and_then(Slot::state) {
+                        changed.push(id.clone());
+                    }
+                }
+                Some(Slot::Fetching) | None => {
+                    self.answers += 1;
+                    changed.push(id.clone());
+                }
             }
-            self.entries.put(id.clone(), state);
+            self.evict();
         }
         changed
     }
@@ -144,13 +189,46 @@ impl DescriptorCache {
     /// Reports that fetching `ids` failed, so that `to_fetch` offers them again.
     pub fn fetch_failed<'a>(&mut self, ids: impl IntoIterator<Item = &'a ItemId>) {
         for id in ids {
-            self.in_flight.remove(id);
+            if matches!(self.entries.get(id), Some(Slot::Fetching)) {
+                self.entries.remove(id);
+            }
         }
     }
 
     /// Drops what is known about `id`, so that it is fetched again.
     pub fn forget(&mut self, id: &ItemId) {
-        self.entries.pop(id);
+        if matches!(self.entries.get(id), Some(Slot::Known { .. })) {
+            self.entries.remove(id);
+            self.answers -= 1;
+        }
+    }
+
+    /// Drops the least recently used answers beyond the capacity (a scan:
+    /// answers arrive a batch at a time, and the cache is a few thousand).
+    fn evict(&mut self) {
+        while self.answers > self.capacity.get() {
+            let oldest = self
+                .entries
+                .iter()
+                .filter_map(|(id, slot)| match slot {
+                    Slot::Known { used, .. } => Some((*used, id)),
+                    Slot::Fetching => None,
+                })
+                .min()
+                .map(|(_, id)| id.clone());
+            let Some(oldest) = oldest else { return };
+            self.entries.remove(&oldest);
+            self.answers -= 1;
+        }
+    }
+}
+
+impl Slot {
+    fn state(&self) -> Option<&DescriptorState> {
+        match self {
+            Self::Known { state, .. } => Some(state),
+            Self::Fetching => None,
+        }
     }
 }
 
