@@ -424,11 +424,13 @@ impl InventoryClient {
         self.run(|driver, now| driver.session_mut().reconnect(now));
     }
 
-    /// Closes the connection for good; a pending `connect()` rejects. The
-    /// client's wasm memory is freed by `free()` (or `using`, through
-    /// `Symbol.dispose`).
+    /// Closes the connection for good and frees what the client holds in
+    /// wasm memory (inventories, descriptors, listeners); a pending
+    /// `connect()` rejects. `free()` (or `using`, through `Symbol.dispose`)
+    /// also frees the client object itself.
     pub fn close(&self) {
         self.run(|driver, _| driver.session_mut().close());
+        self.shared.borrow_mut().release();
     }
 }
 

@@ -188,6 +188,15 @@ impl Driver {
         array
     }
 
+    /// Lets go of everything but the (closed, emptied) session: the socket,
+    /// the timer, the snapshot cache and the listeners.
+    pub fn release(&mut self) {
+        self.socket = None;
+        self.timer = None;
+        self.snapshot = Snapshot::default();
+        self.listeners = Listeners::default();
+    }
+
     /// Does what the session asks and queues what it says, until it has
     /// nothing more; then arms the timer for its next deadline.
     fn pump(&mut self, me: &Weak<RefCell<Driver>>) {

@@ -490,4 +490,5 @@ async fn the_snapshot_is_shared_until_something_changes() {
     assert!(!js_sys::Object::is(&at(&first, 0), &at(&second, 0)));
     assert!(js_sys::Object::is(&at(&first, 1), &at(&second, 1)));
     client.close();
+    assert_eq!(plain(&client.get_snapshot()), json!([]), "close frees");
 }

@@ -385,11 +385,13 @@ impl Session {
         self.open(now);
     }
 
-    /// Closes for good.
+    /// Closes for good, and lets go of the inventories and descriptors held
+    /// (the view is empty afterwards).
     pub fn close(&mut self) {
         if matches!(self.phase, Phase::Closed) {
             return;
         }
+        self.state = ClientState::new(self.config.descriptor_capacity);
         self.drop_socket();
         self.phase = Phase::Closed;
         self.clear_timers();

@@ -526,6 +526,9 @@ fn close_is_final_and_settles_a_pending_connect() {
     assert_eq!(h.ready(), [Err(ErrorCode::Unavailable)]);
     assert_eq!(h.session.connection(), ConnectionState::Closed);
     assert_eq!(h.session.poll_timeout(), None);
+    let (mut h, _) = Harness::connected();
+    h.session.close();
+    assert!(h.session.state().view().owners.is_empty(), "close lets go");
 }
 
 #[test]
