@@ -9,8 +9,17 @@ use anyhow::{Context, Result, ensure};
 
 /// The toolchain's own cargo when run through `cargo xtask`, so every step
 /// uses the same toolchain as the xtask build itself.
+///
+/// Without incremental compilation unless the caller's environment asks for
+/// it: xtask's builds are whole runs (CI, benches), where incremental data
+/// only costs disk (gigabytes for the test build, and a CI machine short of
+/// disk killed the linker).
 pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        command.env("CARGO_INCREMENTAL", "0");
+    }
+    command
 }
 
 /// Runs `command` with inherited stdio, echoing it first; fails unless it exits successfully.
