@@ -1430,8 +1430,8 @@ impl StoreScan for MongoStore {
             };
             for mut doc in docs {
                 if doc.contains_key(BUCKETS) {
-                    let record = owner_record(&doc)?;
-                    self.with_buckets(&record.owner, &mut doc).await?;
+                    let owner = document::owner_id(&doc)?;
+                    self.with_buckets(&owner, &mut doc).await?;
                 }
                 visit(owner_record(&doc)?);
             }

@@ -392,12 +392,7 @@ impl Session {
             return;
         }
         self.state = ClientState::new(self.config.descriptor_capacity);
-        self.drop_socket();
-        self.phase = Phase::Closed;
-        self.clear_timers();
-        self.token.refresh_at = None;
-        self.settle(Err(Error::Closed));
-        self.set_connection(ConnectionState::Closed);
+        self.end(Error::Closed);
     }
 
     /// The socket `id` is open: say hello.
@@ -407,9 +402,7 @@ impl Session {
         }
         self.last_frame = now;
         self.phase = Phase::Hydrating(None);
-        let hello = self
-            .state
-            .hello(self.token.current.clone().unwrap_or_default());
+        let hello = self.state.hello(self.current_token());
         self.send(&hello);
     }
 
@@ -492,7 +485,7 @@ impl Session {
         self.check_hydrated(now);
         if let Some(resume) = self.state.take_resume_request() {
             self.send(&ClientMessage::Hello {
-                token: self.token.current.clone().unwrap_or_default(),
+                token: self.current_token(),
                 resume: Some(resume),
             });
         }
@@ -516,7 +509,7 @@ impl Session {
                     // new expiry from this hello, and resumes from the held
                     // versions (nothing is sent twice for long).
                     let hello = ClientMessage::Hello {
-                        token: token_of(&self.token),
+                        token: self.current_token(),
                         resume: Some(self.state.resume_versions()),
                     };
                     self.send(&hello);
@@ -613,6 +606,11 @@ impl Session {
             _ => None,
         };
         self.token.current = Some(token);
+    }
+
+    /// The token to say hello with (empty while none has arrived).
+    fn current_token(&self) -> String {
+        self.token.current.clone().unwrap_or_default()
     }
 
     fn ask_token(&mut self, open_after: bool) {
@@ -722,7 +720,12 @@ impl Session {
     /// The node refused the client for good: close and say why.
     fn refused(&mut self, error: Error) {
         self.events.push_back(SessionEvent::Error(error.clone()));
-        self.settle(Err(error));
+        self.end(error);
+    }
+
+    /// Ends the session for good; a pending `connect()` fails with `why`.
+    fn end(&mut self, why: Error) {
+        self.settle(Err(why));
         self.drop_socket();
         self.phase = Phase::Closed;
         self.clear_timers();
@@ -760,11 +763,7 @@ impl Session {
     fn lost(&mut self, now: Millis, error: Error) {
         self.events.push_back(SessionEvent::Error(error.clone()));
         if !self.ever_connected {
-            self.settle(Err(error));
-            self.phase = Phase::Closed;
-            self.clear_timers();
-            self.token.refresh_at = None;
-            self.set_connection(ConnectionState::Closed);
+            self.end(error);
             return;
         }
         self.attempt += 1;
@@ -827,10 +826,6 @@ impl Session {
 /// A duration in whole milliseconds (saturating).
 fn millis(duration: Duration) -> Millis {
     Millis::try_from(duration.as_millis()).unwrap_or(Millis::MAX)
-}
-
-fn token_of(token: &Token) -> String {
-    token.current.clone().unwrap_or_default()
 }
 
 /// A socket closed by the node or the network.

@@ -627,11 +627,16 @@ pub(crate) fn read_journal_entry(doc: &Document) -> Result<JournalEntry, Error> 
     }
 }
 
+/// The owner an owner document (read whole, as scans do) is about.
+pub(crate) fn owner_id(doc: &Document) -> Result<OwnerId, Error> {
+    let id = doc.get_str(ID).unwrap_or_default();
+    OwnerId::parse(id)
+        .map_err(|e| Error::Backend(format!("owner document {id:?} has a bad _id: {e}")))
+}
+
 /// An owner document read back raw: signed balances, zeros left out.
 pub(crate) fn owner_record(doc: &Document) -> Result<OwnerRecord, Error> {
-    let id = doc.get_str(ID).unwrap_or_default();
-    let owner = OwnerId::parse(id)
-        .map_err(|e| Error::Backend(format!("owner document {id:?} has a bad _id: {e}")))?;
+    let owner = owner_id(doc)?;
     let version = version_of(&owner, doc)?;
     let mut items = std::collections::BTreeMap::new();
     if let Ok(stored) = doc.get_document(ITEMS) {

@@ -178,3 +178,35 @@ async fn splits_racing_changes_from_two_nodes_lose_nothing() {
     assert_eq!(snapshot.version.get(), 1 + u64::from(applied));
     owners_replay_the_journal(&fresh, &[owner]).await;
 }
+
+/// A store forced onto the path without transactions (as a standalone
+/// deployment of the same database would be) refuses to change an owner a
+/// replica-set store has split, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_path_without_transactions_refuses_a_split_owner() {
+    let db = format!("{}_split_claims", database());
+    let store = split_store(&db).await;
+    let owner = OwnerId::account(fresh_user("claims"));
+    let names: Vec<String> = (0..10).map(|i| format!("gem-{i}")).collect();
+    apply(&store, &grant_many(&owner, names, 2)).await;
+    assert!(store.stats().splits >= 1);
+    let claims = MongoStore::connect(
+        MongoConfig::new(testkit::mongodb_uri())
+            .with_database(&db)
+            .with_transactions(false),
+    )
+    .await
+    .expect("connect");
+    let consume = Change::new(ChangeId::random())
+        .consume(owner.clone(), item("gem-3"), qty(1))
+        .validate()
+        .expect("valid");
+    let refused = claims.apply(&consume).await;
+    assert!(
+        matches!(&refused, Err(Error::Backend(why)) if why.contains("buckets")),
+        "{refused:?}"
+    );
+    let held = store.load(&owner).await.expect("load");
+    assert_eq!(held.items[&item("gem-3")], 2, "nothing written");
+    assert_eq!(held.version.get(), 1);
+}
